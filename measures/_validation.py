@@ -1,0 +1,158 @@
+"""Shared input validation (in the spirit of scikit-learn's ``check_array``).
+
+Every error is a ``ValueError`` whose message starts with ``measure '<name>':`` and names the problem.
+Inputs may be numpy arrays, torch tensors or nested lists; they come back as torch tensors on the
+input's device: float64 on the CPU, the input's floating dtype (float32 for integers) on other devices.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from measures._registry import MeasureInfo
+
+#: Rows of a probability matrix must sum to one within this tolerance (float32 outputs included).
+PROBABILITY_ATOL = 1e-4
+
+
+def as_tensor(measure: str, x: Any, what: str) -> torch.Tensor:
+    """Convert one input to a floating torch tensor (float64 on the CPU)."""
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged lists and the like
+            raise ValueError(f"measure {measure!r}: {what} is not an array ({exc})") from None
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise ValueError(f"measure {measure!r}: {what} must be numeric, got dtype {arr.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.device.type == "cpu":
+        return t.to(torch.float64)
+    return t if t.is_floating_point() else t.to(torch.float32)
+
+
+def _check_matrix(measure: str, t: torch.Tensor, what: str) -> None:
+    if t.ndim != 2:
+        raise ValueError(
+            f"measure {measure!r}: {what} must be 2-D (N x D), got {t.ndim}-D with shape {tuple(t.shape)}; "
+            "flatten or pool conv maps first"
+        )
+    if t.shape[1] == 0:
+        raise ValueError(f"measure {measure!r}: {what} has no columns")
+    if not torch.isfinite(t).all():
+        n_bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f"measure {measure!r}: {what} contains {n_bad} NaN or Inf value(s)")
+
+
+def _check_pair(measure: str, a: torch.Tensor, b: torch.Tensor, min_rows: int) -> None:
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"measure {measure!r}: row counts differ ({a.shape[0]} vs {b.shape[0]}); "
+            "both inputs must hold the same N instances in the same order"
+        )
+    if a.shape[0] < min_rows:
+        raise ValueError(f"measure {measure!r}: needs at least {min_rows} rows, got {a.shape[0]}")
+    if a.device != b.device:
+        raise ValueError(f"measure {measure!r}: inputs are on different devices ({a.device} vs {b.device})")
+
+
+def _check_probabilities(measure: str, t: torch.Tensor, what: str) -> None:
+    if (t < -PROBABILITY_ATOL).any():
+        raise ValueError(f"measure {measure!r}: {what} has negative entries; expected probabilities")
+    err = (t.sum(dim=1) - 1).abs().max().item()
+    if err > PROBABILITY_ATOL:
+        raise ValueError(
+            f"measure {measure!r}: rows of {what} do not sum to one (max deviation {err:.3g}); "
+            "expected probabilities (apply a softmax to logits first)"
+        )
+
+
+def validate(info: "MeasureInfo", args: Sequence[Any]) -> tuple[Any, ...]:
+    """Validate and convert the positional inputs of ``info``'s measure."""
+    name, kind = info.name, info.inputs
+    expected = 1 if kind == "outputs_group" else 2
+    if len(args) != expected:
+        raise ValueError(f"measure {name!r}: takes {expected} input(s) ({kind}), got {len(args)}")
+
+    if kind in ("representations", "outputs", "probabilities"):
+        a, b = (as_tensor(name, x, f"input {i + 1}") for i, x in enumerate(args))
+        _check_matrix(name, a, "input 1")
+        _check_matrix(name, b, "input 2")
+        _check_pair(name, a, b, info.min_rows)
+        if kind != "representations":
+            if a.shape[1] != b.shape[1]:
+                raise ValueError(
+                    f"measure {name!r}: class counts differ ({a.shape[1]} vs {b.shape[1]}); "
+                    "outputs must cover the same classes"
+                )
+            if a.shape[1] < 2:
+                raise ValueError(f"measure {name!r}: outputs need at least 2 classes, got {a.shape[1]}")
+        if kind == "probabilities":
+            _check_probabilities(name, a, "input 1")
+            _check_probabilities(name, b, "input 2")
+        return a, b
+
+    if kind == "outputs_group":
+        group = args[0]
+        if isinstance(group, (torch.Tensor, np.ndarray)) or not isinstance(group, Sequence) or len(group) < 2:
+            raise ValueError(f"measure {name!r}: takes a list of at least 2 output matrices (one per model)")
+        tensors = [as_tensor(name, x, f"output {i + 1}") for i, x in enumerate(group)]
+        for i, t in enumerate(tensors):
+            _check_matrix(name, t, f"output {i + 1}")
+            _check_probabilities(name, t, f"output {i + 1}")
+            if t.shape != tensors[0].shape:
+                raise ValueError(
+                    f"measure {name!r}: output {i + 1} has shape {tuple(t.shape)}, "
+                    f"output 1 has {tuple(tensors[0].shape)}; all must be N x C on the same inputs"
+                )
+        _check_pair(name, tensors[0], tensors[-1], info.min_rows)
+        return (tensors,)
+
+    if kind == "preactivations":
+        out = []
+        for side, layers in enumerate(args, start=1):
+            if isinstance(layers, (torch.Tensor, np.ndarray)) or not isinstance(layers, Sequence) or not layers:
+                raise ValueError(
+                    f"measure {name!r}: input {side} must be a non-empty list of per-layer N x D_l arrays"
+                )
+            tensors = [as_tensor(name, x, f"input {side} layer {l}") for l, x in enumerate(layers)]
+            for l, t in enumerate(tensors):
+                _check_matrix(name, t, f"input {side} layer {l}")
+            out.append(tensors)
+        rows = {t.shape[0] for layers in out for t in layers}
+        if len(rows) != 1:
+            raise ValueError(
+                f"measure {name!r}: layers have different row counts {sorted(rows)}; "
+                "all pre-activations must come from the same probe set"
+            )
+        _check_pair(name, out[0][0], out[1][0], info.min_rows)
+        return tuple(out)
+
+    return tuple(args)  # "models": the measure validates its own inputs
+
+
+def check_labels(measure: str, labels: Any, n_rows: int) -> torch.Tensor:
+    """Class labels: a 1-D integer vector with one entry per row."""
+    t = labels.detach() if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels))
+    if t.ndim != 1 or t.shape[0] != n_rows:
+        raise ValueError(f"measure {measure!r}: labels must be a vector of {n_rows} class indices, got {tuple(t.shape)}")
+    if t.is_floating_point() and not torch.equal(t, t.round()):
+        raise ValueError(f"measure {measure!r}: labels must be integer class indices")
+    return t.long()
+
+
+def n_rows(inputs: tuple[Any, ...]) -> int:
+    first = inputs[0]
+    while isinstance(first, (list, tuple)):
+        first = first[0]
+    return int(first.shape[0])
+
+
+def center_columns(x: torch.Tensor) -> torch.Tensor:
+    """Column-centred copy X - 1 x̄ᵀ (the centring matrix H is never materialised)."""
+    return x - x.mean(dim=0, keepdim=True)

@@ -1,0 +1,125 @@
+"""Property tests generated from every registered measure's metadata.
+
+A wrong flag fails here: identity, range, declared symmetry (and asymmetry), the metric axioms of
+declared metrics, every declared invariance on both arguments, and a violation of every invariance
+class a representational measure does *not* declare (the theory says it is not invariant, so a
+random transform of that class must move the value).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import ortho_group
+
+import measures
+from measures import UndefinedMeasureError
+from tests.measures.conftest import example_inputs, representations
+
+ARRAY_MEASURES = [n for n in measures.names() if measures.info(n).inputs != "models"]
+REPRESENTATION_MEASURES = measures.names(inputs="representations")
+# (N, D1, D2): N > D, unequal widths, and D > N (where the CCA family is degenerate).
+SHAPES = [(60, 8, 8), (50, 5, 12), (24, 30, 26)]
+
+
+def value(name, *args, **kwargs):
+    """The measure's value, or the string 'undefined' for a documented UndefinedMeasureError."""
+    try:
+        return measures.compute(name, *args, **kwargs)
+    except UndefinedMeasureError:
+        return "undefined"
+
+
+def close(a, b, tol=1e-6):
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+
+
+def transform(kind: str, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    d = x.shape[1]
+    if kind == "permutation":
+        return x[:, rng.permutation(d)]
+    if kind == "orthogonal":
+        return x @ ortho_group.rvs(d, random_state=rng) if d > 1 else -x
+    if kind == "isotropic_scaling":
+        return 3.7 * x
+    if kind == "translation":
+        return x + 4.0 * x.std() * rng.standard_normal(d)
+    if kind == "invertible_linear":
+        q1, q2 = ortho_group.rvs(d, random_state=rng), ortho_group.rvs(d, random_state=rng)
+        return x @ (q1 @ np.diag(np.geomspace(0.2, 5.0, d)) @ q2)
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("name", ARRAY_MEASURES)
+def test_metadata_is_complete(name):
+    info = measures.info(name)
+    assert info.reference and info.summary and info.version
+    assert info.range[0] < info.range[1]
+    assert not (info.metric and info.kind != "distance"), "metric=True is for distances"
+    implied = {"invertible_linear": {"orthogonal", "isotropic_scaling", "permutation"}, "orthogonal": {"permutation"}}
+    for inv, needs in implied.items():
+        if inv in info.invariances:
+            assert needs <= info.invariances, f"{inv} invariance implies {needs}"
+
+
+@pytest.mark.parametrize("name", ARRAY_MEASURES)
+def test_identity_and_range(name, rng):
+    info = measures.info(name)
+    args, kwargs = example_inputs(info, rng)
+    v = value(name, *args, **kwargs)
+    assert v != "undefined"
+    assert info.range[0] - 1e-9 <= v <= info.range[1] + 1e-9, f"{v} outside {info.range}"
+    if info.inputs == "outputs_group":
+        same = value(name, [args[0][0]] * len(args[0]), **kwargs)
+    else:
+        same = value(name, args[0], args[0], **kwargs)
+    assert close(same, info.identity_value), f"m(X, X) = {same}, expected {info.identity_value}"
+
+
+@pytest.mark.parametrize("name", [n for n in ARRAY_MEASURES if measures.info(n).inputs != "outputs_group"])
+def test_symmetry_flag(name, rng):
+    info = measures.info(name)
+    values = []
+    for _ in range(3):
+        args, kwargs = example_inputs(info, rng, d1=7, d2=7)
+        values.append((value(name, *args, **kwargs), value(name, *args[::-1], **kwargs)))
+    if info.symmetric:
+        for ab, ba in values:
+            assert close(ab, ba, 1e-9), f"declared symmetric but m(X,Y)={ab} != m(Y,X)={ba}"
+    else:
+        assert any(not close(ab, ba, 1e-9) for ab, ba in values), "declared asymmetric but always symmetric"
+
+
+@pytest.mark.parametrize("name", [n for n in ARRAY_MEASURES if measures.info(n).metric])
+def test_triangle_inequality(name, rng):
+    info = measures.info(name)
+    for _ in range(20):
+        (a, b), kwargs = example_inputs(info, rng, n=31, d1=10, d2=10)
+        (c, _), _ = example_inputs(info, rng, n=31, d1=10, d2=10)
+        ab, bc, ac = value(name, a, b, **kwargs), value(name, b, c, **kwargs), value(name, a, c, **kwargs)
+        assert min(ab, bc, ac) >= -1e-12
+        assert ac <= ab + bc + 1e-9, f"d(a,c)={ac} > d(a,b)+d(b,c)={ab + bc}"
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name", REPRESENTATION_MEASURES)
+def test_invariances(name, shape):
+    """Declared invariances hold on both sides; undeclared ones are violated on at least one side."""
+    info = measures.info(name)
+    rng = np.random.default_rng(7)
+    n, d1, d2 = shape
+    x, y = representations(rng, max(n, info.min_rows), d1, d2)
+    kwargs = {"labels": rng.integers(0, 5, size=x.shape[0])} if info.requires_labels else {}
+    base = value(name, x, y, **kwargs)
+    for kind in measures.INVARIANCES:
+        moved_x = value(name, transform(kind, x, rng), y, **kwargs)
+        moved_y = value(name, x, transform(kind, y, rng), **kwargs)
+        if kind in info.invariances:
+            assert close(base, moved_x), f"declared {kind}-invariant but X side moved {base} -> {moved_x}"
+            assert close(base, moved_y), f"declared {kind}-invariant but Y side moved {base} -> {moved_y}"
+        elif base != "undefined":
+            assert not (close(base, moved_x, 1e-4) and close(base, moved_y, 1e-4)), (
+                f"not declared {kind}-invariant, but the value did not move ({base})"
+            )
