@@ -23,7 +23,17 @@ from measures._registry import (
 )
 
 # Importing the family modules registers their measures (order is irrelevant: names are sorted).
-from measures import rsm, functional  # noqa: E402,F401  isort: skip
+from measures import (  # noqa: E402,F401  isort: skip
+    activation_region,
+    alignment,
+    cca,
+    functional,
+    neighbours,
+    rsm,
+    statistics,
+    topology,
+    weights,
+)
 
 __all__ = [
     "FAMILIES",

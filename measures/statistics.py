@@ -1,0 +1,3 @@
+"""Descriptive statistics: differences of one-representation statistics (magnitude, concentricity, uniformity, intrinsic dimension)."""
+
+from __future__ import annotations
