@@ -1,0 +1,1 @@
+"""The zoo (datasets, architectures, interventions, perturbations) and the benchmark tasks."""

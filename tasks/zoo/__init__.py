@@ -1,0 +1,1 @@
+"""Model zoo: datasets, architectures, training interventions and weight perturbations."""

@@ -1,0 +1,91 @@
+"""Architectures of the zoo. Each is one function that returns an ``nn.Sequential`` with named layers.
+
+Naming convention (the extraction, canonicalisation and activation-region code rely on it):
+``fc<i>`` / ``conv<i>`` are affine layers, ``relu<i>`` the ReLU after them, ``pool<i>`` pooling,
+``flatten`` the conv-to-dense reshape and ``logits`` the final affine layer. The representations
+compared by the benchmark are the outputs of every ``relu<i>`` plus ``logits``; the pre-activations
+used by the activation-region metric are the outputs of the affine layer feeding each ``relu<i>``.
+
+To add an architecture: write one function ``name(input_shape, n_classes, **cfg) -> nn.Sequential``
+following the naming convention, decorate it with ``@architecture("name")`` and add
+``conf/arch/name.yaml`` with ``name: name`` plus the function's keyword arguments.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable
+
+import torch
+from torch import nn
+
+ARCHITECTURES: dict[str, Callable[..., nn.Sequential]] = {}
+
+
+def architecture(name: str) -> Callable[[Callable[..., nn.Sequential]], Callable[..., nn.Sequential]]:
+    def decorator(fn: Callable[..., nn.Sequential]) -> Callable[..., nn.Sequential]:
+        if name in ARCHITECTURES:
+            raise ValueError(f"architecture {name!r} is already registered")
+        ARCHITECTURES[name] = fn
+        return fn
+
+    return decorator
+
+
+def build(name: str, input_shape: tuple[int, ...], n_classes: int, **cfg) -> nn.Sequential:
+    """Build architecture ``name``; unknown names list the valid ones."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; valid choices: {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[name](tuple(input_shape), n_classes, **cfg)
+
+
+def representation_layers(model: nn.Sequential) -> list[str]:
+    """Names of the layers whose outputs are compared: every ReLU, then the logits."""
+    names = [n for n, m in model.named_children() if isinstance(m, nn.ReLU)]
+    return names + ["logits"]
+
+
+def preactivation_layers(model: nn.Sequential) -> list[str]:
+    """Names of the affine layers whose outputs feed a ReLU (one per hidden layer)."""
+    children = list(model.named_children())
+    return [children[i - 1][0] for i, (_, m) in enumerate(children) if isinstance(m, nn.ReLU) and i > 0]
+
+
+@architecture("mlp")
+def mlp(input_shape: tuple[int, ...], n_classes: int, depth: int = 2, width: int = 64) -> nn.Sequential:
+    """Fully connected ReLU network: ``depth`` hidden layers of ``width`` units, then the logits."""
+    if depth < 1 or width < 1:
+        raise ValueError(f"mlp needs depth >= 1 and width >= 1, got depth={depth}, width={width}")
+    layers: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
+    fan_in = int(torch.tensor(input_shape).prod())
+    for i in range(1, depth + 1):
+        layers += [(f"fc{i}", nn.Linear(fan_in, width)), (f"relu{i}", nn.ReLU())]
+        fan_in = width
+    layers.append(("logits", nn.Linear(fan_in, n_classes)))
+    return nn.Sequential(OrderedDict(layers))
+
+
+@architecture("cnn")
+def cnn(
+    input_shape: tuple[int, ...], n_classes: int, channels: tuple[int, ...] = (8, 16), hidden: int = 64
+) -> nn.Sequential:
+    """Small conv net for 8x8 images: [3x3 conv, ReLU, 2x2 max-pool] per entry of ``channels``, one
+    hidden dense layer of ``hidden`` units, then the logits. Inputs must be (C, H, W)."""
+    if len(input_shape) != 3:
+        raise ValueError(f"cnn needs image inputs (C, H, W), got input shape {input_shape}")
+    c, h, w = input_shape
+    layers: list[tuple[str, nn.Module]] = []
+    for i, out in enumerate(channels, start=1):
+        layers += [(f"conv{i}", nn.Conv2d(c, out, 3, padding=1)), (f"relu{i}", nn.ReLU())]
+        if h >= 2 and w >= 2:
+            layers.append((f"pool{i}", nn.MaxPool2d(2)))
+            h, w = h // 2, w // 2
+        c = out
+    k = len(channels) + 1
+    layers += [
+        ("flatten", nn.Flatten()),
+        (f"fc{k}", nn.Linear(c * h * w, hidden)),
+        (f"relu{k}", nn.ReLU()),
+        ("logits", nn.Linear(hidden, n_classes)),
+    ]
+    return nn.Sequential(OrderedDict(layers))
