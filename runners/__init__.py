@@ -1,0 +1,1 @@
+"""Entry points and machinery: sweep jobs, caches, storage, collect, analyze."""

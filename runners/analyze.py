@@ -1,0 +1,73 @@
+"""Analyze a collected sweep: run every analysis task, write evaluations, tables and figures.
+
+Usage: ``python -m runners.analyze [--sweep default] [--results results]``.
+Outputs under ``results/<sweep>/``: ``evaluations.parquet`` (task, measure, statistic, value, ...),
+``tables/*.csv`` and ``figures/*.png``; a short summary is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from runners.storage import read_parquet, write_parquet
+from tasks import ANALYSES, AnalysisContext
+
+log = logging.getLogger(__name__)
+
+
+def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None) -> pd.DataFrame:
+    sweep_dir = Path(sweep_dir)
+    if scores is None:
+        scores = read_parquet(sweep_dir / "scores.parquet")
+        if scores is None:
+            raise FileNotFoundError(f"no scores.parquet under {sweep_dir}; run `python -m runners.collect` first")
+    ctx = AnalysisContext(sweep_dir=sweep_dir, scores=scores, cache_dir=sweep_dir.parent / "cache")
+    (sweep_dir / "figures").mkdir(parents=True, exist_ok=True)
+    (sweep_dir / "tables").mkdir(parents=True, exist_ok=True)
+    frames, lines = [], []
+    for name, analysis in ANALYSES.items():
+        result = analysis(ctx)
+        if result.evaluations.empty:
+            lines.append(f"{name}: not applicable ({result.summary})")
+            continue
+        frames.append(result.evaluations.assign(task=name))
+        lines.append(f"{name}: {result.summary}")
+    evaluations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["task", "measure", "statistic", "value"])
+    first = ["task", "measure", "statistic", "value"]
+    evaluations = evaluations[first + [c for c in evaluations.columns if c not in first]]
+    write_parquet(evaluations, sweep_dir / "evaluations.parquet")
+    figures = sorted(p.name for p in (sweep_dir / "figures").glob("*.png"))
+    print(_summary(sweep_dir, scores, evaluations, lines, figures))
+    return evaluations
+
+
+def _summary(sweep_dir: Path, scores: pd.DataFrame, evaluations: pd.DataFrame, lines: list[str], figures: list[str]) -> str:
+    status = scores["status"].value_counts().to_dict()
+    out = [
+        "",
+        f"=== Summary of sweep {sweep_dir.name!r} ===",
+        f"scores:      {len(scores)} rows ({', '.join(f'{k} {v}' for k, v in status.items())}), "
+        f"{scores['measure'].nunique()} measures, {len(set(scores['model_a']) | set(scores['model_b']))} models",
+        f"evaluations: {len(evaluations)} rows -> {sweep_dir / 'evaluations.parquet'}",
+        f"figures:     {', '.join(figures)} -> {sweep_dir / 'figures'}",
+        *lines,
+    ]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m runners.analyze", description=__doc__.splitlines()[0])
+    parser.add_argument("--sweep", default="default", help="sweep name (folder under --results)")
+    parser.add_argument("--results", default="results", help="results directory")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    analyze(Path(args.results) / args.sweep)
+
+
+if __name__ == "__main__":
+    main()

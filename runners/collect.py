@@ -1,0 +1,61 @@
+"""Collect a sweep's result shards into ``results/<sweep>/scores.parquet`` (idempotent).
+
+Usage: ``python -m runners.collect [--sweep default] [--results results]``.
+Rows are deduplicated by their row key (a finished value beats an error or undefined row, then the
+newest wins), so collecting twice, or after a resumed sweep, gives the same table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from runners.storage import read_parquet, write_parquet
+
+log = logging.getLogger(__name__)
+
+SORT_COLUMNS = ["pair_type", "arch_a", "label_randomization_a", "seed_a", "seed_b", "scale_b", "layer_a", "layer_b", "measure"]
+
+
+def collect(sweep_dir: Path) -> pd.DataFrame:
+    shard_dir = Path(sweep_dir) / "shards"
+    shards = sorted(shard_dir.glob("*.parquet"))
+    tables = []
+    for path in shards:
+        table = read_parquet(path)
+        if table is None:
+            log.warning("unreadable shard %s skipped (its job will recompute it on the next run)", path.name)
+            continue
+        tables.append(table)
+    if not tables:
+        raise FileNotFoundError(f"no result shards under {shard_dir}; run the sweep first")
+    scores = pd.concat(tables, ignore_index=True)
+    scores["_ok"] = scores["status"].eq("ok")
+    scores = (
+        scores.sort_values(["_ok", "timestamp"])
+        .drop_duplicates("row_key", keep="last")
+        .drop(columns="_ok")
+        .sort_values(SORT_COLUMNS, kind="stable")
+        .reset_index(drop=True)
+    )
+    write_parquet(scores, Path(sweep_dir) / "scores.parquet")
+    counts = scores["status"].value_counts().to_dict()
+    log.info("collected %d rows from %d shards into %s (%s)", len(scores), len(tables),
+             Path(sweep_dir) / "scores.parquet", ", ".join(f"{k}: {v}" for k, v in counts.items()))
+    return scores
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m runners.collect", description=__doc__.splitlines()[0])
+    parser.add_argument("--sweep", default="default", help="sweep name (folder under --results)")
+    parser.add_argument("--results", default="results", help="results directory")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    collect(Path(args.results) / args.sweep)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Validation of a composed job config, run for every job of a sweep before any job starts.
+
+Hydra already rejects unknown config-group options (an unknown ``arch=`` or ``data=`` lists the
+available ones); this module checks values: ranges, measure names, compare modes.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+import measures
+from tasks.zoo import architectures, datasets
+
+COMPARE_SEED_PAIRS = ("lower", "none")
+COMPARE_LAYERS = ("same", "all")
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the key and the valid choices."""
+
+
+def selected_measures(cfg: DictConfig) -> list[str]:
+    """The measure names a job computes: ``measures.include`` (or ``all``) minus ``measures.exclude``."""
+    valid = measures.names()
+    include = cfg.measures.include
+    chosen = valid if include == "all" else list(include)
+    for key, names in (("measures.include", chosen), ("measures.exclude", list(cfg.measures.exclude)),
+                       ("measures.params", list(cfg.measures.params))):
+        unknown = [n for n in names if n not in valid]
+        if unknown:
+            raise ConfigError(f"{key}: unknown measure(s) {unknown}; valid measures: {', '.join(valid)}")
+    return [n for n in chosen if n not in set(cfg.measures.exclude)]
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` naming the first invalid key and its valid values."""
+    if cfg.arch.name not in architectures.ARCHITECTURES:
+        raise ConfigError(f"arch.name: unknown architecture {cfg.arch.name!r}; valid choices: {sorted(architectures.ARCHITECTURES)}")
+    if cfg.data.name not in datasets.DATASETS:
+        raise ConfigError(f"data.name: unknown dataset {cfg.data.name!r}; valid choices: {sorted(datasets.DATASETS)}")
+    scale = cfg.perturbation.scale
+    if not isinstance(scale, (int, float)) or scale < 0:
+        raise ConfigError(f"perturbation.scale: must be a number >= 0, got {scale!r}")
+    rate = cfg.intervention.label_randomization
+    if not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise ConfigError(f"intervention.label_randomization: must be a rate in [0, 1], got {rate!r}")
+    if not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ConfigError(f"seed: must be an integer >= 0, got {cfg.seed!r}")
+    for key in ("epochs", "batch_size"):
+        if not isinstance(cfg.train[key], int) or cfg.train[key] < 1:
+            raise ConfigError(f"train.{key}: must be an integer >= 1, got {cfg.train[key]!r}")
+    if not cfg.train.lr > 0:
+        raise ConfigError(f"train.lr: must be > 0, got {cfg.train.lr!r}")
+    if cfg.compare.seed_pairs not in COMPARE_SEED_PAIRS:
+        raise ConfigError(f"compare.seed_pairs: {cfg.compare.seed_pairs!r}; valid choices: {list(COMPARE_SEED_PAIRS)}")
+    if cfg.compare.layers not in COMPARE_LAYERS:
+        raise ConfigError(f"compare.layers: {cfg.compare.layers!r}; valid choices: {list(COMPARE_LAYERS)}")
+    if not isinstance(cfg.runtime.num_threads, int) or cfg.runtime.num_threads < 1:
+        raise ConfigError(f"runtime.num_threads: must be an integer >= 1, got {cfg.runtime.num_threads!r}")
+    selected_measures(cfg)

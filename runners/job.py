@@ -1,0 +1,265 @@
+"""One sweep job: one cell of the grid (arch x data x training x intervention x seed x perturbation).
+
+The job compares the cell's model with its partners (its own unperturbed model when the cell is
+perturbed; the same configuration trained from each lower seed when it is not), on every layer and
+with every selected measure, and writes one result shard atomically. Rows already in the shard are
+never recomputed, so re-running a finished job is free and adding a measure computes only its rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+import measures
+from runners.config import selected_measures, validate_config
+from runners.storage import content_key, read_parquet, write_parquet
+from runners.zoo_cache import ModelSpec, Variant, ZooCache, layer_names
+from tasks.zoo.architectures import representation_layers
+
+log = logging.getLogger(__name__)
+
+LIBRARIES = ("torch", "numpy", "scipy", "scikit-learn", "pandas", "hydra-core", "simbench")
+
+
+@dataclass(frozen=True)
+class Pair:
+    pair_type: str  # "perturbation" | "seed"
+    a: Variant
+    b: Variant
+
+
+@dataclass
+class JobResult:
+    job_key: str
+    computed: int
+    cached: int
+    errors: int
+    trained: int
+    extracted: int
+    seconds: float
+
+
+def model_spec(cfg: DictConfig, seed: int | None = None) -> ModelSpec:
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    return ModelSpec(
+        arch=plain["arch"],
+        data=plain["data"],
+        train=plain["train"],
+        intervention=plain["intervention"],
+        seed=int(cfg.seed if seed is None else seed),
+    )
+
+
+def job_pairs(cfg: DictConfig) -> list[Pair]:
+    spec = model_spec(cfg)
+    base = Variant(spec)
+    scale = float(cfg.perturbation.scale)
+    if scale > 0:
+        return [Pair("perturbation", base, Variant(spec, scale, int(cfg.perturbation.seed)))]
+    if cfg.compare.seed_pairs == "lower":
+        return [Pair("seed", Variant(model_spec(cfg, s)), base) for s in range(int(cfg.seed))]
+    return []
+
+
+def results_root(cfg: DictConfig) -> Path:
+    """``cfg.results_dir`` as an absolute path (relative to the launch directory, also on SLURM nodes)."""
+    return Path(to_absolute_path(str(cfg.results_dir)))
+
+
+def shard_path(cfg: DictConfig, job_key: str) -> Path:
+    return results_root(cfg) / cfg.name / "shards" / f"{job_key}.parquet"
+
+
+def job_key(cfg: DictConfig) -> str:
+    """Identity of the job: the semantic config of its cell (not measures, paths, launcher, threads)."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    semantic = {k: plain[k] for k in ("arch", "data", "train", "intervention", "perturbation", "seed", "compare")}
+    return content_key(semantic)
+
+
+def run_job(cfg: DictConfig) -> JobResult:
+    """Run one job to completion (idempotent)."""
+    start = time.perf_counter()
+    validate_config(cfg)
+    torch.set_num_threads(int(cfg.runtime.num_threads))
+    torch.use_deterministic_algorithms(True)
+    key = job_key(cfg)
+    path = shard_path(cfg, key)
+    old = read_parquet(path)
+    done = set(old["row_key"]) if old is not None else set()
+    cache = ZooCache(results_root(cfg) / "cache")
+    pairs = job_pairs(cfg)
+    chosen = selected_measures(cfg)
+    cell = f"arch={cfg.arch.name} seed={cfg.seed} label_rand={cfg.intervention.label_randomization} scale={cfg.perturbation.scale}"
+
+    # Every job materialises its own cell (train + extract, cached), so parallel jobs share the training.
+    cache.representations(Variant(model_spec(cfg), float(cfg.perturbation.scale), int(cfg.perturbation.seed)))
+    new_rows: list[dict[str, Any]] = []
+    n_expected = 0
+    for pair in pairs:
+        tasks = _comparisons(pair, chosen, cfg, cache)
+        n_expected += len(tasks)
+        todo = [t for t in tasks if t["row_key"] not in done]
+        if not todo:
+            continue
+        arrays_a, arrays_b = cache.representations(pair.a), cache.representations(pair.b)
+        for task in tqdm(todo, desc=f"{pair.pair_type} pair", leave=False, disable=len(todo) < 20):
+            new_rows.append(_compute_row(task, pair, arrays_a, arrays_b, cache, cfg))
+
+    if new_rows:
+        new = pd.DataFrame(new_rows)
+        table = new if old is None else pd.concat([old, new], ignore_index=True)
+        write_parquet(table, path)
+    errors = sum(r["status"] == "error" for r in new_rows)
+    result = JobResult(key, len(new_rows), n_expected - len(new_rows), errors, cache.trained, cache.extracted,
+                       time.perf_counter() - start)
+    if new_rows:
+        log.info("%s: computed %d rows (%d cached, %d errors; trained %d models, extracted %d) in %.1fs",
+                 cell, result.computed, result.cached, errors, result.trained, result.extracted, result.seconds)
+    elif not pairs:
+        log.info("%s: model ready; no partner to compare with (seed 0 at scale 0 is the first of its group)", cell)
+    else:
+        log.info("%s: nothing to compute, all %d rows already in %s", cell, n_expected, path.name)
+    return result
+
+
+def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache) -> list[dict[str, Any]]:
+    """Every (layer pair, measure) the pair needs, with its row key (computed without loading data)."""
+    layers = _layers(cache, pair)
+    out = []
+    for name in chosen:
+        info = measures.info(name)
+        params = {**info.params, **dict(cfg.measures.params.get(name, {}))}
+        if info.inputs == "representations":
+            if cfg.compare.layers == "same":
+                lps = [(layer, layer) for layer in layers]
+            else:
+                lps = [(la, lb) for la in layers for lb in layers]
+        elif info.inputs in ("outputs", "probabilities"):
+            lps = [("output", "output")]
+        elif info.inputs == "preactivations":
+            lps = [("network", "network")]
+        elif info.inputs == "models":
+            lps = [("weights", "weights")]
+        else:  # group-wise measures compare sets of models: analyses call them, not pair jobs
+            continue
+        for la, lb in lps:
+            row_key = content_key([pair.a.key, pair.b.key, la, lb, name, params, info.version])
+            out.append({"row_key": row_key, "measure": name, "layer_a": la, "layer_b": lb, "params": params})
+    return out
+
+
+def _layers(cache: ZooCache, pair: Pair) -> list[str]:
+    # The architecture alone names the layers: no training or extraction is needed to plan the rows.
+    return representation_layers(cache.build(pair.a.model))
+
+
+def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dict, cache: ZooCache,
+                 cfg: DictConfig) -> dict[str, Any]:
+    name, la, lb = task["measure"], task["layer_a"], task["layer_b"]
+    info = measures.info(name)
+    kwargs = {k: v for k, v in task["params"].items() if k not in ("probe", "labels")}
+    if info.inputs == "representations":
+        inputs = (arrays_a[f"rep/{la}"], arrays_b[f"rep/{lb}"])
+    elif info.inputs == "outputs":
+        inputs = (arrays_a["logits"], arrays_b["logits"])
+    elif info.inputs == "probabilities":
+        inputs = (arrays_a["probabilities"], arrays_b["probabilities"])
+    elif info.inputs == "preactivations":
+        inputs = tuple([arr[f"pre/{n}"] for n in layer_names(arr, "pre/")] for arr in (arrays_a, arrays_b))
+    else:
+        inputs = (cache.variant_model(pair.a), cache.variant_model(pair.b))
+        if "probe" in info.params:
+            kwargs["probe"] = torch.from_numpy(cache.dataset(pair.a.model.data).x_probe)
+    if info.requires_labels:
+        kwargs["labels"] = arrays_a["labels"]
+    status, error, value = "ok", "", float("nan")
+    t0 = time.perf_counter()
+    try:
+        value = measures.compute(name, *inputs, **kwargs)
+    except measures.UndefinedMeasureError as exc:
+        status, error = "undefined", str(exc)
+    except Exception as exc:  # a failing measure is a row with its message, never a crashed sweep
+        status, error = "error", f"{type(exc).__name__}: {exc}"
+    runtime = time.perf_counter() - t0
+    shape_a = np.shape(inputs[0]) if isinstance(inputs[0], np.ndarray) else ()
+    shape_b = np.shape(inputs[1]) if isinstance(inputs[1], np.ndarray) else ()
+    a, b = pair.a, pair.b
+    return {
+        "row_key": task["row_key"],
+        "sweep": cfg.name,
+        "job_key": job_key(cfg),
+        "pair_type": pair.pair_type,
+        "model_a": a.key,
+        "model_b": b.key,
+        "dataset": a.model.data["name"],
+        "arch_a": a.model.arch["name"],
+        "arch_b": b.model.arch["name"],
+        "seed_a": a.model.seed,
+        "seed_b": b.model.seed,
+        "label_randomization_a": float(a.model.intervention["label_randomization"]),
+        "label_randomization_b": float(b.model.intervention["label_randomization"]),
+        "scale_a": a.scale,
+        "scale_b": b.scale,
+        "perturb_seed_a": a.perturb_seed,
+        "perturb_seed_b": b.perturb_seed,
+        "layer_a": la,
+        "layer_b": lb,
+        "measure": name,
+        "family": info.family,
+        "measure_version": info.version,
+        "params": json.dumps(task["params"], sort_keys=True, default=str),
+        "value": value,
+        "higher_is_more_similar": info.higher_is_more_similar,
+        "status": status,
+        "error": error,
+        "runtime_s": runtime,
+        "n": int(shape_a[0]) if shape_a else int(arrays_a["labels"].shape[0]),
+        "d_a": int(shape_a[1]) if len(shape_a) == 2 else -1,
+        "d_b": int(shape_b[1]) if len(shape_b) == 2 else -1,
+        "accuracy_a": float((arrays_a["logits"].argmax(1) == arrays_a["labels"]).mean()),
+        "accuracy_b": float((arrays_b["logits"].argmax(1) == arrays_b["labels"]).mean()),
+        **provenance(),
+        "timestamp": pd.Timestamp.now(tz="UTC"),
+    }
+
+
+@lru_cache(maxsize=1)
+def provenance() -> dict[str, Any]:
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        except Exception:
+            return ""
+
+    versions = {}
+    for lib in LIBRARIES:
+        try:
+            versions[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            versions[lib] = "not installed"
+    return {
+        "git_commit": git("rev-parse", "HEAD") or "unknown",
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "versions": json.dumps(versions, sort_keys=True),
+        "device": "cpu",
+        "hostname": platform.node(),
+    }

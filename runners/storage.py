@@ -1,0 +1,72 @@
+"""Content keys and crash-safe file writes.
+
+Every file is written to a temporary name in the same directory, flushed, fsynced and renamed, so a
+killed process leaves either the whole file or none (``os.replace`` is atomic on POSIX).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+
+def content_key(obj: Any, length: int = 16) -> str:
+    """Short sha1 of the canonical JSON (sorted keys) of ``obj``: the identity of a config."""
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:length]
+
+
+def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    atomic_write(path, lambda fh: df.to_parquet(fh, index=False))
+
+
+def read_parquet(path: Path) -> pd.DataFrame | None:
+    """The table at ``path``, or None if it is missing or unreadable (a corrupt file is never data)."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        return None
+    except Exception:
+        return None
+
+
+def write_json(obj: Any, path: Path) -> None:
+    atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode()))
+
+
+def write_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
+    """Arrays as an uncompressed .npz (a zip with a CRC per member, so truncation is detected)."""
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+
+def read_arrays(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays at ``path``, or None when missing or corrupt (bad zip, CRC mismatch, truncation)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        return None
+    except Exception:
+        return None

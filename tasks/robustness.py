@@ -1,0 +1,111 @@
+"""Robustness: how far each measure moves when a model's weights get relative Gaussian noise.
+
+For every architecture, measure and layer, the similarity of a model to its own weight-perturbed copies
+as a function of the noise scale, averaged over seeds, next to prediction disagreement. The drift is
+reported in units of "another seed": |m(scale) − m(X, X)| divided by the mean |m − m(X, X)| over pairs
+of models trained from different seeds, so 1.0 means "as different as a retrained model" and every
+measure fits on one axis.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+
+import measures  # noqa: E402
+from tasks import AnalysisContext, AnalysisResult, analysis  # noqa: E402
+
+
+def identity_value(measure: str) -> float:
+    return measures.info(measure).identity_value if measure in measures.names() else np.nan
+
+
+def drift_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean drift |value − identity| per (arch, measure, layer, pair type, scale), with the seed-pair
+    drift of the same (arch, measure, layer) as the unit."""
+    ok = scores[scores["status"].eq("ok") & scores["pair_type"].isin(["perturbation", "seed"])].copy()
+    if ok.empty:
+        return pd.DataFrame()
+    ok["drift"] = (ok["value"] - ok["measure"].map(identity_value)).abs()
+    ok["scale"] = np.where(ok["pair_type"].eq("perturbation"), ok["scale_b"], np.nan)
+    keys = ["arch_a", "measure", "layer_a"]
+    seed_unit = ok[ok["pair_type"].eq("seed")].groupby(keys)["drift"].mean().rename("seed_drift")
+    pert = ok[ok["pair_type"].eq("perturbation")]
+    table = pert.groupby([*keys, "scale"]).agg(mean_value=("value", "mean"), drift=("drift", "mean"),
+                                               n_pairs=("value", "size")).reset_index()
+    table = table.join(seed_unit, on=keys)
+    table["drift_in_seed_units"] = table["drift"] / table["seed_drift"].where(table["seed_drift"] > 0)
+    return table
+
+
+def last_hidden_layer(layers: list[str]) -> str:
+    """The layer before the logits (the "final layer" of ReSi's tests), or the only one."""
+    hidden = sorted((l for l in layers if l not in ("logits", "output", "network", "weights")),
+                    key=lambda l: int("".join(ch for ch in l if ch.isdigit()) or 0))
+    return hidden[-1] if hidden else layers[0]
+
+
+@analysis("robustness")
+def robustness(ctx: AnalysisContext) -> AnalysisResult:
+    table = drift_table(ctx.scores)
+    if table.empty:
+        return AnalysisResult(pd.DataFrame(), "no perturbation pairs in this sweep")
+    rows = []
+    for stat in ("mean_value", "drift_in_seed_units"):
+        part = table.rename(columns={stat: "value", "arch_a": "arch", "layer_a": "layer"})
+        rows.append(part[["arch", "measure", "layer", "scale", "value", "n_pairs"]].assign(statistic=stat))
+    # Monotonicity of the response: Spearman between scale and drift over all perturbation rows.
+    pert = ctx.scores[ctx.scores["status"].eq("ok") & ctx.scores["pair_type"].eq("perturbation")]
+    mono = []
+    for (arch, measure, layer), g in pert.groupby(["arch_a", "measure", "layer_a"]):
+        drift = (g["value"] - identity_value(measure)).abs()
+        rho = spearmanr(g["scale_b"], drift).statistic if g["scale_b"].nunique() > 1 and drift.nunique() > 1 else np.nan
+        mono.append({"arch": arch, "measure": measure, "layer": layer, "statistic": "spearman_drift_vs_scale",
+                     "value": rho, "n_pairs": len(g)})
+    evaluations = pd.concat([*rows, pd.DataFrame(mono)], ignore_index=True)
+    evaluations.to_csv(ctx.table_path("robustness"), index=False)
+    figure = _plot(table, ctx)
+    n_mono = int((pd.DataFrame(mono)["value"] > 0.5).sum()) if mono else 0
+    return AnalysisResult(
+        evaluations,
+        f"{table['measure'].nunique()} measures x {table['scale'].nunique()} noise scales; "
+        f"{n_mono}/{len(mono)} (measure, layer) curves drift monotonically with scale (Spearman > 0.5)",
+        [figure],
+    )
+
+
+def _plot(table: pd.DataFrame, ctx: AnalysisContext):
+    archs = sorted(table["arch_a"].unique())
+    fig, axes = plt.subplots(1, len(archs), figsize=(7 * len(archs), 6), squeeze=False)
+    for ax, arch in zip(axes[0], archs):
+        part = table[table["arch_a"].eq(arch)]
+        layer = last_hidden_layer(sorted(part["layer_a"].unique()))
+        cmap = plt.get_cmap("tab20")
+        for i, (measure, g) in enumerate(part[part["layer_a"].isin([layer, "output"])].groupby("measure")):
+            g = g.sort_values("scale")
+            y = g["drift_in_seed_units"]
+            if y.notna().sum() == 0:
+                continue
+            functional = measures.info(measure).family == "functional_outputs" if measure in measures.names() else False
+            ax.plot(g["scale"], y, marker="o", ms=3, lw=2.5 if measure == "disagreement" else 1.0,
+                    color="black" if measure == "disagreement" else cmap(i % 20),
+                    ls="--" if functional else "-", label=measure)
+        ax.axhline(1.0, color="grey", lw=1, ls=":")
+        ax.text(part["scale"].min(), 1.05, "another seed", color="grey", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set_xlabel("relative weight-noise scale")
+        ax.set_ylabel("drift from m(X, X), in units of a seed pair")
+        ax.set_title(f"{arch}: layer {layer} (dashed: functional, on outputs)")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=7, ncol=1)
+    fig.tight_layout(rect=(0, 0, 0.82, 1))
+    path = ctx.figure_path("robustness")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
