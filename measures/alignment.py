@@ -1,3 +1,531 @@
-"""Alignment family: measures that optimally align one representation to the other (Procrustes, matching, regression)."""
+"""Alignment family: measures that optimally align one representation to the other (Procrustes, matching, regression).
+
+Unequal widths are handled as if the narrower input were zero-padded to the wider one: the Procrustes
+measures work with the rectangular D1 x D2 cross-product directly (nuclear norms and optimal residuals
+are unchanged by zero columns), and the matching measures match min(D1, D2) pairs and charge the
+unmatched columns in full. When an input has more columns than rows (D > N), orthogonally invariant
+measures first replace it by its N x N row-space coordinates (same Gram matrix XXᵀ, so the same value)
+to keep the cost at O(N·D·min(N, D) + min(N, D)³).
+
+The Procrustes variants share one quantity, the nuclear-norm alignment ν = ‖X̂ᵀŶ‖_* of the centred,
+unit-Frobenius inputs: Euclidean √(2 − 2ν) (Ding et al. 2021, ReSi OrthProc), squared 2 − 2ν
+(sim_metric), angular arccos ν (netrep, ReSi AngShape), 1 − ν (anatome); ``scipy.spatial.procrustes``
+reports the disparity 1 − ν².
+"""
 
 from __future__ import annotations
+
+import math
+
+import numpy as np
+import ot
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from measures._registry import UndefinedMeasureError, register
+from measures._validation import center_columns
+from measures.cca import check_not_degenerate, centred, power_of_two_scale, principal_directions, rank_tolerance
+
+_WILLIAMS_2021 = (
+    "Williams, Kunz, Kornblith, Linderman. Generalized Shape Metrics on Neural Representations. NeurIPS 2021"
+)
+_DING_2021 = "Ding, Denain, Steinhardt. Grounding Representation Similarity with Statistical Testing. NeurIPS 2021"
+_LI_2016 = "Li, Yosinski, Clune, Lipson, Hopcroft. Convergent Learning: Do different neural networks learn the same representations? ICLR 2016"
+_PROCRUSTES_COST = "O(N·D1·D2 + min(N, D)³): one cross product and one SVD"
+
+
+def _check_choice(name: str, param: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"measure {name!r}: {param} must be one of {choices}, got {value!r}")
+
+
+def _row_space_coordinates(x: torch.Tensor) -> torch.Tensor:
+    """An N x min(N, D) matrix with the same Gram matrix xxᵀ as ``x``.
+
+    With the thin QR xᵀ = QR, x = RᵀQᵀ and Qᵀ has orthonormal rows, so Rᵀ equals x up to an orthogonal
+    map (after zero-padding): every orthogonally invariant quantity is unchanged.
+    """
+    if x.shape[1] <= x.shape[0]:
+        return x
+    return torch.linalg.qr(x.T).R.T
+
+
+def _pad_to_common_width(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(x.shape[1], y.shape[1])
+    return (
+        torch.nn.functional.pad(x, (0, width - x.shape[1])),
+        torch.nn.functional.pad(y, (0, width - y.shape[1])),
+    )
+
+
+def _orthogonal_residual(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """min over orthogonal Q of ‖xQ − y‖_F (narrower side zero-padded).
+
+    Computed as the norm of the residual at the optimal Q = UVᵀ (SVD xᵀy = USVᵀ) rather than as
+    √(‖x‖² + ‖y‖² − 2‖xᵀy‖_*), which loses every digit to cancellation when x ≈ y. Any SVD (also of a
+    rank-deficient xᵀy) gives a maximiser of tr(Qᵀxᵀy), so the value is well defined.
+    """
+    x, y = _pad_to_common_width(_row_space_coordinates(x), _row_space_coordinates(y))
+    u, _, vh = torch.linalg.svd(x.T @ y)
+    return torch.linalg.matrix_norm(x @ (u @ vh) - y)
+
+
+def _unit(name: str, x: torch.Tensor, which: int, center: bool) -> torch.Tensor:
+    """Centred (optionally) and scaled to unit Frobenius norm; a constant input has no shape to compare."""
+    x = centred(x) if center else x / power_of_two_scale(x)
+    norm = torch.linalg.matrix_norm(x)
+    if norm == 0:
+        what = "constant (zero variance after centring)" if center else "all zeros"
+        raise UndefinedMeasureError(f"{name}: input {which} is {what}; it cannot be scaled to unit norm")
+    return x / norm
+
+
+def _nuclear_alignment(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """ν = ‖xᵀy‖_* for unit-norm x, y, clamped to [0, 1] (≤ 1 by Cauchy–Schwarz; round-off only above)."""
+    cross = _row_space_coordinates(x).T @ _row_space_coordinates(y)
+    return torch.linalg.svdvals(cross).sum().clamp(0.0, 1.0)
+
+
+def _procrustes(name: str, X: torch.Tensor, Y: torch.Tensor, center: bool, normalize: bool, form: str) -> torch.Tensor:
+    _check_choice(name, "form", form, ("euclidean", "squared", "angular", "one_minus_nu"))
+    if form in ("angular", "one_minus_nu"):
+        # Both forms are functions of ν alone, which does not depend on the inputs' scale.
+        nu = _nuclear_alignment(_unit(name, X, 1, center), _unit(name, Y, 2, center))
+        return torch.arccos(nu) if form == "angular" else 1.0 - nu
+    if normalize:
+        d = _orthogonal_residual(_unit(name, X, 1, center), _unit(name, Y, 2, center))
+    else:
+        x, y = (center_columns(X), center_columns(Y)) if center else (X, Y)
+        # The distance is 1-homogeneous in the pair: one exact power-of-two rescaling avoids overflow.
+        scale = power_of_two_scale(x, y)
+        d = _orthogonal_residual(x / scale, y / scale) * scale
+    return d if form == "euclidean" else d.square()
+
+
+@register(
+    "procrustes_orthogonal",
+    family="alignment",
+    kind="distance",
+    range=(0.0, math.sqrt(2.0)),
+    symmetric=True,
+    metric=True,
+    invariances=("permutation", "orthogonal", "isotropic_scaling", "translation"),
+    reference=_DING_2021 + "; Schönemann 1966 (orthogonal Procrustes)",
+    cost=_PROCRUSTES_COST,
+)
+def procrustes_orthogonal(
+    X: torch.Tensor, Y: torch.Tensor, *, center: bool = True, normalize: bool = True, form: str = "euclidean"
+) -> torch.Tensor:
+    """Orthogonal Procrustes distance between the centred, unit-Frobenius representations.
+
+    Formula: d = min_{Q orthogonal} ‖X̂Q − Ŷ‖_F = √(2 − 2ν) with X̂ = X̃/‖X̃‖_F, Ŷ likewise and
+    ν = ‖X̂ᵀŶ‖_* (nuclear norm); the narrower input is zero-padded. Range [0, √2]; 0 means identical
+    up to rotation, translation and scale; symmetric; a metric (on the equivalence classes).
+    Invariances (defaults): orthogonal maps, permutations, isotropic scaling, translations; not
+    invertible linear maps.
+
+    Parameters: ``center`` (translation invariance), ``normalize`` (scale invariance; without it this
+    is √(‖X̃‖² + ‖Ỹ‖² − 2‖X̃ᵀỸ‖_*), see ``procrustes_size_shape``), ``form``: ``"euclidean"``
+    √(2 − 2ν) (default; Ding et al. 2021, ReSi OrthProc), ``"squared"`` 2 − 2ν (sim_metric),
+    ``"angular"`` arccos ν ∈ [0, π/2] (netrep, ReSi AngShape; same as ``procrustes_angular``),
+    ``"one_minus_nu"`` 1 − ν (anatome). The last two depend on ν only and ignore ``normalize``.
+    ``scipy.spatial.procrustes`` reports yet another form, the disparity 1 − ν². Only the default form
+    is declared a metric (2 − 2ν and 1 − ν violate the triangle inequality).
+    The Euclidean forms are computed from the residual at the optimal rotation, not from ν, so that
+    d(X, X) is 0 to round-off rather than √(round-off). Raises ``UndefinedMeasureError`` for a constant
+    input when normalising.
+    """
+    return _procrustes("procrustes_orthogonal", X, Y, center, normalize, form)
+
+
+@register(
+    "procrustes_angular",
+    family="alignment",
+    kind="distance",
+    range=(0.0, math.pi / 2),
+    symmetric=True,
+    metric=True,
+    invariances=("permutation", "orthogonal", "isotropic_scaling", "translation"),
+    reference=_WILLIAMS_2021,
+    cost=_PROCRUSTES_COST,
+)
+def procrustes_angular(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Angular Procrustes distance (Riemannian shape distance) between the centred representations.
+
+    Formula: θ = arccos ν, ν = ‖X̂ᵀŶ‖_* with X̂ = X̃/‖X̃‖_F, Ŷ = Ỹ/‖Ỹ‖_F (narrower side zero-padded).
+    Range [0, π/2]; 0 means identical up to rotation, translation and scale; symmetric; a metric.
+    Invariances: orthogonal maps, permutations, isotropic scaling, translations; not invertible linear
+    maps. Equals ``shape_metric`` with alpha = 1, netrep's ``LinearMetric(alpha=1)`` and ReSi's
+    AngShape. Raises ``UndefinedMeasureError`` for a constant input.
+    """
+    return _procrustes("procrustes_angular", X, Y, True, True, "angular")
+
+
+@register(
+    "procrustes_size_shape",
+    family="alignment",
+    kind="distance",
+    range=(0.0, math.inf),
+    symmetric=True,
+    metric=True,
+    invariances=("permutation", "orthogonal", "translation"),
+    reference="Dryden & Mardia. Statistical Shape Analysis (size-and-shape distance); Klabunde et al. survey "
+    "(ReSi ProcDist)",
+    cost=_PROCRUSTES_COST,
+)
+def procrustes_size_shape(X: torch.Tensor, Y: torch.Tensor, *, form: str = "euclidean") -> torch.Tensor:
+    """Size-and-shape Procrustes distance: orthogonal Procrustes on centred but unscaled representations.
+
+    Formula: d = min_{Q orthogonal} ‖X̃Q − Ỹ‖_F = √(‖X̃‖_F² + ‖Ỹ‖_F² − 2‖X̃ᵀỸ‖_*) (narrower side
+    zero-padded); ``form="squared"`` returns d². Range [0, ∞); 0 means identical up to rotation and
+    translation; symmetric; a metric (Euclidean form). Invariances: orthogonal maps, permutations,
+    translations; **not** isotropic scaling (the size is part of the comparison) and not invertible
+    linear maps. Matches ReSi's ProcDist. A constant input is valid (its centred form is 0).
+    """
+    _check_choice("procrustes_size_shape", "form", form, ("euclidean", "squared"))
+    return _procrustes("procrustes_size_shape", X, Y, True, False, form)
+
+
+@register(
+    "shape_metric",
+    family="alignment",
+    kind="distance",
+    range=(0.0, math.pi / 2),
+    symmetric=True,
+    metric=True,
+    invariances=("permutation", "orthogonal", "isotropic_scaling", "translation"),
+    reference=_WILLIAMS_2021,
+    cost="O(N·D² + D³): thin SVD of each centred input and one SVD of the cross product",
+)
+def shape_metric(X: torch.Tensor, Y: torch.Tensor, *, alpha: float = 0.5) -> torch.Tensor:
+    """Generalised (partially whitened) angular shape metric of Williams et al. (2021).
+
+    Formula: with the thin SVD X̃ = U S Vᵀ (numerically null directions dropped, rank r) and the
+    singular values normalised so that their squares average 1 (ŝ = s·√(r/Σs²)), the partially
+    whitened representation is φ_α(X) = U diag(α ŝ + (1 − α)) Vᵀ, i.e. X̃ V diag(α + (1 − α) ŝ⁻¹) Vᵀ
+    up to the scalar normalisation. The distance is
+    θ_α = arccos(‖φ_α(X)ᵀφ_α(Y)‖_* / (‖φ_α(X)‖_F ‖φ_α(Y)‖_F)) (narrower side zero-padded).
+    Range [0, π/2]; 0 means identical up to the alignment class; symmetric; a metric for every alpha.
+
+    ``alpha`` ∈ [0, 1] (default 0.5): alpha = 1 is angular Procrustes (``procrustes_angular``);
+    alpha = 0 whitens fully and gives arccos(Σρ_i / √(rank X̃ · rank Ỹ)), i.e. arccos of the mean
+    canonical correlation for equal ranks (``cca_mean_rho``), and is invariant to invertible linear
+    maps. Invariances for 0 < alpha ≤ 1 (declared for the default): orthogonal maps, permutations,
+    isotropic scaling, translations; not invertible linear maps.
+
+    Where others differ: netrep's ``LinearMetric(alpha, score_method="angular")`` (git-only) whitens
+    with the raw eigenvalues λ of X̃ᵀX̃ (clipped at 1e-7), so for 0 < alpha < 1 its value depends on
+    the data's scale and on N; normalising the spectrum first makes the metric scale invariant, as the
+    survey's table states, and leaves alpha ∈ {0, 1} identical to netrep. Raises
+    ``UndefinedMeasureError`` for a constant input, and at alpha = 0 when a rank reaches N − 1
+    ("D >= N-1: CCA degenerate", every canonical correlation is then 1).
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"measure 'shape_metric': alpha must lie in [0, 1], got {alpha!r}")
+    whitened = []
+    for i, Z in enumerate((X, Y), start=1):
+        u, s = principal_directions(_row_space_coordinates(centred(Z)))
+        if s.numel() == 0:
+            raise UndefinedMeasureError(f"shape_metric: input {i} is constant (zero variance after centring)")
+        s_hat = s * torch.sqrt(s.numel() / s.square().sum())
+        # U diag(·) has the same Gram matrix as φ_α(X); the right factor Vᵀ cancels in the nuclear norm.
+        whitened.append(u * (alpha * s_hat + (1.0 - alpha)))
+    bx, by = whitened
+    if alpha == 0:
+        check_not_degenerate("shape_metric", (bx.shape[1], by.shape[1]), X.shape[0])
+    cosine = torch.linalg.svdvals(bx.T @ by).sum() / (torch.linalg.matrix_norm(bx) * torch.linalg.matrix_norm(by))
+    return torch.arccos(cosine.clamp(0.0, 1.0))
+
+
+@register(
+    "procrustes_permutation",
+    family="alignment",
+    kind="distance",
+    range=(0.0, math.inf),
+    symmetric=True,
+    metric=True,
+    invariances=("permutation",),
+    reference="Klabunde et al. survey §3.2 (permutation Procrustes; ReSi PermProc); Kuhn 1955 (Hungarian algorithm)",
+    cost="O(N·D1·D2 + D³): one cross product and a linear sum assignment",
+)
+def procrustes_permutation(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Permutation Procrustes distance: the Frobenius distance after the best matching of neurons.
+
+    Formula: d = min_P ‖XP − Y‖_F over permutation matrices P (narrower side zero-padded, so the
+    unmatched columns count with their full norm). P comes from ``scipy.optimize.linear_sum_assignment``
+    on XᵀY with ``maximize=True`` (d² = ‖X‖² + ‖Y‖² − 2 max_P tr(PᵀXᵀY)); the value is then computed
+    from the matched column differences directly, not by that cancelling formula. Range [0, ∞); 0 means
+    identical up to a neuron permutation; symmetric; a metric. Invariant to permutations only: no
+    centring and no scaling (ReSi's convention), so not to translation, scaling or rotation.
+    """
+    scale = power_of_two_scale(X, Y)
+    x, y = X / scale, Y / scale
+    rows, cols = linear_sum_assignment((x.T @ y).cpu().numpy(), maximize=True)
+    rows_t, cols_t = torch.as_tensor(rows, device=x.device), torch.as_tensor(cols, device=x.device)
+    matched = (x[:, rows_t] - y[:, cols_t]).square().sum()
+    unmatched_x = torch.ones(x.shape[1], dtype=torch.bool, device=x.device).index_fill(0, rows_t, False)
+    unmatched_y = torch.ones(y.shape[1], dtype=torch.bool, device=x.device).index_fill(0, cols_t, False)
+    leftover = x[:, unmatched_x].square().sum() + y[:, unmatched_y].square().sum()
+    return torch.sqrt(matched + leftover) * scale
+
+
+@register(
+    "soft_matching",
+    family="alignment",
+    kind="distance",
+    range=(0.0, math.inf),
+    symmetric=True,
+    metric=True,
+    invariances=("permutation",),
+    reference="Khosla & Williams. Soft Matching Distance: A metric on neural representations that captures "
+    "single-neuron tuning. arXiv 2311.09466 (2023)",
+    cost="O(N·D1·D2) cost matrix plus an exact network-simplex transport (POT ot.emd2), ≈O(D³) in practice",
+)
+def soft_matching(X: torch.Tensor, Y: torch.Tensor) -> float:
+    """Soft matching distance: the 2-Wasserstein distance between the two sets of neuron tuning vectors.
+
+    Formula: with neurons x_i, y_j ∈ R^N (columns), d² = min_{P ∈ Π} Σ_ij P_ij ‖x_i − y_j‖², Π the
+    transport plans with row sums 1/D1 and column sums 1/D2; d = √d². For D1 = D2 the optimum is a
+    permutation, so d² = (permutation Procrustes distance)² / D. Range [0, ∞); 0 means identical up to
+    a neuron permutation; symmetric; a metric (Wasserstein). Invariant to permutations only: the raw
+    activations are compared, so not to translation or scaling (centre/normalise beforehand to get
+    those) and not to rotations.
+
+    Conventions: uniform marginals 1/D1, 1/D2 (the normalisation is [unverified] against the paper);
+    the exact transport is solved by POT's ``ot.emd2`` on the CPU; squared distances are computed as
+    differences (not ‖x‖² + ‖y‖² − 2xᵀy) so that d(X, X) is exactly 0.
+    """
+    scale = power_of_two_scale(X, Y)
+    x, y = X / scale, Y / scale
+    cost = torch.cdist(x.T, y.T, compute_mode="donot_use_mm_for_euclid_dist").square()
+    d1, d2 = x.shape[1], y.shape[1]
+    value, log = ot.emd2(
+        np.full(d1, 1.0 / d1), np.full(d2, 1.0 / d2), cost.cpu().numpy(), numItermax=10_000_000, log=True
+    )
+    if log["result_code"] != 1:
+        raise RuntimeError(f"soft_matching: optimal transport did not converge ({log['warning']})")
+    return math.sqrt(max(float(value), 0.0)) * scale
+
+
+@register(
+    "linear_regression",
+    family="alignment",
+    kind="similarity",
+    range=(0.0, 1.0),
+    symmetric=False,
+    invariances=("permutation", "orthogonal", "isotropic_scaling", "translation"),
+    min_rows=3,
+    reference=_LI_2016 + "; Kornblith, Norouzi, Lee, Hinton. ICML 2019 (linear regression R²)",
+    cost="O(N·D² + D³): thin SVD of the centred predictor and one product with the target",
+)
+def linear_regression(X: torch.Tensor, Y: torch.Tensor, *, predictor: str = "x") -> torch.Tensor:
+    """Linear predictivity R²: the share of the target's variance explained by least squares on the predictor.
+
+    Formula (``predictor="x"``): R²(X→Y) = 1 − min_B ‖Ỹ − X̃B‖_F² / ‖Ỹ‖_F² = ‖Q_Xᵀ Ỹ‖_F² / ‖Ỹ‖_F², with
+    Q_X an orthonormal basis of col(X̃) (thin SVD; numerically null directions dropped, so rank
+    deficiency is harmless). ``predictor="y"`` swaps the roles (ReSi's ``LinearRegression(R, R')``
+    predicts its first argument from the second). Range [0, 1]; higher is more similar; **asymmetric**.
+    Equals ``sklearn.metrics.r2_score(Y, LinearRegression().fit(X, Y).predict(X),
+    multioutput="variance_weighted")`` (not the default ``uniform_average``, nor ``.score``).
+
+    Invariances: permutations, orthogonal maps, isotropic scaling and translations on both sides;
+    invertible linear maps on the predictor side only (so not declared). No ridge penalty and no
+    cross-validation (both change the number; they would be separate parameters).
+    A constant predictor explains nothing (R² = 0). Raises ``UndefinedMeasureError`` for a constant
+    target (0/0) and when the predictor's centred rank reaches N − 1 ("D >= N-1": the regression then
+    interpolates any target, R² = 1).
+    """
+    _check_choice("linear_regression", "predictor", predictor, ("x", "y"))
+    source, target = (X, Y) if predictor == "x" else (Y, X)
+    basis, _ = principal_directions(centred(source))
+    tc = centred(target)
+    total = tc.square().sum()
+    if total == 0:
+        raise UndefinedMeasureError("linear_regression: the target is constant (zero variance), R² is 0/0")
+    if basis.shape[1] >= source.shape[0] - 1:
+        raise UndefinedMeasureError(
+            f"linear_regression: D >= N-1: the centred predictor has rank {basis.shape[1]} = N-1, "
+            "so least squares interpolates any target (R² = 1)"
+        )
+    return ((basis.T @ tc).square().sum() / total).clamp(0.0, 1.0)
+
+
+@register(
+    "aligned_cosine",
+    family="alignment",
+    kind="similarity",
+    range=(-1.0, 1.0),
+    symmetric=True,
+    invariances=("permutation", "orthogonal", "isotropic_scaling"),
+    reference="Hamilton, Leskovec, Jurafsky. Diachronic Word Embeddings Reveal Statistical Laws of Semantic "
+    "Change. ACL 2016",
+    cost=_PROCRUSTES_COST,
+)
+def aligned_cosine(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Aligned cosine similarity: mean row-wise cosine after orthogonal Procrustes alignment.
+
+    Formula: with Q* = argmin_{Q orthogonal} ‖XQ − Y‖_F (SVD XᵀY = USVᵀ, Q* = UVᵀ, narrower side
+    zero-padded), score = (1/N') Σ_i cos((XQ*)_i, Y_i) over the N' rows where neither X_i nor Y_i is
+    all-zero. Range [−1, 1]; higher is more similar; symmetric (the optimal map from Y to X is Q*ᵀ).
+    Invariances: orthogonal maps, permutations, isotropic scaling; not translations (no centring,
+    following Hamilton et al. and ReSi) and not invertible linear maps.
+
+    Conventions: directions with a zero singular value of XᵀY are ambiguous in Q* (they can map to
+    either sign); they are dropped (Q* restricted to the numerically non-null singular pairs), which is
+    the average over those choices and changes nothing when XᵀY has full rank. Zero rows are skipped
+    (ReSi warns); ``UndefinedMeasureError`` if every row is skipped.
+    """
+    x = _row_space_coordinates(X / power_of_two_scale(X))
+    y = _row_space_coordinates(Y / power_of_two_scale(Y))
+    u, s, vh = torch.linalg.svd(x.T @ y, full_matrices=False)
+    rank = int((s > s[0] * rank_tolerance(x.T @ y)).sum()) if s.numel() and s[0] > 0 else 0
+    inner = ((x @ u[:, :rank]) * (y @ vh[:rank].T)).sum(dim=1)
+    norms = torch.linalg.vector_norm(x, dim=1) * torch.linalg.vector_norm(y, dim=1)
+    valid = norms > 0
+    if not valid.any():
+        raise UndefinedMeasureError("aligned_cosine: every row pair has an all-zero row; no cosine is defined")
+    return (inner[valid] / norms[valid]).clamp(-1.0, 1.0).mean()
+
+
+def _correlation_matrix(name: str, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """D1 x D2 Pearson correlations between the neurons of X and Y; constant neurons correlate 0."""
+    unit = []
+    for i, Z in enumerate((X, Y), start=1):
+        zc = centred(Z)
+        norms = torch.linalg.vector_norm(zc, dim=0)
+        if not (norms > 0).any():
+            raise UndefinedMeasureError(f"{name}: every neuron of input {i} is constant; no correlation is defined")
+        # Constant (e.g. dead ReLU) neurons have an undefined correlation; they get 0 instead of NaN.
+        unit.append(zc / torch.where(norms > 0, norms, torch.ones_like(norms)))
+    return (unit[0].T @ unit[1]).clamp(-1.0, 1.0)
+
+
+@register(
+    "correlation_match_hard",
+    family="alignment",
+    kind="similarity",
+    range=(-1.0, 1.0),
+    symmetric=True,
+    invariances=("permutation", "isotropic_scaling", "translation"),
+    reference=_LI_2016,
+    cost="O(N·D1·D2 + D³): one correlation GEMM and a linear sum assignment",
+)
+def correlation_match_hard(X: torch.Tensor, Y: torch.Tensor) -> float:
+    """Hard correlation matching: mean Pearson correlation of the best one-to-one pairing of neurons.
+
+    Formula: C_ij = Pearson correlation over the N inputs between neuron i of X and neuron j of Y;
+    a one-to-one matching of min(D1, D2) pairs maximising Σ C_ij (``linear_sum_assignment``,
+    ``maximize=True``); score = mean of C over the matched pairs. Range [−1, 1]; higher is more similar;
+    symmetric. Invariances: permutations, isotropic scaling, translations (and any positive per-neuron
+    scaling); not orthogonal maps.
+
+    Conventions: signed correlation (Li et al. 2016, ReSi), not |C|. Constant neurons have C = 0 (they
+    still take part in the matching); ``UndefinedMeasureError`` if every neuron of a side is constant.
+    Ties in C give the same optimal sum, so the value does not depend on the tie-breaking.
+    """
+    c = _correlation_matrix("correlation_match_hard", X, Y)
+    rows, cols = linear_sum_assignment(c.cpu().numpy(), maximize=True)
+    return float(c.cpu().numpy()[rows, cols].mean())
+
+
+@register(
+    "correlation_match_soft",
+    family="alignment",
+    kind="similarity",
+    range=(-1.0, 1.0),
+    symmetric=True,
+    invariances=("permutation", "isotropic_scaling", "translation"),
+    reference=_LI_2016,
+    cost="O(N·D1·D2): one correlation GEMM",
+)
+def correlation_match_soft(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Soft correlation matching: each neuron's best Pearson correlation on the other side, averaged both ways.
+
+    Formula: score = ½ (mean_i max_j C_ij + mean_j max_i C_ij), C the D1 x D2 Pearson correlations
+    between neurons (many-to-one matches allowed). Range [−1, 1]; higher is more similar; symmetric
+    (ReSi's symmetrised form; the one-way mean_i max_j C_ij of Li et al. is asymmetric). Invariances:
+    permutations, isotropic scaling, translations (and positive per-neuron scaling); not orthogonal
+    maps. Signed correlations; constant neurons have C = 0; ``UndefinedMeasureError`` if every neuron
+    of a side is constant.
+    """
+    c = _correlation_matrix("correlation_match_soft", X, Y)
+    return 0.5 * (c.max(dim=1).values.mean() + c.max(dim=0).values.mean())
+
+
+def _relative_distances_to_span(vectors: torch.Tensor, spanning: torch.Tensor) -> torch.Tensor:
+    """‖v − P v‖ / ‖v‖ for each column v of ``vectors``, P the orthogonal projector onto span(spanning)."""
+    basis, _ = principal_directions(spanning)
+    residual = vectors - basis @ (basis.T @ vectors)
+    return torch.linalg.vector_norm(residual, dim=0) / torch.linalg.vector_norm(vectors, dim=0)
+
+
+@register(
+    "max_match",
+    family="alignment",
+    kind="similarity",
+    range=(0.0, 1.0),
+    symmetric=True,
+    invariances=("permutation", "isotropic_scaling"),
+    reference="Wang, Hu, Gu, Wu, Hu, He, Hopcroft. Towards Understanding Learning Representations: To What "
+    "Extent Do Different Neural Networks Learn the Same Representation. NeurIPS 2018",
+    cost="O(I·N·D²), I ≤ D1 + D2 shrinking rounds (a handful in practice), each one thin SVD per side",
+)
+def max_match(X: torch.Tensor, Y: torch.Tensor, *, epsilon: float = 0.25, center: bool = False) -> torch.Tensor:
+    """Maximum matching similarity: the share of neurons in the largest ε-approximate subspace match.
+
+    Definition (Wang et al. 2018): neurons are the columns z_v ∈ R^N. A pair of neuron subsets
+    (X', Y') is an ε-approximate match if every z_v, v ∈ X', lies within relative distance ε of
+    span{z_u : u ∈ Y'} (‖z_v − P_{Y'} z_v‖ ≤ ε‖z_v‖) and vice versa. The union of two matches is a
+    match, so there is a unique maximum match (X*, Y*); score = (|X*| + |Y*|) / (D1 + D2).
+    Range [0, 1]; higher is more similar; symmetric.
+
+    Algorithm (exact, deterministic): start from all non-zero neurons and repeatedly delete every neuron
+    farther than ε from the span of the other side's remaining neurons until nothing changes. Deleting
+    never removes a neuron of any match contained in the current sets (a span only shrinks to another
+    span containing that match's span), so by induction the fixed point contains every match, and it
+    is itself a match: it is the maximum match. At most D1 + D2 rounds, each a rank-revealing thin SVD
+    per side (numerically null directions dropped, so near-duplicate neurons add no spurious span).
+
+    Parameters: ``epsilon`` (default 0.25, similarity-repository's setting; Wang et al. sweep it),
+    ``center`` (default False: raw activation vectors, as in Wang et al.'s code; True compares centred
+    tuning vectors and makes the score translation invariant).
+    Invariances: permutations and isotropic scaling (indeed any non-zero per-neuron scaling); not
+    orthogonal maps (subsets are neuron-aligned), not invertible linear maps, not translations
+    (default). All-zero (dead) neurons never match but count in D1 + D2. The score is a step
+    function of the data and of ε. Limits: when a side's neuron vectors span all of R^N (rank N, or
+    N − 1 centred), every neuron of the other side matches trivially; ``UndefinedMeasureError``
+    ("D >= N ...") is raised then, and scores are inflated when D approaches N.
+    """
+    if not 0.0 <= epsilon < 1.0:
+        raise ValueError(f"measure 'max_match': epsilon must lie in [0, 1), got {epsilon!r}")
+    n = X.shape[0]
+    full_span = n - 1 if center else n
+    vectors, alive = [], []
+    for Z in (X, Y):
+        z = centred(Z) if center else Z / power_of_two_scale(Z)
+        norms = torch.linalg.vector_norm(z, dim=0)
+        # Dead neurons (all zero, or round-off after centring) have no direction and can never match.
+        nonzero = norms > rank_tolerance(z) * norms.max()
+        if nonzero.any() and principal_directions(z[:, nonzero])[0].shape[1] >= full_span:
+            raise UndefinedMeasureError(
+                f"max_match: D >= N: the neuron vectors of one input span all of R^{n}"
+                f"{' after centring' if center else ''}, so every neuron of the other input matches trivially"
+            )
+        vectors.append(z)
+        alive.append(nonzero)
+    (x, y), (keep_x, keep_y) = vectors, alive
+    while keep_x.any() and keep_y.any():
+        new_x = keep_x.clone()
+        new_x[keep_x] = _relative_distances_to_span(x[:, keep_x], y[:, keep_y]) <= epsilon
+        if not new_x.any():
+            keep_x = new_x
+            break
+        new_y = keep_y.clone()
+        new_y[keep_y] = _relative_distances_to_span(y[:, keep_y], x[:, new_x]) <= epsilon
+        if torch.equal(new_x, keep_x) and torch.equal(new_y, keep_y):
+            break
+        keep_x, keep_y = new_x, new_y
+    if not (keep_x.any() and keep_y.any()):
+        # A match needs both sides: a lone neuron cannot be close to the span of nothing (unless zero).
+        return torch.zeros((), dtype=x.dtype, device=x.device)
+    return (keep_x.sum() + keep_y.sum()).to(x.dtype) / (x.shape[1] + y.shape[1])

@@ -1,3 +1,387 @@
-"""Neighbourhood family: measures that compare the k-nearest-neighbour structure of the instances."""
+"""Neighbourhood family: measures that compare the k-nearest-neighbour structure of the instances.
+
+Every measure here shares one kNN convention, pinned by two parameters that go into the result key:
+
+* ``metric``: ``"cosine"`` (default, as ReSi) ranks neighbours by cosine similarity of the rows;
+  ``"euclidean"`` by Euclidean distance.
+* ``k``: the number of neighbours (default 10, as ReSi and platonic-rep); it must be at most N - 1.
+
+and two fixed rules: instance i is excluded from its own list **by index** (a duplicate row of i is an
+ordinary neighbour at distance 0, as ``sklearn.neighbors.NearestNeighbors.kneighbors()`` with
+``X=None``; ReSi instead queries k + 1 neighbours and drops the first column, which drops a duplicate
+instead of i), and ties are broken by (distance, index), so lists are deterministic also under
+duplicate rows. A zero row has no cosine direction, and a representation whose rows all coincide has no
+neighbour structure: both raise :class:`~measures.UndefinedMeasureError`.
+
+The neighbour search (:func:`nearest_neighbours`) is brute force in row blocks: O(N²·D) time,
+O(block·N) memory, a top-k per block instead of a full N x N argsort, no per-row Python loop.
+"""
 
 from __future__ import annotations
+
+import math
+
+import torch
+
+from measures._registry import UndefinedMeasureError, register
+from measures._validation import center_columns
+
+METRICS = ("cosine", "euclidean")
+#: Elements per temporary block (N x N distances, N x k x D gathers): 2^22 float64 = 32 MiB.
+BLOCK_ELEMENTS = 1 << 22
+
+
+def scale_to_unit(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """``x`` multiplied by a power of two so that its largest magnitude lies in [0.5, 1).
+
+    With ``dim`` the scale is chosen per slice along the other axis (``dim=1``: per row). Scaling by a
+    power of two is exact, so scale-invariant quantities computed afterwards are bit-for-bit those of
+    the original; it keeps squares of huge or tiny entries from overflowing or underflowing.
+    All-zero slices are left as they are.
+    """
+    peak = x.abs().amax() if dim is None else x.abs().amax(dim=dim, keepdim=True)
+    _, exponent = torch.frexp(peak)
+    return torch.ldexp(x, torch.where(peak > 0, -exponent, torch.zeros_like(exponent)))
+
+
+def unit_rows(name: str, x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit Euclidean norm; a zero row raises ``UndefinedMeasureError``."""
+    z = scale_to_unit(x, dim=1)
+    norms = torch.linalg.vector_norm(z, dim=1, keepdim=True)
+    zero = int((norms == 0).sum())
+    if zero:
+        raise UndefinedMeasureError(
+            f"{name}: {zero} zero row(s) have no direction, so their cosine similarities are undefined"
+        )
+    return z / norms
+
+
+def prepare_rows(name: str, x: torch.Tensor, metric: str) -> torch.Tensor:
+    """Rows in the geometry of ``metric``, ready for :func:`nearest_neighbours`.
+
+    Cosine: unit rows (their inner products are the cosine similarities). Euclidean: column-centred rows
+    rescaled by a power of two; both steps leave the neighbour order unchanged, centring keeps the
+    expansion ‖a‖² - 2aᵀb accurate after large translations and the rescaling keeps it finite.
+    """
+    if bool((x == x[0]).all()):
+        raise UndefinedMeasureError(f"{name}: every row is identical, there is no neighbour structure")
+    if metric == "cosine":
+        return unit_rows(name, x)
+    return scale_to_unit(center_columns(x))
+
+
+def nearest_neighbours(z: torch.Tensor, k: int, metric: str) -> torch.Tensor:
+    """The N x k indices of each row's k nearest other rows, nearest first, ties by (distance, index).
+
+    ``z`` comes from :func:`prepare_rows`. Row i never lists itself (excluded by index); a duplicate
+    of row i is listed like any other row. Each block of rows gets its distances to all N rows, the k-th
+    smallest distance from ``topk`` (its value is unique even where the order of tied entries is not),
+    every entry strictly below it plus the lowest-index entries equal to it, and finally a stable sort
+    of those k entries by distance, which keeps index order among exact ties.
+    """
+    n = z.shape[0]
+    # Only the order within a row matters: drop the constant ‖z_i‖² and use -cos for cosine.
+    sq_norms = z.square().sum(dim=1) if metric == "euclidean" else None
+    rows_per_block = max(1, BLOCK_ELEMENTS // n)
+    lists = []
+    for start in range(0, n, rows_per_block):
+        gram = z[start : start + rows_per_block] @ z.T
+        key = sq_norms - 2.0 * gram if sq_norms is not None else -gram
+        rows = torch.arange(key.shape[0], device=z.device)
+        key[rows, start + rows] = math.inf
+        kth = key.topk(k, dim=1, largest=False).values.amax(dim=1, keepdim=True)
+        below, at = key < kth, key == kth
+        still_needed = k - below.sum(dim=1, keepdim=True)
+        chosen = below | (at & (at.cumsum(dim=1) <= still_needed))
+        index = chosen.nonzero()[:, 1].view(-1, k)  # ascending index within each row
+        order = key.gather(1, index).sort(dim=1, stable=True).indices
+        lists.append(index.gather(1, order))
+    return torch.cat(lists)
+
+
+def pair_values(z: torch.Tensor, index: torch.Tensor, squared_distance: bool) -> torch.Tensor:
+    """For each row i and each j in ``index[i]``: z_iᵀz_j, or ‖z_i - z_j‖² from the differences.
+
+    Computed in blocks of rows (never N x N); differences make the distance of duplicates exactly 0.
+    """
+    n, m = index.shape
+    rows_per_block = max(1, BLOCK_ELEMENTS // (m * z.shape[1]))
+    values = []
+    for start in range(0, n, rows_per_block):
+        neighbours = z[index[start : start + rows_per_block]]
+        own = z[start : start + rows_per_block, None, :]
+        values.append((neighbours - own).square().sum(-1) if squared_distance else (neighbours * own).sum(-1))
+    return torch.cat(values)
+
+
+def _match(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which entries of each list a[i] occur in b[i], and their 0-based positions in b[i].
+
+    Sort each row of b once and binary-search the entries of a in it: O(N·k·log k), no N x k x k mask.
+    The position is meaningful only where the entry was found.
+    """
+    b_sorted, b_position = b.sort(dim=1)
+    slot = torch.searchsorted(b_sorted, a).clamp_(max=b.shape[1] - 1)
+    found = b_sorted.gather(1, slot) == a
+    return found, b_position.gather(1, slot)
+
+
+def _neighbour_lists(
+    name: str, X: torch.Tensor, Y: torch.Tensor, k: int, metric: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate the shared parameters; return the prepared rows and the kNN lists of both sides."""
+    if metric not in METRICS:
+        raise ValueError(f"measure {name!r}: metric must be one of {METRICS}, got {metric!r}")
+    n = X.shape[0]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"measure {name!r}: k must be a positive integer, got {k!r}")
+    if k > n - 1:
+        raise ValueError(f"measure {name!r}: k={k} neighbours need at least {k + 1} rows, got {n}")
+    zx, zy = prepare_rows(name, X, metric), prepare_rows(name, Y, metric)
+    return zx, zy, nearest_neighbours(zx, k, metric), nearest_neighbours(zy, k, metric)
+
+
+def _jaccard_per_instance(found: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    k, shared = found.shape[1], found.sum(dim=1).to(dtype)
+    return shared / (2 * k - shared)
+
+
+def _rank_similarity_per_instance(found: torch.Tensor, position_in_b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    k = found.shape[1]
+    rank_a = torch.arange(1, k + 1, device=found.device, dtype=dtype)
+    rank_b = position_in_b.to(dtype) + 1
+    terms = torch.where(found, 2.0 / ((1 + (rank_a - rank_b).abs()) * (rank_a + rank_b)), 0.0)
+    shared = found.sum(dim=1)
+    # harmonic[m] = H_m = sum_{l<=m} 1/l, with H_0 = 0 (an empty shared set scores 0)
+    harmonic = torch.cat([torch.zeros(1, dtype=dtype, device=found.device), (1.0 / rank_a).cumsum(0)])
+    return torch.where(shared > 0, terms.sum(dim=1) / harmonic[shared].clamp_min(1.0), 0.0).clamp(0.0, 1.0)
+
+
+_KNN_INVARIANCES = ("permutation", "orthogonal", "isotropic_scaling")
+_KNN_CONVENTION = (
+    "Neighbourhoods N_k(i) follow the module's shared convention (metric, k, self excluded by index, "
+    "ties by (distance, index))."
+)
+
+
+@register(
+    "knn_jaccard",
+    family="neighbours",
+    kind="similarity",
+    range=(0.0, 1.0),
+    symmetric=True,
+    invariances=_KNN_INVARIANCES,
+    reference=(
+        "Schumacher et al. The Effects of Randomness on the Stability of Node Embeddings. 2021; "
+        "Wang et al. Towards Understanding the Instability of Network Embedding. IEEE TKDE 2020"
+    ),
+    cost="O(N²·D) chunked kNN search, O(N·k·log k) matching",
+)
+def knn_jaccard(X: torch.Tensor, Y: torch.Tensor, *, k: int = 10, metric: str = "cosine") -> torch.Tensor:
+    """Mean Jaccard similarity of the k-nearest-neighbour sets of each instance in the two representations.
+
+    Formula: J = (1/N) Σ_i |A_i ∩ B_i| / |A_i ∪ B_i| with A_i = N_k^X(i), B_i = N_k^Y(i); since
+    |A_i| = |B_i| = k, J_i = m_i / (2k - m_i) with m_i = |A_i ∩ B_i|. Range [0, 1]; higher is more
+    similar; symmetric. Invariant to permutation, orthogonal maps and isotropic scaling; with
+    ``metric="euclidean"`` also to translation (cosine neighbourhoods are not). Not invariant to
+    invertible linear maps.
+    Conventions: ``k`` neighbours (default 10) under ``metric`` ("cosine" default or "euclidean"), self
+    excluded by index, ties by (distance, index). A zero row under cosine and a representation with all
+    rows identical raise ``UndefinedMeasureError``.
+    Elsewhere: ReSi drops the first of k + 1 neighbours (a duplicate instead of self when rows repeat);
+    sklearn's tie order is implementation-defined. The similarity-repository saw a spread of 0.03
+    between two implementations from these conventions.
+    """
+    _, _, a, b = _neighbour_lists("knn_jaccard", X, Y, k, metric)
+    found, _ = _match(a, b)
+    return _jaccard_per_instance(found, X.dtype).mean()
+
+
+@register(
+    "mutual_knn",
+    family="neighbours",
+    kind="similarity",
+    range=(0.0, 1.0),
+    symmetric=True,
+    invariances=_KNN_INVARIANCES,
+    reference="Huh, Cheung, Wang, Isola. The Platonic Representation Hypothesis. ICML 2024",
+    cost="O(N²·D) chunked kNN search, O(N·k·log k) matching",
+)
+def mutual_knn(X: torch.Tensor, Y: torch.Tensor, *, k: int = 10, metric: str = "cosine") -> torch.Tensor:
+    """Mutual nearest-neighbour alignment: the mean fraction of each instance's k neighbours shared by both.
+
+    Formula: m_NN = (1/N) Σ_i |A_i ∩ B_i| / k with A_i = N_k^X(i), B_i = N_k^Y(i). Range [0, 1]; higher
+    is more similar; symmetric. Per instance it is a monotone transform of the kNN Jaccard similarity
+    (J_i = m_i / (2k - m_i)), but the means over instances are not monotone transforms of each other.
+    Invariant to permutation, orthogonal maps and isotropic scaling; with ``metric="euclidean"`` also to
+    translation. Not invariant to invertible linear maps.
+    Conventions: as ``knn_jaccard`` (k = 10, cosine, self excluded by index, ties by (distance, index)).
+    Elsewhere: platonic-rep ranks by the inner product of features it L2-normalises itself (cosine order),
+    and its protocol clamps features at the 95th percentile and takes the maximum over layer pairs;
+    those are protocol steps, not part of this measure.
+    """
+    _, _, a, b = _neighbour_lists("mutual_knn", X, Y, k, metric)
+    found, _ = _match(a, b)
+    return found.sum(dim=1).to(X.dtype).mean() / k
+
+
+@register(
+    "second_order_cosine",
+    family="neighbours",
+    kind="similarity",
+    range=(-1.0, 1.0),
+    symmetric=True,
+    invariances=_KNN_INVARIANCES,
+    reference=(
+        "Hamilton, Leskovec, Jurafsky. Cultural Shift or Linguistic Drift? Comparing Two Computational "
+        "Measures of Semantic Change. EMNLP 2016"
+    ),
+    cost="O(N²·D) chunked kNN search, O(N·k·D) profiles",
+)
+def second_order_cosine(
+    X: torch.Tensor, Y: torch.Tensor, *, k: int = 10, metric: str = "cosine", entries: str = "similarity"
+) -> torch.Tensor:
+    """Mean cosine similarity of each instance's similarity profile over the union of its two neighbourhoods.
+
+    Formula: U_i = N_k^X(i) ∪ N_k^Y(i); s_i^X = (sim_X(i, j))_{j ∈ U_i}, s_i^Y likewise in Y's geometry;
+    score = (1/N) Σ_i cos(s_i^X, s_i^Y). Range [-1, 1] with ``entries="similarity"`` (cosine
+    similarities can be negative), [0, 1] with ``entries="distance"``; higher is more similar;
+    symmetric. Invariant to permutation, orthogonal maps and isotropic scaling; with
+    ``metric="euclidean"`` also to translation. Not invariant to invertible linear maps.
+    Conventions: neighbourhoods as ``knn_jaccard``. ``entries="similarity"`` (default, Hamilton et al.)
+    uses the cosine similarity cos(x_i, x_j); ``entries="distance"`` (ReSi) uses the cosine distance
+    1 - cos(x_i, x_j) under ``metric="cosine"`` and the Euclidean distance ‖x_i - x_j‖ under
+    ``metric="euclidean"``; ``metric="euclidean"`` with ``entries="similarity"`` has no similarity to use
+    and is rejected. An instance whose profile is the zero vector in either representation (e.g. only
+    exact duplicates as neighbours under cosine distances) has no cosine: ``UndefinedMeasureError``.
+    Elsewhere: ReSi builds two full N x N distance matrices; this computes only the ≤ 2k entries per row.
+    """
+    name = "second_order_cosine"
+    if entries not in ("similarity", "distance"):
+        raise ValueError(f"measure {name!r}: entries must be 'similarity' or 'distance', got {entries!r}")
+    if entries == "similarity" and metric == "euclidean":
+        raise ValueError(
+            f"measure {name!r}: entries='similarity' needs metric='cosine' "
+            "(Euclidean geometry has distances only; use entries='distance')"
+        )
+    zx, zy, a, b = _neighbour_lists(name, X, Y, k, metric)
+    b_in_a, _ = _match(b, a)
+    union = torch.cat([a, b], dim=1)
+    in_union = torch.cat([torch.ones_like(b_in_a), ~b_in_a], dim=1)  # each j ∈ U_i counted once
+
+    def profile(z: torch.Tensor) -> torch.Tensor:
+        if entries == "similarity":
+            values = pair_values(z, union, squared_distance=False)
+        elif metric == "cosine":
+            values = 0.5 * pair_values(z, union, squared_distance=True)  # 1 - cos = ‖u - v‖²/2 for unit rows
+        else:
+            values = pair_values(z, union, squared_distance=True).sqrt()
+        return torch.where(in_union, values, 0.0)
+
+    sx, sy = profile(zx), profile(zy)
+    norm_x, norm_y = torch.linalg.vector_norm(sx, dim=1), torch.linalg.vector_norm(sy, dim=1)
+    zero = int(((norm_x == 0) | (norm_y == 0)).sum())
+    if zero:
+        raise UndefinedMeasureError(f"{name}: {zero} instance(s) have an all-zero {entries} profile, cosine undefined")
+    return ((sx * sy).sum(dim=1) / (norm_x * norm_y)).clamp(-1.0, 1.0).mean()
+
+
+@register(
+    "rank_similarity",
+    family="neighbours",
+    kind="similarity",
+    range=(0.0, 1.0),
+    symmetric=True,
+    invariances=_KNN_INVARIANCES,
+    reference=(
+        "Wang et al. Towards Understanding the Instability of Network Embedding. IEEE TKDE 2020; "
+        "normalisation of ReSi (Klabunde et al. 2024)"
+    ),
+    cost="O(N²·D) chunked kNN search, O(N·k·log k) matching",
+)
+def rank_similarity(X: torch.Tensor, Y: torch.Tensor, *, k: int = 10, metric: str = "cosine") -> torch.Tensor:
+    """Mean agreement of the ranks of the neighbours that both representations share.
+
+    Formula: S_i = A_i ∩ B_i with 1-based ranks r_X(j), r_Y(j) in the ordered lists A_i = N_k^X(i),
+    B_i = N_k^Y(i); v_i = (1/H_{|S_i|}) Σ_{j∈S_i} 2 / ((1 + |r_X(j) - r_Y(j)|)(r_X(j) + r_Y(j))),
+    H_m = Σ_{l≤m} 1/l, and v_i = 0 when S_i is empty; score = (1/N) Σ_i v_i. Range [0, 1] (each term
+    is at most (1/r_X + 1/r_Y)/2 and distinct ranks sum to at most H_m); higher is more similar;
+    symmetric. v_i = 1 whenever the shared neighbours hold the same top |S_i| ranks in both lists, even
+    if |S_i| < k. Invariant to permutation, orthogonal maps and isotropic scaling; with
+    ``metric="euclidean"`` also to translation. Not invariant to invertible linear maps.
+    Conventions: neighbourhoods as ``knn_jaccard``; ranks follow the (distance, index) tie order.
+    The 1/H_{|S_i|} normaliser is ReSi's; the normaliser of Wang et al.'s paper is unverified.
+    Elsewhere: ReSi computes the ranks with per-row Python loops.
+    """
+    _, _, a, b = _neighbour_lists("rank_similarity", X, Y, k, metric)
+    found, position = _match(a, b)
+    return _rank_similarity_per_instance(found, position, X.dtype).mean()
+
+
+@register(
+    "joint_rank_jaccard",
+    family="neighbours",
+    kind="similarity",
+    range=(0.0, 1.0),
+    symmetric=True,
+    invariances=_KNN_INVARIANCES,
+    reference=(
+        "Wang et al. Towards Understanding the Instability of Network Embedding. IEEE TKDE 2020; "
+        "ReSi (Klabunde et al. 2024) code, unregistered there"
+    ),
+    cost="O(N²·D) chunked kNN search, O(N·k·log k) matching",
+)
+def joint_rank_jaccard(X: torch.Tensor, Y: torch.Tensor, *, k: int = 10, metric: str = "cosine") -> torch.Tensor:
+    """Mean product of each instance's kNN Jaccard similarity and its rank similarity.
+
+    Formula: score = (1/N) Σ_i J_i · v_i with J_i the per-instance Jaccard similarity of ``knn_jaccard``
+    and v_i the per-instance rank similarity of ``rank_similarity``. Range [0, 1]; higher is more
+    similar; symmetric. Invariant to permutation, orthogonal maps and isotropic scaling; with
+    ``metric="euclidean"`` also to translation. Not invariant to invertible linear maps.
+    Conventions: neighbourhoods as ``knn_jaccard``; ranks follow the (distance, index) tie order.
+    """
+    _, _, a, b = _neighbour_lists("joint_rank_jaccard", X, Y, k, metric)
+    found, position = _match(a, b)
+    return (_jaccard_per_instance(found, X.dtype) * _rank_similarity_per_instance(found, position, X.dtype)).mean()
+
+
+@register(
+    "cknna",
+    family="neighbours",
+    kind="similarity",
+    range=(-1.0, 1.0),
+    symmetric=True,
+    invariances=_KNN_INVARIANCES,
+    reference="Huh, Cheung, Wang, Isola. The Platonic Representation Hypothesis. ICML 2024 (CKNNA)",
+    cost="O(N²·D) chunked kNN search, O(N·k·D) masked kernel entries",
+)
+def cknna(X: torch.Tensor, Y: torch.Tensor, *, k: int = 10, metric: str = "cosine") -> torch.Tensor:
+    """Centred kernel nearest-neighbour alignment: CKA restricted to pairs that are neighbours in both.
+
+    Formula: with α_ij = 1[j ≠ i, j ∈ N_k^X(i), j ∈ N_k^Y(i)] and centred linear kernels K̃ = HKH,
+    L̃ = HLH (H the centring operator, never built), A(K, L) = Σ_ij α_ij K̃_ij L̃_ij and
+    CKNNA = A(K, L) / √(A(K, K) · A(L, L)), all three with the same mask α. Range [-1, 1] (Cauchy-Schwarz
+    for the non-negative weights α); higher is more similar; symmetric.
+    Kernel: under ``metric="cosine"`` K is the Gram matrix of the unit rows (cosine similarities), under
+    ``metric="euclidean"`` that of the raw rows; HKH is the Gram matrix of the column-centred rows, so
+    only the ≤ N·k masked entries are computed. Invariant to permutation, orthogonal maps and isotropic
+    scaling; with ``metric="euclidean"`` also to translation. Not invariant to invertible linear maps.
+    Conventions: neighbourhoods as ``knn_jaccard``. When no pair is a neighbour in both representations
+    the kernels share no entry and CKNNA is defined as 0 (as ``mutual_knn``); a non-empty mask on which a
+    centred kernel vanishes raises ``UndefinedMeasureError``.
+    Elsewhere: the paper writes the centring as subtracting row means E_l⟨φ_i, φ_l⟩; this uses the double
+    centring of CKA, so that a full mask gives CKA on the off-diagonal entries. platonic-rep masks the
+    raw kernels first, applies the unbiased HSIC estimator to the masked kernels and normalises by
+    HSIC of each kernel under its own kNN mask (values are not bounded by 1 there), builds N x N masks in
+    float32, and crashes for ``topk=None``.
+    """
+    zx, zy, a, b = _neighbour_lists("cknna", X, Y, k, metric)
+    mask, _ = _match(a, b)
+    if not bool(mask.any()):
+        return torch.zeros((), dtype=zx.dtype, device=zx.device)
+    kx = torch.where(mask, pair_values(center_columns(zx), a, squared_distance=False), 0.0)
+    ly = torch.where(mask, pair_values(center_columns(zy), a, squared_distance=False), 0.0)
+    self_x, self_y = kx.square().sum(), ly.square().sum()
+    if self_x == 0 or self_y == 0:
+        raise UndefinedMeasureError("cknna: the centred kernel is zero on every mutual-neighbour pair")
+    return ((kx * ly).sum() / (self_x.sqrt() * self_y.sqrt())).clamp(-1.0, 1.0)

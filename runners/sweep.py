@@ -1,16 +1,31 @@
 """Main entry point: ``python -m runners.sweep [overrides]`` runs the configured sweep.
 
-With no arguments it runs the default benchmark (``conf/sweep/default.yaml``). Every job is one call
-of :func:`runners.job.run_job`; after the sweep, results are collected and analysed
-(``runners/callbacks.py``).
+With no arguments it runs the default benchmark (``conf/sweep/default.yaml``). Before anything runs,
+every job's config is composed and validated (a bad value fails the whole sweep at once, naming the key
+and the valid choices). Every job is one call of :func:`runners.job.run_job`, which writes its own result
+shard. When the jobs have returned, the shards are collected into ``scores.parquet`` and analysed.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
 import hydra
+import pandas as pd
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
-from runners.job import run_job
+from runners.config import ConfigError, validate_config
+from runners.job import results_root, run_job
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+log = logging.getLogger("runners.sweep")
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
@@ -18,5 +33,68 @@ def main(cfg: DictConfig) -> None:
     run_job(cfg)
 
 
-if __name__ == "__main__":
+@dataclass
+class Plan:
+    sweep_dir: Path
+    n_jobs: int
+
+
+def plan(overrides: list[str]) -> Plan:
+    """Compose and validate the config of every job the sweep will launch; raise on the first bad one."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        master = compose(config_name="config", overrides=[o for o in overrides if not _is_sweep(o)],
+                         return_hydra_config=True)
+        params = [f"{k}={v}" for k, v in (master.hydra.sweeper.get("params") or {}).items()]
+        multirun = master.hydra.mode is not None and master.hydra.mode.name == "MULTIRUN"
+        parsed = OverridesParser.create().parse_overrides(params + overrides if multirun else overrides)
+        jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+        limit = int(master.limits.max_jobs)
+        if len(jobs) > limit:
+            raise ConfigError(f"limits.max_jobs: the sweep would launch {len(jobs)} jobs, more than the limit "
+                              f"{limit}; narrow the grid or raise limits.max_jobs")
+        for job in jobs:
+            cfg = compose(config_name="config", overrides=list(job), return_hydra_config=True)
+            try:
+                validate_config(cfg)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc}\n  (in the job with overrides: {' '.join(job)})") from None
+    return Plan(sweep_dir=results_root(master) / master.name, n_jobs=len(jobs))
+
+
+def _is_sweep(override: str) -> bool:
+    parsed = OverridesParser.create().parse_overrides([override])[0]
+    return parsed.is_sweep_override()
+
+
+def cli(argv: list[str]) -> int:
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        main()  # Hydra's own flags (--help, --cfg, --info, ...): no planning or post-processing
+        return 0
+    overrides = [a for a in argv if a not in ("-m", "--multirun")]
+    try:
+        sweep = plan(overrides)
+    except ConfigError as exc:
+        print(f"Invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # Hydra's composition errors list the available group options
+        print(f"Invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    start = pd.Timestamp.now(tz="UTC")
+    tic = time.perf_counter()
+    print(f"[simbench] {sweep.n_jobs} job(s) validated; results go to {sweep.sweep_dir}", flush=True)
     main()
+
+    from runners.analyze import analyze
+    from runners.collect import collect
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    scores = collect(sweep.sweep_dir)
+    analyze(sweep.sweep_dir, scores=scores)
+    fresh = int((scores["timestamp"] >= start).sum())
+    print(f"[simbench] done in {time.perf_counter() - tic:.1f}s: {fresh} rows computed in this run, "
+          f"{len(scores) - fresh} reused from earlier runs" + ("" if fresh else " (nothing recomputed)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli(sys.argv[1:]))
