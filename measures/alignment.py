@@ -377,8 +377,9 @@ def aligned_cosine(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """
     x = _row_space_coordinates(X / power_of_two_scale(X))
     y = _row_space_coordinates(Y / power_of_two_scale(Y))
-    u, s, vh = torch.linalg.svd(x.T @ y, full_matrices=False)
-    rank = int((s > s[0] * rank_tolerance(x.T @ y)).sum()) if s.numel() and s[0] > 0 else 0
+    cross = x.T @ y
+    u, s, vh = torch.linalg.svd(cross, full_matrices=False)
+    rank = int((s > s[0] * rank_tolerance(cross)).sum()) if s[0] > 0 else 0
     inner = ((x @ u[:, :rank]) * (y @ vh[:rank].T)).sum(dim=1)
     norms = torch.linalg.vector_norm(x, dim=1) * torch.linalg.vector_norm(y, dim=1)
     valid = norms > 0

@@ -31,22 +31,22 @@ METRICS = ("cosine", "euclidean")
 BLOCK_ELEMENTS = 1 << 22
 
 
-def scale_to_unit(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """``x`` multiplied by a power of two so that its largest magnitude lies in [0.5, 1).
+def scale_to_unit(x: torch.Tensor, dim: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` times 2^-e with e chosen so that the largest magnitude lies in [0.5, 1); returns (scaled, e).
 
-    With ``dim`` the scale is chosen per slice along the other axis (``dim=1``: per row). Scaling by a
-    power of two is exact, so scale-invariant quantities computed afterwards are bit-for-bit those of
-    the original; it keeps squares of huge or tiny entries from overflowing or underflowing.
-    All-zero slices are left as they are.
+    With ``dim`` the exponent is chosen per slice (``dim=1``: one per row, e has shape N x 1). Scaling by
+    a power of two is exact, so scale-invariant quantities computed afterwards are bit-for-bit those of
+    the original, and squares of huge or tiny entries neither overflow nor underflow.
+    All-zero slices get e = 0 and stay zero.
     """
     peak = x.abs().amax() if dim is None else x.abs().amax(dim=dim, keepdim=True)
-    _, exponent = torch.frexp(peak)
-    return torch.ldexp(x, torch.where(peak > 0, -exponent, torch.zeros_like(exponent)))
+    exponent = torch.where(peak > 0, torch.frexp(peak).exponent, 0)
+    return torch.ldexp(x, -exponent), exponent
 
 
 def unit_rows(name: str, x: torch.Tensor) -> torch.Tensor:
     """Rows scaled to unit Euclidean norm; a zero row raises ``UndefinedMeasureError``."""
-    z = scale_to_unit(x, dim=1)
+    z, _ = scale_to_unit(x, dim=1)
     norms = torch.linalg.vector_norm(z, dim=1, keepdim=True)
     zero = int((norms == 0).sum())
     if zero:
@@ -60,14 +60,15 @@ def prepare_rows(name: str, x: torch.Tensor, metric: str) -> torch.Tensor:
     """Rows in the geometry of ``metric``, ready for :func:`nearest_neighbours`.
 
     Cosine: unit rows (their inner products are the cosine similarities). Euclidean: column-centred rows
-    rescaled by a power of two; both steps leave the neighbour order unchanged, centring keeps the
-    expansion ‖a‖² - 2aᵀb accurate after large translations and the rescaling keeps it finite.
+    rescaled by powers of two (before centring, so the mean cannot overflow, and after, so the squares
+    of small differences cannot underflow); neither step changes the neighbour order, and centring keeps
+    the expansion ‖a‖² - 2aᵀb accurate after large translations.
     """
     if bool((x == x[0]).all()):
         raise UndefinedMeasureError(f"{name}: every row is identical, there is no neighbour structure")
     if metric == "cosine":
         return unit_rows(name, x)
-    return scale_to_unit(center_columns(x))
+    return scale_to_unit(center_columns(scale_to_unit(x)[0]))[0]
 
 
 def nearest_neighbours(z: torch.Tensor, k: int, metric: str) -> torch.Tensor:

@@ -1,11 +1,130 @@
-"""RSM family: measures that compare instance-by-instance similarity structure (CKA, RSA, ...)."""
+"""RSM family: measures that compare instance-by-instance similarity structure (CKA, RSA, ...).
+
+Every measure here is a function of the N x N representational similarity (or distance) matrices of
+the two inputs, or of an equivalent D x D quantity. Two rules keep them cheap and exact:
+
+- N x N matrices are built by row blocks (``_BLOCK_ELEMENTS`` entries at a time) wherever the measure
+  only needs sums over them; feature-space (D x D) routes are used where they give the same number.
+- Inputs are first divided by an exact power of two (``power_of_two_scale``), and column-centred where
+  the measure is translation invariant, so squares and Gram entries neither overflow nor lose digits
+  to a large common offset. Scale-dependent measures undo the power of two exactly at the end.
+"""
 
 from __future__ import annotations
+
+import math
+from typing import Callable, Iterator
 
 import torch
 
 from measures._registry import UndefinedMeasureError, register
-from measures._validation import center_columns
+from measures.cca import centred, power_of_two_scale, principal_directions
+
+_SIMILARITY_TRANSFORMS = ("permutation", "orthogonal", "isotropic_scaling", "translation")
+_ALL_INVARIANCES = _SIMILARITY_TRANSFORMS + ("invertible_linear",)
+_KORNBLITH_2019 = "Kornblith, Norouzi, Lee, Hinton. Similarity of Neural Network Representations Revisited. ICML 2019"
+#: Entries of one row block of an N x N matrix (2^22 float64 entries = 32 MiB).
+_BLOCK_ELEMENTS = 1 << 22
+
+BlockFn = Callable[[slice], torch.Tensor]
+
+
+def _check_choice(name: str, param: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"measure {name!r}: {param} must be one of {choices}, got {value!r}")
+
+
+def _eps(x: torch.Tensor) -> float:
+    return torch.finfo(x.dtype).eps
+
+
+def _centred_nonconstant(name: str, x: torch.Tensor, which: int) -> torch.Tensor:
+    """Column-centred, power-of-two-rescaled copy of ``x``; a constant input has no structure to compare."""
+    xc = centred(x)
+    if not bool(xc.any()):
+        raise UndefinedMeasureError(f"{name}: input {which} is constant (no variance after centring)")
+    return xc
+
+
+# --- N x N matrices by row blocks -------------------------------------------------------------------
+
+
+def _row_blocks(n: int) -> list[slice]:
+    rows = max(1, _BLOCK_ELEMENTS // n)
+    return [slice(start, min(start + rows, n)) for start in range(0, n, rows)]
+
+
+def _diagonal_index(rows: slice, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the diagonal entries of the full matrix inside the row block ``rows``."""
+    local = torch.arange(rows.stop - rows.start, device=device)
+    return local, local + rows.start
+
+
+def _squared_distance_blocks(x: torch.Tensor) -> BlockFn:
+    """Row blocks of the squared Euclidean distance matrix, via ‖x_i‖² + ‖x_j‖² − 2⟨x_i, x_j⟩.
+
+    The Gram identity costs one GEMM per block; its round-off (eps·‖x‖², small for centred ``x``) can
+    make an entry slightly negative, so entries are clamped at 0 and the diagonal is set to exactly 0.
+    """
+    sq_norms = x.square().sum(dim=1)
+
+    def block(rows: slice) -> torch.Tensor:
+        sq = sq_norms[rows, None] + sq_norms[None, :] - 2.0 * (x[rows] @ x.T)
+        sq.clamp_(min=0.0)
+        sq[_diagonal_index(rows, x.device)] = 0.0
+        return sq
+
+    return block
+
+
+def _distance_blocks(x: torch.Tensor) -> BlockFn:
+    squared = _squared_distance_blocks(x)
+    return lambda rows: squared(rows).sqrt_()
+
+
+def _centred_products(mx: BlockFn, my: BlockFn, n: int, *, unbiased: bool) -> tuple[torch.Tensor, ...]:
+    """⟨A', B'⟩, ⟨A', A'⟩, ⟨B', B'⟩ (Frobenius) for the centred versions of two symmetric N x N matrices.
+
+    ``unbiased=False``: A' = HAH, the double-centred matrix (A − row means − column means + grand mean).
+    ``unbiased=True``: A' is the U-centred matrix of Székely & Rizzo (2014) of A with its diagonal zeroed,
+    A'_ij = A_ij − r_i/(N−2) − r_j/(N−2) + Σr/((N−1)(N−2)) off the diagonal and 0 on it (r = row sums);
+    then ⟨A', B'⟩ = N(N−3)·HSIC_1 (Song et al. 2012) for Gram matrices and N(N−3)·dCov²_U for distances.
+    Two passes over row blocks (row sums, then products), so memory stays O(block · N); a single block
+    is kept from the first pass instead of being recomputed.
+    """
+    blocks = _row_blocks(n)
+
+    def get(m: BlockFn, rows: slice) -> torch.Tensor:
+        b = m(rows)
+        if unbiased:
+            b[_diagonal_index(rows, b.device)] = 0.0
+        return b
+
+    kept = [(get(mx, blocks[0]), get(my, blocks[0]))] if len(blocks) == 1 else None
+    row_x, row_y = [], []
+    for i, rows in enumerate(blocks):
+        bx, by = kept[i] if kept else (get(mx, rows), get(my, rows))
+        row_x.append(bx.sum(dim=1))
+        row_y.append(by.sum(dim=1))
+    rx, ry = torch.cat(row_x), torch.cat(row_y)
+    a, c = (1.0 / (n - 2), 1.0 / ((n - 1) * (n - 2))) if unbiased else (1.0 / n, 1.0 / n**2)
+    shift_x, shift_y = c * rx.sum(), c * ry.sum()
+    xy = xx = yy = rx.new_zeros(())
+    for i, rows in enumerate(blocks):
+        bx, by = kept[i] if kept else (get(mx, rows), get(my, rows))
+        bx = bx - a * rx[rows, None] - a * rx[None, :] + shift_x
+        by = by - a * ry[rows, None] - a * ry[None, :] + shift_y
+        if unbiased:
+            diagonal = _diagonal_index(rows, bx.device)
+            bx[diagonal] = 0.0
+            by[diagonal] = 0.0
+        xy = xy + (bx * by).sum()
+        xx = xx + bx.square().sum()
+        yy = yy + by.square().sum()
+    return xy, xx, yy
+
+
+# --- CKA -----------------------------------------------------------------------------------------
 
 
 @register(
@@ -14,21 +133,25 @@ from measures._validation import center_columns
     kind="similarity",
     range=(0.0, 1.0),
     symmetric=True,
-    invariances=("permutation", "orthogonal", "isotropic_scaling", "translation"),
-    reference="Kornblith, Norouzi, Lee, Hinton. Similarity of Neural Network Representations Revisited. ICML 2019",
+    invariances=_SIMILARITY_TRANSFORMS,
+    reference=_KORNBLITH_2019,
     cost="O(N·D²) feature route if N > D, else O(N²·D) Gram route",
 )
-def cka_linear(X: torch.Tensor, Y: torch.Tensor) -> float:
+def cka_linear(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """Linear centred kernel alignment (biased HSIC estimator).
 
     Formula: CKA = ‖ỸᵀX̃‖_F² / (‖X̃ᵀX̃‖_F · ‖ỸᵀỸ‖_F) with X̃, Ỹ column-centred; equivalently
-    tr(K̃L̃) / (‖K̃‖_F ‖L̃‖_F) for the linear Grams K = XXᵀ, L = YYᵀ. Range [0, 1]; higher is more
-    similar; symmetric. Invariant to orthogonal maps, isotropic scaling, permutation and translation,
-    not to invertible linear maps. A constant representation has no variance and CKA is 0/0:
-    ``UndefinedMeasureError`` is raised with that reason.
-    The feature route is used when N > max(D1, D2), the Gram route otherwise (same number).
+    tr(K̃L̃) / (‖K̃‖_F ‖L̃‖_F) for the linear Grams K = XXᵀ, L = YYᵀ and K̃ = HKH. Range [0, 1]; higher
+    is more similar; symmetric. Invariant to orthogonal maps, isotropic scaling, permutation and
+    translation, not to invertible linear maps. Equals the RV coefficient (Robert & Escoufier 1976) and
+    rsatoolbox's ``cosine_cov`` comparison of ``'euclidean'`` RDMs.
+
+    The feature route is used when N > max(D1, D2), the Gram route otherwise (same number). A constant
+    representation has no variance and CKA is 0/0: ``UndefinedMeasureError`` is raised with that reason.
+    Where others differ: platonic-rep adds 1e-6 to the denominator and runs in float32 (≈1e-4 drift).
     """
-    x, y = center_columns(X), center_columns(Y)
+    x = _centred_nonconstant("cka_linear", X, 1)
+    y = _centred_nonconstant("cka_linear", Y, 2)
     if x.shape[0] > max(x.shape[1], y.shape[1]):
         cross = (y.T @ x).square().sum()
         norm_x = torch.linalg.matrix_norm(x.T @ x)
@@ -37,7 +160,621 @@ def cka_linear(X: torch.Tensor, Y: torch.Tensor) -> float:
         k, l = x @ x.T, y @ y.T  # Grams of centred data are already double-centred
         cross = (k * l).sum()
         norm_x, norm_y = torch.linalg.matrix_norm(k), torch.linalg.matrix_norm(l)
-    denom = norm_x * norm_y
-    if denom == 0:
-        raise UndefinedMeasureError("cka_linear: a representation is constant (zero variance), CKA is 0/0")
-    return (cross / denom).clamp(0.0, 1.0)
+    # Round-off can only push the ratio a hair outside [0, 1] (Cauchy–Schwarz, PSD Grams).
+    return (cross / (norm_x * norm_y)).clamp(0.0, 1.0)
+
+
+def _hsic1_times_n_n3(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """N(N−3)·HSIC_1(XXᵀ, YYᵀ), Song et al.'s unbiased HSIC, without forming N x N matrices if N > D.
+
+    With K̂ = K − diag(K), k = diag K and s_K = K̂1 = X(Xᵀ1) − k:
+    tr(K̂L̂) = ‖XᵀY‖_F² − kᵀl,  1ᵀK̂1 = Σ s_K,  1ᵀK̂L̂1 = s_Kᵀ s_L, and
+    N(N−3)·HSIC_1 = tr(K̂L̂) + (1ᵀK̂1)(1ᵀL̂1)/((N−1)(N−2)) − 2·1ᵀK̂L̂1/(N−2).
+    tr(KL) = ‖XᵀY‖_F² is taken from the D1 x D2 cross product when N > max(D1, D2) and from the
+    elementwise Gram product otherwise.
+    """
+    n = x.shape[0]
+    k, l = x.square().sum(dim=1), y.square().sum(dim=1)
+    if n > max(x.shape[1], y.shape[1]):
+        trace_kl = (x.T @ y).square().sum()
+    else:
+        trace_kl = ((x @ x.T) * (y @ y.T)).sum()
+    s_k = x @ x.sum(dim=0) - k
+    s_l = y @ y.sum(dim=0) - l
+    return trace_kl - k @ l + s_k.sum() * s_l.sum() / ((n - 1) * (n - 2)) - 2.0 * (s_k @ s_l) / (n - 2)
+
+
+@register(
+    "cka_linear_debiased",
+    family="rsm",
+    kind="similarity",
+    range=(-1.0, 1.0),
+    symmetric=True,
+    invariances=_SIMILARITY_TRANSFORMS,
+    min_rows=4,
+    reference="Song, Smola, Gretton, Bedo, Borgwardt. Feature Selection via Dependence Maximization. JMLR 2012 "
+    "(unbiased HSIC); " + _KORNBLITH_2019,
+    cost="O(N·D²) feature route if N > D, else O(N²·D) Gram route",
+)
+def cka_linear_debiased(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Linear CKA with the unbiased HSIC estimator (debiased CKA); needs N ≥ 4 and can be negative.
+
+    Formula: CKA_1 = HSIC_1(K, L) / √(HSIC_1(K, K)·HSIC_1(L, L)) for the linear Grams K = XXᵀ, L = YYᵀ,
+    with HSIC_1(K, L) = [tr(K̂L̂) + (1ᵀK̂1)(1ᵀL̂1)/((N−1)(N−2)) − 2·1ᵀK̂L̂1/(N−2)] / (N(N−3)) and K̂ = K
+    with its diagonal zeroed (Song et al. 2012). N(N−3)·HSIC_1 is the Frobenius inner product of the
+    U-centred Grams (Székely & Rizzo 2014), so Cauchy–Schwarz gives the range [−1, 1]; higher is more
+    similar; symmetric. Near 0 for independent inputs at any N (the biased ``cka_linear`` is not).
+    Invariant to orthogonal maps, isotropic scaling, permutation and translation, not to invertible
+    linear maps.
+
+    Computed in feature space (O(N·D²)) when N > max(D1, D2), from the Grams otherwise; the Kornblith
+    Colab's ``center_gram(unbiased=True)`` route gives the same number. ``UndefinedMeasureError`` when
+    HSIC_1(K, K) or HSIC_1(L, L) is zero up to round-off: a constant input, or one whose U-centred Gram
+    vanishes (e.g. N = D one-hot rows). Where others differ: dmarx/cka_pytorch and phrasenmaeher/cka
+    return NaN there (square root of a non-positive number), and nothing here clamps a negative value.
+    """
+    x = _centred_nonconstant("cka_linear_debiased", X, 1)
+    y = _centred_nonconstant("cka_linear_debiased", Y, 2)
+    xy, xx, yy = _hsic1_times_n_n3(x, y), _hsic1_times_n_n3(x, x), _hsic1_times_n_n3(y, y)
+    for which, (self_term, z) in enumerate(((xx, x), (yy, y)), start=1):
+        # Round-off of N(N−3)·HSIC_1(K, K) is of order eps·(tr K)²/N; a value within 10·eps·(tr K)² of 0
+        # is a vanishing U-centred Gram, not a small positive number.
+        if self_term <= 10.0 * _eps(z) * z.square().sum() ** 2:
+            raise UndefinedMeasureError(
+                f"cka_linear_debiased: HSIC_1 of input {which} with itself is {float(self_term):.3g} "
+                "(<= 0 up to round-off): its U-centred Gram vanishes, debiased CKA is undefined"
+            )
+    return (xy / (xx.sqrt() * yy.sqrt())).clamp(-1.0, 1.0)
+
+
+def _kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th smallest entry (1-based) of a 1-D tensor."""
+    return torch.kthvalue(values, k).values
+
+
+def _median_squared_distance(upper: torch.Tensor, n: int, median_over: str) -> torch.Tensor:
+    """Median of the squared distances, numpy's convention (mean of the two middle values if even).
+
+    ``upper`` holds the N(N−1)/2 strict-upper-triangle entries (all ≥ 0). For ``"full_matrix"`` the
+    N² entries are N diagonal zeros followed, in sorted order, by every upper entry twice, so the k-th
+    smallest (k > N) is the ⌈(k−N)/2⌉-th smallest upper entry: no N x N copy is needed.
+    """
+    if median_over == "upper_triangle":
+        m = upper.numel()
+        lo, hi = (m + 1) // 2, m // 2 + 1
+        return 0.5 * (_kth_smallest(upper, lo) + _kth_smallest(upper, hi))
+
+    def kth_full(k: int) -> torch.Tensor:
+        return upper.new_zeros(()) if k <= n else _kth_smallest(upper, math.ceil((k - n) / 2))
+
+    total = n * n
+    return 0.5 * (kth_full((total + 1) // 2) + kth_full(total // 2 + 1))
+
+
+def _rbf_blocks(name: str, x: torch.Tensor, which: int, fraction: float, median_over: str) -> BlockFn:
+    n = x.shape[0]
+    squared = _squared_distance_blocks(x)
+    mask = torch.ones(n, n, dtype=torch.bool, device=x.device).triu_(1)
+    upper = torch.cat([squared(rows)[mask[rows]] for rows in _row_blocks(n)])
+    median = _median_squared_distance(upper, n, median_over)
+    if median <= 0:
+        raise UndefinedMeasureError(
+            f"{name}: the median squared distance of input {which} is 0 (constant or mostly duplicate rows), "
+            "so the median-fraction bandwidth is 0"
+        )
+    two_sigma_sq = 2.0 * fraction**2 * median
+    return lambda rows: torch.exp(-squared(rows) / two_sigma_sq)
+
+
+@register(
+    "cka_rbf",
+    family="rsm",
+    kind="similarity",
+    range=(0.0, 1.0),
+    symmetric=True,
+    invariances=_SIMILARITY_TRANSFORMS,
+    reference=_KORNBLITH_2019,
+    cost="O(N²·D) time, O(N²) memory for the median (kernel sums by row blocks)",
+)
+def cka_rbf(X: torch.Tensor, Y: torch.Tensor, *, fraction: float = 0.4, median_over: str = "full_matrix") -> torch.Tensor:
+    """CKA with Gaussian (RBF) kernels whose bandwidth is a fraction of the median distance.
+
+    Formula: K_ij = exp(−‖x_i − x_j‖² / (2σ_X²)) with σ_X² = fraction² · median_{i,j} ‖x_i − x_j‖², same
+    for L with its own σ_Y; CKA = ⟨K̃, L̃⟩_F / (‖K̃‖_F ‖L̃‖_F) with K̃ = HKH (biased HSIC). Range [0, 1];
+    higher is more similar; symmetric. Invariant to orthogonal maps, isotropic scaling (the bandwidth
+    scales with the data), permutation and translation; not to invertible linear maps.
+
+    Conventions: ``fraction`` = 0.4 (Kornblith et al. 2019 report 0.2, 0.4 and 0.8). ``median_over``
+    says which squared distances the median runs over: ``"full_matrix"`` (default) all N² entries
+    including the N zero diagonal entries, with numpy's mean-of-the-two-middle-values rule — exactly the
+    Kornblith Colab's ``gram_rbf(x, threshold=fraction)``; ``"upper_triangle"`` the N(N−1)/2 distinct
+    pairs only (a slightly larger σ). Where others differ: platonic-rep uses an absolute bandwidth (not
+    scale invariant); thingsvision once ignored its σ argument (PR #175). ``UndefinedMeasureError`` when
+    the median distance of an input is 0 (constant or mostly duplicate rows).
+    """
+    _check_choice("cka_rbf", "median_over", median_over, ("full_matrix", "upper_triangle"))
+    if not fraction > 0:
+        raise ValueError(f"measure 'cka_rbf': fraction must be positive, got {fraction!r}")
+    x = _centred_nonconstant("cka_rbf", X, 1)
+    y = _centred_nonconstant("cka_rbf", Y, 2)
+    kx = _rbf_blocks("cka_rbf", x, 1, fraction, median_over)
+    ky = _rbf_blocks("cka_rbf", y, 2, fraction, median_over)
+    xy, xx, yy = _centred_products(kx, ky, x.shape[0], unbiased=False)
+    return (xy / (xx.sqrt() * yy.sqrt())).clamp(0.0, 1.0)
+
+
+# --- RSA -----------------------------------------------------------------------------------------
+
+
+def _rdm_upper(name: str, x: torch.Tensor, which: int, inner: str) -> torch.Tensor:
+    """The strict upper triangle of the RDM, row-major (the order of ``scipy.spatial.distance.pdist``)."""
+    n = x.shape[0]
+    if inner in ("correlation", "cosine"):
+        z = x - x.mean(dim=1, keepdim=True) if inner == "correlation" else x
+        norms = torch.linalg.vector_norm(z, dim=1)
+        # A zero-variance row (e.g. a dead-ReLU instance) has no correlation with anything.
+        flat = norms <= _eps(x) * torch.linalg.vector_norm(x, dim=1)
+        if bool(flat.any()):
+            what = "constant across features" if inner == "correlation" else "all zeros"
+            raise UndefinedMeasureError(
+                f"{name}: {int(flat.sum())} row(s) of input {which} are {what}, so the {inner} distance "
+                "is undefined for them; use inner='euclidean'"
+            )
+        z = z / norms[:, None]
+        rdm = 1.0 - z @ z.T
+    else:
+        # Column centring is a translation (distances unchanged) that keeps the Gram identity accurate;
+        # taking the norms from the Gram's own diagonal makes duplicate rows exactly 0 apart.
+        xc = centred(x)
+        g = xc @ xc.T
+        d = g.diagonal()
+        rdm = (d[:, None] + d[None, :] - 2.0 * g).clamp_(min=0.0)
+        if inner == "euclidean":
+            rdm = rdm.sqrt_()
+    mask = torch.ones(n, n, dtype=torch.bool, device=x.device).triu_(1)
+    return rdm[mask]
+
+
+def _is_constant(v: torch.Tensor) -> bool:
+    """All entries equal up to round-off (a spread within 64 eps of the largest magnitude)."""
+    return bool(v.max() - v.min() <= 64.0 * _eps(v) * v.abs().max())
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a, b = a - a.mean(), b - b.mean()
+    return (a @ b) / (torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b))
+
+
+def _average_ranks(v: torch.Tensor) -> torch.Tensor:
+    """1-based ranks with ties given their average rank (``scipy.stats.rankdata(method='average')``)."""
+    ordered, order = torch.sort(v)
+    _, group, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
+    first = torch.cumsum(counts, dim=0) - counts  # 0-based position of each tie group's first entry
+    group_rank = first.to(v.dtype) + (counts.to(v.dtype) + 1.0) / 2.0
+    ranks = torch.empty_like(v)
+    ranks[order] = group_rank[group]
+    return ranks
+
+
+def _count_inversions(v: torch.Tensor) -> int:
+    """Pairs i < j with v_i > v_j (strict), for an int64 vector, in O(M log² M) vectorised work.
+
+    Bottom-up merge sort: at each level every pair of adjacent sorted blocks contributes, for each entry
+    of the right block, the number of left-block entries greater than it (a batched ``searchsorted``).
+    The length is padded to a power of two with a value larger than every entry, which adds no pair.
+    """
+    m = v.numel()
+    size = 1 << max(0, (m - 1).bit_length())
+    blocks = torch.cat([v, v.new_full((size - m,), int(v.max()) + 1)])
+    inversions = 0
+    width = 1
+    while width < size:
+        pairs = blocks.view(-1, 2, width)
+        left, right = pairs[:, 0].contiguous(), pairs[:, 1].contiguous()
+        not_greater = torch.searchsorted(left, right, right=True)
+        inversions += int((width - not_greater).sum())
+        blocks = pairs.reshape(-1, 2 * width).sort(dim=1).values.reshape(-1)
+        width *= 2
+    return inversions
+
+
+def _tied_pairs(counts: torch.Tensor) -> int:
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def _kendall_tau(a: torch.Tensor, b: torch.Tensor, variant: str) -> torch.Tensor:
+    """Kendall's τ_a or τ_b by Knight's O(M log M) method (no M² pair loop).
+
+    Sort by (a, b); the discordant pairs are the strict inversions of b in that order. With P pairs,
+    T_a, T_b tied pairs in a, in b, and T_ab tied in both: C − D = P − T_a − T_b + T_ab − 2D;
+    τ_a = (C − D)/P and τ_b = (C − D)/√((P − T_a)(P − T_b)) (``scipy.stats.kendalltau``'s default).
+    """
+    _, rank_a, counts_a = torch.unique(a, return_inverse=True, return_counts=True)
+    _, rank_b, counts_b = torch.unique(b, return_inverse=True, return_counts=True)
+    key = rank_a * (int(rank_b.max()) + 1) + rank_b
+    _, counts_ab = torch.unique(key, return_counts=True)
+    discordant = _count_inversions(rank_b[torch.argsort(key)])
+    m = a.numel()
+    pairs = m * (m - 1) // 2
+    ties_a, ties_b = _tied_pairs(counts_a), _tied_pairs(counts_b)
+    balance = pairs - ties_a - ties_b + _tied_pairs(counts_ab) - 2 * discordant
+    if variant == "kendall_tau_a":
+        return a.new_tensor(balance / pairs)
+    return a.new_tensor(balance / math.sqrt((pairs - ties_a) * (pairs - ties_b)))
+
+
+@register(
+    "rsa",
+    family="rsm",
+    kind="similarity",
+    range=(-1.0, 1.0),
+    symmetric=True,
+    invariances=("permutation", "isotropic_scaling"),
+    min_rows=3,
+    reference="Kriegeskorte, Mur, Bandettini. Representational similarity analysis - connecting the branches of "
+    "systems neuroscience. Front. Syst. Neurosci. 2008",
+    cost="O(N²·D) for the RDMs, O(N² log N) for ranks (O(N² log² N) for Kendall); O(N²) memory",
+)
+def rsa(X: torch.Tensor, Y: torch.Tensor, *, inner: str = "correlation", outer: str = "spearman") -> torch.Tensor:
+    """Representational similarity analysis: a correlation between the two representational dissimilarity matrices.
+
+    Formula: RDM_X[i, j] = inner(x_i, x_j); RSA = outer(vec RDM_X, vec RDM_Y) over the N(N−1)/2 strict
+    upper-triangle entries. ``inner``: ``"correlation"`` (1 − Pearson r between instance rows, default),
+    ``"euclidean"``, ``"sqeuclidean"``, ``"cosine"`` (1 − cosine). ``outer``: ``"spearman"`` (default;
+    average ranks for ties), ``"pearson"``, ``"kendall_tau_a"``, ``"kendall_tau_b"``, ``"cosine"`` (of
+    the raw RDM vectors). Range [−1, 1]; higher is more similar; symmetric.
+
+    Invariances depend on ``inner``; with the default correlation inner: column permutation and
+    isotropic scaling only — *not* translation or orthogonal maps (each row is centred over its own
+    features). With a Euclidean or squared-Euclidean inner: permutation, orthogonal, isotropic scaling
+    and translation. Never invertible linear maps.
+
+    Defaults follow ReSi (correlation inner, Spearman outer). Where others differ: rsatoolbox's
+    ``calc_rdm(..., 'euclidean')`` is the squared distance divided by D (same ranks as ``"sqeuclidean"``);
+    ``scipy.stats.kendalltau`` defaults to τ_b. ``UndefinedMeasureError`` when a row is constant across
+    features (correlation inner) or all zero (cosine inner), and when an RDM is constant (all-zero for
+    the cosine outer), so that its correlation is 0/0.
+    """
+    _check_choice("rsa", "inner", inner, ("correlation", "euclidean", "sqeuclidean", "cosine"))
+    _check_choice("rsa", "outer", outer, ("spearman", "pearson", "kendall_tau_a", "kendall_tau_b", "cosine"))
+    rdms = (_rdm_upper("rsa", X, 1, inner), _rdm_upper("rsa", Y, 2, inner))
+    for which, rdm in enumerate(rdms, start=1):
+        degenerate = not bool(rdm.any()) if outer == "cosine" else _is_constant(rdm)
+        if degenerate:
+            raise UndefinedMeasureError(
+                f"rsa: the {inner} RDM of input {which} is {'zero' if outer == 'cosine' else 'constant'} "
+                f"(all instances equally dissimilar), so its {outer} correlation is undefined"
+            )
+    a, b = rdms
+    if outer == "pearson":
+        value = _pearson(a, b)
+    elif outer == "spearman":
+        value = _pearson(_average_ranks(a), _average_ranks(b))
+    elif outer == "cosine":
+        value = (a @ b) / (torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b))
+    else:
+        value = _kendall_tau(a, b, outer)
+    return value.clamp(-1.0, 1.0)
+
+
+# --- RSM norm difference, distance correlation ----------------------------------------------------
+
+
+@register(
+    "rsm_norm_difference",
+    family="rsm",
+    kind="distance",
+    range=(0.0, math.inf),
+    symmetric=True,
+    metric=True,
+    invariances=("permutation", "orthogonal", "translation"),
+    reference="Shahbazi, Shirali, Aghajan, Nili. Using distance on the Riemannian manifold to compare "
+    "representations in brain and in models. NeuroImage 2021; Yin, Shen. On the Dimensionality of Word "
+    "Embedding. NeurIPS 2018 (PIP loss)",
+    cost="O(N²·D) time, O(block·N) memory (row blocks)",
+)
+def rsm_norm_difference(
+    X: torch.Tensor, Y: torch.Tensor, *, inner: str = "euclidean", norm: str = "frobenius_full"
+) -> torch.Tensor:
+    """Frobenius norm of the difference of the two representational similarity matrices.
+
+    Formula: d = ‖S_X − S_Y‖_F with S the N x N RSM: ``inner="euclidean"`` (default) the Euclidean
+    distance matrix ‖x_i − x_j‖; ``inner="linear"`` the Gram XXᵀ of the raw inputs (Yin & Shen's PIP
+    loss). ``norm="frobenius_full"`` (default) sums over all N² entries; ``"frobenius_upper"`` over the
+    strict upper triangle only (1/√2 of the full value for the zero-diagonal distance RSM). Range
+    [0, ∞); 0 means identical RSMs; symmetric; a pseudometric (the Frobenius distance between RSMs).
+    Scale dependent: d(cX, cY) = c·d(X, Y) for the Euclidean RSM, c²·d for the linear one.
+
+    Invariances (Euclidean RSM): permutation, orthogonal maps and translation; not isotropic scaling or
+    invertible linear maps (the linear RSM is not translation invariant either).
+
+    Where others differ: ReSi's ``rsm_norm_difference`` passes the square matrices to
+    ``np.linalg.norm(..., ord=2)``, i.e. takes the *spectral* norm (largest singular value) although its
+    comment says the vectorised triangle is meant — a different quantity and an O(N³) SVD.
+    """
+    _check_choice("rsm_norm_difference", "inner", inner, ("euclidean", "linear"))
+    _check_choice("rsm_norm_difference", "norm", norm, ("frobenius_full", "frobenius_upper"))
+    if inner == "euclidean":
+        x, y, degree = X - X.mean(dim=0), Y - Y.mean(dim=0), 1
+    else:
+        x, y, degree = X, Y, 2
+    # d is homogeneous in the pair: one exact power-of-two rescaling keeps the squares finite.
+    scale = power_of_two_scale(x, y)
+    x, y = x / scale, y / scale
+    if inner == "euclidean":
+        mx, my = _distance_blocks(x), _distance_blocks(y)
+        diagonal = x.new_zeros(())
+    else:
+        mx, my = (lambda rows: x[rows] @ x.T), (lambda rows: y[rows] @ y.T)
+        diagonal = (x.square().sum(dim=1) - y.square().sum(dim=1)).square().sum()
+    total = sum((mx(rows) - my(rows)).square().sum() for rows in _row_blocks(x.shape[0]))
+    if norm == "frobenius_upper":
+        total = (total - diagonal) / 2.0
+    return total.clamp(min=0.0).sqrt() * scale**degree
+
+
+@register(
+    "distance_correlation",
+    family="rsm",
+    kind="similarity",
+    range=(0.0, 1.0),
+    symmetric=True,
+    invariances=_SIMILARITY_TRANSFORMS,
+    reference="Székely, Rizzo, Bakirov. Measuring and testing dependence by correlation of distances. "
+    "Ann. Statist. 2007; Székely, Rizzo. Partial distance correlation with methods for dissimilarities. "
+    "Ann. Statist. 2014 (unbiased)",
+    cost="O(N²·(D1 + D2)) time, O(block·N) memory (two passes over row blocks)",
+)
+def distance_correlation(X: torch.Tensor, Y: torch.Tensor, *, estimator: str = "biased") -> torch.Tensor:
+    """Distance correlation (dCor) of the two representations.
+
+    Formula: A_ij = ‖x_i − x_j‖, Â = A double-centred (row, column and grand means); same for B;
+    dCov²(X, Y) = (1/N²) Σ Â_ij B̂_ij and dCor = √(dCov²(X, Y) / √(dCov²(X, X)·dCov²(Y, Y))).
+    ``estimator="biased"`` (default) returns dCor in [0, 1] — ``dcor.distance_correlation``, not its
+    square. ``estimator="unbiased"`` returns the bias-corrected *squared* distance correlation of
+    Székely & Rizzo (2014; ``dcor.u_distance_correlation_sqr``): U-centred distance matrices instead of
+    double-centred ones; it lies in [−1, 1] and can be negative, so it has no square root; needs N ≥ 4.
+    Higher is more similar; symmetric. Invariant to orthogonal maps, isotropic scaling, permutation
+    and translation; not to invertible linear maps. ReSi flags it as not scale invariant (wrong).
+
+    ``UndefinedMeasureError`` for a constant input (dCov²(X, X) = 0) and, for the unbiased estimator,
+    when a U-centred distance matrix vanishes up to round-off.
+    """
+    _check_choice("distance_correlation", "estimator", estimator, ("biased", "unbiased"))
+    unbiased = estimator == "unbiased"
+    n = X.shape[0]
+    if unbiased and n < 4:
+        raise ValueError(f"measure 'distance_correlation': estimator='unbiased' needs at least 4 rows, got {n}")
+    x = _centred_nonconstant("distance_correlation", X, 1)
+    y = _centred_nonconstant("distance_correlation", Y, 2)
+    xy, xx, yy = _centred_products(_distance_blocks(x), _distance_blocks(y), n, unbiased=unbiased)
+    for which, (self_term, z) in enumerate(((xx, x), (yy, y)), start=1):
+        # Σ_ij A_ij² = 2N‖Z̃‖_F² bounds the round-off of the centred sum of squares.
+        if self_term <= 64.0 * _eps(z) * 2 * n * z.square().sum():
+            raise UndefinedMeasureError(
+                f"distance_correlation: the {'U' if unbiased else 'double'}-centred distance matrix of "
+                f"input {which} vanishes, so dCor is 0/0"
+            )
+    r2 = xy / (xx.sqrt() * yy.sqrt())
+    return r2.clamp(-1.0, 1.0) if unbiased else r2.clamp(0.0, 1.0).sqrt()
+
+
+# --- Bures, eigenspace overlap, GULP, Riemannian ----------------------------------------------------
+
+
+def _gram_factor(x: torch.Tensor) -> torch.Tensor:
+    """An N x min(N, D) matrix F with FFᵀ = xxᵀ (F = Rᵀ of the thin QR xᵀ = QR when D > N).
+
+    Every orthogonally invariant function of x (singular values of cross products) is unchanged, and
+    a D x D SVD becomes an N x N one for wide layers.
+    """
+    return x if x.shape[1] <= x.shape[0] else torch.linalg.qr(x.T).R.T
+
+
+@register(
+    "nbs",
+    family="rsm",
+    kind="similarity",
+    range=(0.0, 1.0),
+    symmetric=True,
+    invariances=_SIMILARITY_TRANSFORMS,
+    reference="Tang, Maddox, Dickens, Diethe, Damianou. Similarity of Neural Networks with Gradients. "
+    "arXiv 2003.11498, 2020",
+    cost="O(N·D1·D2 + min(N, D)³): one cross product and its singular values",
+)
+def nbs(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Normalized Bures similarity of the centred linear kernels.
+
+    Formula: NBS = F(K̃, L̃) / √(tr K̃ · tr L̃) with the fidelity F(K, L) = tr((K^{1/2} L K^{1/2})^{1/2});
+    for linear kernels K̃ = X̃X̃ᵀ, L̃ = ỸỸᵀ this is ‖X̃ᵀỸ‖_* / (‖X̃‖_F ‖Ỹ‖_F), computed from the singular
+    values of the D1 x D2 cross product (of the N x N Gram factors when D > N), never from N x N matrix
+    square roots (which lose ≈1e-8 in float64). Range [0, 1]; higher is more similar; symmetric.
+    arccos(NBS) is the angular Procrustes distance (``procrustes_angular``). Invariant to orthogonal
+    maps, isotropic scaling, permutation and (through the centring) translation; not to invertible
+    linear maps. ``UndefinedMeasureError`` for a constant input.
+    """
+    x = _centred_nonconstant("nbs", X, 1)
+    y = _centred_nonconstant("nbs", Y, 2)
+    x, y = x / torch.linalg.matrix_norm(x), y / torch.linalg.matrix_norm(y)
+    cross = _gram_factor(x).T @ _gram_factor(y)
+    return torch.linalg.svdvals(cross).sum().clamp(0.0, 1.0)
+
+
+def _bases(name: str, X: torch.Tensor, Y: torch.Tensor, center: bool) -> tuple[torch.Tensor, ...]:
+    """Orthonormal bases and singular values of the (centred) inputs; raises on degenerate spans.
+
+    With centring every column lies in the (N−1)-dimensional complement of 1, so a rank of N − 1 spans
+    all of it (N without centring): the overlap with any other representation is then fixed by the
+    ranks alone, the same degeneracy as CCA at D >= N − 1.
+    """
+    out = []
+    for which, z in enumerate((X, Y), start=1):
+        z = centred(z) if center else z / power_of_two_scale(z)
+        u, s = principal_directions(z)
+        if u.shape[1] == 0:
+            raise UndefinedMeasureError(f"{name}: input {which} is {'constant' if center else 'all zeros'}")
+        out += [u, s]
+    available = X.shape[0] - 1 if center else X.shape[0]
+    ranks = (out[0].shape[1], out[2].shape[1])
+    if max(ranks) >= available:
+        raise UndefinedMeasureError(
+            f"{name}: D >= N{'-1' if center else ''}: degenerate like CCA (ranks {ranks[0]} and {ranks[1]} "
+            f"with N = {X.shape[0]} rows: a rank of {available} spans every {'centred ' if center else ''}"
+            "direction, so the value depends on the ranks only); use fewer dimensions or more rows"
+        )
+    return tuple(out)
+
+
+@register(
+    "eigenspace_overlap",
+    family="rsm",
+    kind="similarity",
+    range=(0.0, 1.0),
+    symmetric=True,
+    invariances=_ALL_INVARIANCES,
+    min_rows=3,
+    reference="May, Zhang, Dao, Ré. On the Downstream Performance of Compressed Word Embeddings. NeurIPS 2019",
+    cost="O(N·D² + D³): thin SVD of each input and one r_X x r_Y product",
+)
+def eigenspace_overlap(X: torch.Tensor, Y: torch.Tensor, *, center: bool = True) -> torch.Tensor:
+    """Eigenspace overlap score: how much the column spaces of the two representations coincide.
+
+    Formula: EOS = ‖UᵀV‖_F² / max(r_X, r_Y) with U, V orthonormal bases (left singular vectors with
+    nonzero singular values) of col(X̃), col(Ỹ) and r their numerical ranks (LAPACK's tolerance).
+    Range [0, 1]; higher is more similar; symmetric. Invariant to invertible linear maps (hence
+    orthogonal maps, isotropic scaling and permutation) and, with ``center=True`` (default), translation.
+
+    Conventions: May et al. divide by max(D1, D2), which equals max(r_X, r_Y) for full-column-rank
+    inputs; dividing by the ranks (as ReSi does with ``matrix_rank``) keeps EOS(X, X) = 1 when dead or
+    duplicate units make X rank deficient. ReSi does not centre (no translation invariance) and takes a
+    full N x N SVD. ``UndefinedMeasureError`` for a constant input and when a rank reaches N − 1
+    (N without centring), where the column space is everything and the score depends on ranks only.
+    """
+    ux, _, uy, _ = _bases("eigenspace_overlap", X, Y, center)
+    return ((ux.T @ uy).square().sum() / max(ux.shape[1], uy.shape[1])).clamp(0.0, 1.0)
+
+
+def _ridge_weights(s: torch.Tensor, lam: float) -> torch.Tensor:
+    """Eigenvalues of R_λ(Σ)Σ = Σ(Σ + λI)^{-1} for Σ = X̃ᵀX̃/‖X̃‖_F² (unit trace), from X̃'s singular values."""
+    if lam == 0:
+        return torch.ones_like(s)
+    variance = s.square() / s.square().sum()
+    return variance / (variance + lam)
+
+
+@register(
+    "gulp",
+    family="rsm",
+    kind="distance",
+    range=(0.0, math.inf),
+    symmetric=True,
+    metric=True,
+    invariances=_ALL_INVARIANCES,
+    min_rows=3,
+    reference="Boix-Adserà, Lawrence, Stepaniants, Rigollet. GULP: a prediction-based metric between "
+    "representations. NeurIPS 2022",
+    cost="O(N·D² + N·r²): thin SVD of each input and a QR of the stacked bases",
+)
+def gulp(X: torch.Tensor, Y: torch.Tensor, *, lambda_: float = 0.0) -> torch.Tensor:
+    """GULP distance: how differently ridge regression on each representation predicts linear targets.
+
+    Formula: centre, scale so ‖X̃‖_F² = N (GULP's preprocessing), Σ_X = X̃ᵀX̃/N, Σ_XY = X̃ᵀỸ/N,
+    R_λ(Σ) = (Σ + λI)^{-1} (pseudo-inverse at λ = 0), and
+    d²_λ = tr(R_λ(Σ_X)Σ_X R_λ(Σ_X)Σ_X) + tr(R_λ(Σ_Y)Σ_Y R_λ(Σ_Y)Σ_Y) − 2 tr(R_λ(Σ_X)Σ_XY R_λ(Σ_Y)Σ_YX).
+    This equals ‖P_X − P_Y‖_F² for the ridge hat matrices P_X = X̃(X̃ᵀX̃ + NλI)^{-1}X̃ᵀ, which is how it is
+    computed (in an orthonormal basis of col X̃ + col Ỹ, without the cancellation of the trace form).
+    Returns d_λ (not d²); range [0, ∞); 0 means identical; symmetric; a pseudometric.
+
+    ``lambda_`` (λ ≥ 0, default 0): at λ = 0, d²_0 = rank X̃ + rank Ỹ − 2Σρ_i² (ρ the canonical
+    correlations), invariant to invertible linear maps (hence orthogonal, scaling, permutation) and
+    translation; for λ > 0 only to orthogonal maps, isotropic scaling (via the normalisation),
+    permutation and translation. Sweep λ ∈ {0, 1e-3, 1e-2, 1e-1, 1} for the regularised variants.
+
+    Where others differ: ReSi (copying the GULP repository's ``predictor_dist``) returns d² with λ = 0
+    and inverts every eigenvalue > 0, including round-off ones; here directions below LAPACK's rank
+    tolerance count as null. ``UndefinedMeasureError`` for a constant input and, at λ = 0, when a rank
+    reaches N − 1 (degenerate like CCA: then d depends on the ranks only).
+    """
+    if not (math.isfinite(lambda_) and lambda_ >= 0):
+        raise ValueError(f"measure 'gulp': lambda_ must be a finite number >= 0, got {lambda_!r}")
+    if lambda_ == 0:
+        ux, sx, uy, sy = _bases("gulp", X, Y, center=True)
+    else:
+        (ux, sx), (uy, sy) = (
+            principal_directions(_centred_nonconstant("gulp", z, which)) for which, z in ((1, X), (2, Y))
+        )
+    wx, wy = _ridge_weights(sx, lambda_), _ridge_weights(sy, lambda_)
+    q = torch.linalg.qr(torch.cat([ux, uy], dim=1)).Q
+    ax, ay = q.T @ ux, q.T @ uy
+    return torch.linalg.matrix_norm((ax * wx) @ ax.T - (ay * wy) @ ay.T)
+
+
+def _normalised_rsm(name: str, z: torch.Tensor, which: int, center: bool, epsilon: float) -> tuple[torch.Tensor, float]:
+    """(Ŝ + εI, log a) with S = Z̃Z̃ᵀ/D = a·Ŝ and a = tr(S)/N, so Ŝ has unit mean eigenvalue.
+
+    Keeping the scale a apart (as a logarithm) makes the distance finite for any input magnitude.
+    """
+    n, d = z.shape
+    scale = power_of_two_scale(z)
+    z = centred(z) if center else z / scale
+    fro = torch.linalg.matrix_norm(z)
+    if fro == 0:
+        raise UndefinedMeasureError(f"{name}: input {which} is {'constant' if center else 'all zeros'}; its RSM is 0")
+    z = z / fro
+    if epsilon == 0 and principal_directions(z)[0].shape[1] < n:
+        raise UndefinedMeasureError(
+            f"{name}: the RSM of input {which} is singular (rank < N = {n}{', and centring removes one' if center else ''}); "
+            "use epsilon > 0"
+        )
+    rsm = n * (z @ z.T)
+    rsm.diagonal().add_(epsilon)
+    log_mean_eigenvalue = 2.0 * math.log(scale) + 2.0 * math.log(float(fro)) - math.log(d * n)
+    return rsm, log_mean_eigenvalue
+
+
+@register(
+    "riemannian_distance",
+    family="rsm",
+    kind="distance",
+    range=(0.0, math.inf),
+    symmetric=True,
+    metric=True,
+    invariances=("permutation", "orthogonal", "translation"),
+    reference="Shahbazi, Shirali, Aghajan, Nili. Using distance on the Riemannian manifold to compare "
+    "representations in brain and in models. NeuroImage 2021",
+    cost="O(N²·D + N³): Gram, Cholesky and a symmetric N x N eigenproblem",
+)
+def riemannian_distance(
+    X: torch.Tensor, Y: torch.Tensor, *, epsilon: float = 1e-3, center: bool = True
+) -> torch.Tensor:
+    """Affine-invariant Riemannian distance between the two (regularised) linear RSMs.
+
+    Formula: S_X = X̃X̃ᵀ/D1 (N x N; X̃ column-centred when ``center=True``), regularised to
+    S_X,ε = S_X + ε·(tr S_X / N)·I, same for Y; d = √(Σ_i log² λ_i(S_X,ε^{-1} S_Y,ε)) over the N
+    generalized eigenvalues (Cholesky of S_X,ε, then a symmetric eigenproblem). Range [0, ∞); 0 means
+    identical RSMs; symmetric; a pseudometric (the affine-invariant metric on SPD matrices).
+
+    Invariances: permutation, orthogonal maps and, with centring, translation; not isotropic scaling
+    (S_cX = c²S_X shifts every log-eigenvalue by log c²) and not invertible linear maps.
+
+    Regulariser: a linear RSM has rank ≤ min(D, N − 1) and the metric needs SPD matrices, so ``epsilon``
+    (default 1e-3) adds ε times the mean eigenvalue to the diagonal (shrinkage towards a scaled identity;
+    unitless, so the same ε suits any scale). Smaller ε makes directions one RSM lacks dominate d
+    (each contributes ≈ |log ε|). ``epsilon=0`` needs ``center=False`` and full-rank inputs (D ≥ N);
+    otherwise ``UndefinedMeasureError``. Not implemented in ReSi; rsatoolbox's ``'neg_riem_dist'``
+    works on RDMs, not on these Grams.
+    """
+    if not (math.isfinite(epsilon) and epsilon >= 0):
+        raise ValueError(f"measure 'riemannian_distance': epsilon must be a finite number >= 0, got {epsilon!r}")
+    sx, log_ax = _normalised_rsm("riemannian_distance", X, 1, center, epsilon)
+    sy, log_ay = _normalised_rsm("riemannian_distance", Y, 2, center, epsilon)
+    chol, info = torch.linalg.cholesky_ex(sx)
+    if int(info) != 0:
+        raise UndefinedMeasureError("riemannian_distance: the RSM of input 1 is not positive definite; use epsilon > 0")
+    half = torch.linalg.solve_triangular(chol, sy, upper=False)
+    whitened = torch.linalg.solve_triangular(chol, half.T, upper=False)
+    eigenvalues = torch.linalg.eigvalsh(whitened)
+    if bool((eigenvalues <= 0).any()):
+        raise UndefinedMeasureError("riemannian_distance: the RSM of input 2 is not positive definite; use epsilon > 0")
+    logs = eigenvalues.log() + (log_ay - log_ax)
+    return torch.linalg.vector_norm(logs)

@@ -1,3 +1,234 @@
-"""Descriptive statistics: differences of one-representation statistics (magnitude, concentricity, uniformity, intrinsic dimension)."""
+"""Descriptive statistics: differences of one-representation statistics (magnitude, concentricity, uniformity, intrinsic dimension).
+
+Each measure is D(X, Y) = |s(X) - s(Y)| for a statistic s of one representation: symmetric, 0 for
+identical inputs, but not a metric (different representations with equal statistics are at distance 0).
+ReSi ranks them at the bottom in every domain; they are sanity baselines.
+"""
 
 from __future__ import annotations
+
+import math
+
+import torch
+
+from measures._registry import UndefinedMeasureError, register
+from measures._validation import center_columns
+from measures.neighbours import BLOCK_ELEMENTS, nearest_neighbours, pair_values, prepare_rows, scale_to_unit, unit_rows
+
+
+def _magnitude(x: torch.Tensor) -> torch.Tensor:
+    scaled, exponent = scale_to_unit(x)  # exact; keeps the sum and the squares in the norm finite
+    return torch.ldexp(torch.linalg.vector_norm(scaled.mean(dim=0)), exponent)
+
+
+@register(
+    "magnitude_difference",
+    family="statistics",
+    kind="distance",
+    range=(0.0, math.inf),
+    symmetric=True,
+    invariances=("permutation", "orthogonal"),
+    reference="Wang et al. Towards Understanding the Instability of Network Embedding. IEEE TKDE 2020",
+    cost="O(N·D)",
+)
+def magnitude_difference(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Absolute difference of the Euclidean norms of the two mean instances.
+
+    Formula: D = |‖x̄‖₂ - ‖ȳ‖₂| with x̄ = (1/N) Σ_i x_i. Range [0, ∞); 0 means equal magnitudes (not
+    equal representations); symmetric; not a metric. Invariant to permutation and orthogonal maps; not
+    to isotropic scaling, translation or invertible linear maps. Widths may differ.
+    Conventions: the norm of the mean instance (Wang et al.); ReSi also has a per-instance NRMSE variant,
+    which is not this measure. The mean is taken after an exact power-of-two rescaling, so huge entries
+    do not overflow; a magnitude beyond the float range raises ``UndefinedMeasureError``.
+    """
+    difference = (_magnitude(X) - _magnitude(Y)).abs()
+    if not torch.isfinite(difference):
+        raise UndefinedMeasureError("magnitude_difference: a magnitude exceeds the floating-point range")
+    return difference
+
+
+def _concentricity(name: str, x: torch.Tensor) -> torch.Tensor:
+    n, d = x.shape
+    scaled, _ = scale_to_unit(x)  # concentricity is scale-invariant; this keeps the mean finite
+    mean = scaled.mean(dim=0)
+    # Summing N entries of magnitude ≤ 1 leaves a rounding error of up to about N·eps per column:
+    # a mean instance no larger than that has no direction (e.g. column-centred inputs).
+    noise = math.sqrt(d) * n * torch.finfo(x.dtype).eps
+    if torch.linalg.vector_norm(mean) <= noise:
+        raise UndefinedMeasureError(f"{name}: the mean instance is zero (to rounding), its direction is undefined")
+    direction = mean / torch.linalg.vector_norm(mean)
+    return (unit_rows(name, scaled) @ direction).mean()
+
+
+@register(
+    "concentricity_difference",
+    family="statistics",
+    kind="distance",
+    range=(0.0, 2.0),
+    symmetric=True,
+    invariances=("permutation", "orthogonal", "isotropic_scaling"),
+    reference="Wang et al. Towards Understanding the Instability of Network Embedding. IEEE TKDE 2020",
+    cost="O(N·D)",
+)
+def concentricity_difference(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Absolute difference of the mean cosine similarity between each instance and the mean instance.
+
+    Formula: D = |c(X) - c(Y)| with c(X) = (1/N) Σ_i cos(x_i, x̄). Range [0, 2] (each c lies in
+    [-1, 1]); 0 means equal concentricity; symmetric; not a metric. Invariant to permutation,
+    orthogonal maps and isotropic scaling; not to translation or invertible linear maps.
+    Conventions: a zero row has no cosine and a mean instance that is zero up to rounding
+    (‖x̄‖ ≤ √D·N·eps·max|x|, e.g. column-centred data) has no direction: both raise
+    ``UndefinedMeasureError``.
+    """
+    return (_concentricity("concentricity_difference", X) - _concentricity("concentricity_difference", Y)).abs()
+
+
+def _log_uniformity(name: str, x: torch.Tensor, t: float, normalize: bool, include_diagonal: bool) -> torch.Tensor:
+    # The exact power-of-two rescale keeps ‖a‖² + ‖b‖² - 2aᵀb finite (its factor 4^e moves into the
+    # coefficient of d², which may overflow to inf); distances ignore translation, and centring keeps
+    # that expansion accurate after large translations.
+    z, before = scale_to_unit(unit_rows(name, x) if normalize else x)
+    z, after = scale_to_unit(center_columns(z))
+    exponent = before + after
+    coefficient = torch.ldexp(torch.tensor(t, dtype=z.dtype, device=z.device), 2 * exponent)
+    n = z.shape[0]
+    sq_norms = z.square().sum(dim=1)
+    rows_per_block = max(1, BLOCK_ELEMENTS // n)
+    block_lse = []
+    for start in range(0, n, rows_per_block):
+        block = z[start : start + rows_per_block]
+        sq_dist = (sq_norms[start : start + block.shape[0], None] + sq_norms[None, :] - 2.0 * block @ z.T).clamp_min(0.0)
+        # exp(-t·0) = 1 also where the coefficient overflowed (inf·0 would be NaN)
+        exponent_values = torch.where(sq_dist > 0, -coefficient * sq_dist, 0.0)
+        rows = torch.arange(block.shape[0], device=z.device)
+        # Self-pairs: exp(0) = 1 exactly when included, left out (exp = 0) otherwise.
+        exponent_values[rows, start + rows] = 0.0 if include_diagonal else -math.inf
+        block_lse.append(torch.logsumexp(exponent_values, dim=1))
+    pairs = n * n if include_diagonal else n * (n - 1)
+    value = torch.logsumexp(torch.cat(block_lse), dim=0) - math.log(pairs)
+    if not torch.isfinite(value):
+        raise UndefinedMeasureError(f"{name}: every pairwise term exp(-t·d²) is beyond the floating-point range")
+    return value
+
+
+@register(
+    "uniformity_difference",
+    family="statistics",
+    kind="distance",
+    range=(0.0, math.inf),
+    symmetric=True,
+    invariances=("permutation", "orthogonal", "translation"),
+    reference=(
+        "Wang & Isola. Understanding Contrastive Representation Learning through Alignment and Uniformity "
+        "on the Hypersphere. ICML 2020"
+    ),
+    cost="O(N²·D) in row blocks",
+)
+def uniformity_difference(
+    X: torch.Tensor, Y: torch.Tensor, *, t: float = 2.0, normalize: bool = False, include_diagonal: bool = False
+) -> torch.Tensor:
+    """Absolute difference of the uniformity (log mean Gaussian potential over pairs) of the two representations.
+
+    Formula: D = |u(X) - u(Y)| with u(X) = log((1/P) Σ_{(i,j)} exp(-t‖x_i - x_j‖²)) over the P = N(N-1)
+    ordered pairs i ≠ j (``include_diagonal=False``) or all P = N² pairs (``include_diagonal=True``).
+    Computed as logsumexp(-t·d²) - log P in row blocks, so large distances in high dimension never
+    underflow to log(0). Range [0, ∞); 0 means equal uniformity; symmetric; not a metric.
+    Invariances (defaults, raw features): permutation, orthogonal maps and translation; not isotropic
+    scaling or invertible linear maps. With ``normalize=True`` (rows L2-normalised first, zero rows
+    raise ``UndefinedMeasureError``) it is invariant to isotropic scaling but not to translation.
+    Conventions: ``t`` = 2 (Wang & Isola) must be positive. Wang & Isola use L2-normalised features and
+    distinct pairs; ReSi uses raw features and includes the i = j terms. The defaults keep ReSi's raw
+    features (the invariances of the survey's table) but exclude i = j as Wang & Isola do: with the N
+    self-terms exp(0) = 1, u(X) collapses to -log N for every representation once distances are large
+    (high dimension, raw features), and the difference to 0 whatever the inputs.
+    """
+    if not (isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0):
+        raise ValueError(f"measure 'uniformity_difference': t must be a positive finite number, got {t!r}")
+    stats = [_log_uniformity("uniformity_difference", z, float(t), normalize, include_diagonal) for z in (X, Y)]
+    return (stats[0] - stats[1]).abs()
+
+
+def _two_nn(name: str, x: torch.Tensor, discard_fraction: float, method: str, duplicates: str) -> torch.Tensor:
+    if duplicates == "collapse":
+        x = torch.unique(x, dim=0)
+    if x.shape[0] < 3:
+        raise UndefinedMeasureError(f"{name}: TwoNN needs at least 3 distinct rows, got {x.shape[0]}")
+    z = prepare_rows(name, x, "euclidean")
+    # Exact distances from differences (duplicates at exactly 0), to the two nearest rows found by the
+    # shared kNN search (self excluded by index).
+    r1, r2 = pair_values(z, nearest_neighbours(z, 2, "euclidean"), squared_distance=True).sqrt().unbind(dim=1)
+    has_ratio = r1 > 0  # r1 = 0 (an exact duplicate) leaves mu = r2/r1 undefined: such points are dropped
+    log_mu = torch.log(r2[has_ratio] / r1[has_ratio]).sort().values
+    n = log_mu.shape[0]
+    n_keep = int(n * (1 - discard_fraction))
+    if n_keep < 2:
+        raise UndefinedMeasureError(f"{name}: fewer than 2 neighbour ratios left after discarding ({n} points)")
+    log_mu = log_mu[:n_keep]
+    if method == "mle":
+        denominator = log_mu.sum() + (n - n_keep) * log_mu[-1]
+        numerator = torch.tensor(float(n_keep - 1), dtype=log_mu.dtype, device=log_mu.device)
+    else:
+        if n_keep == n:
+            raise ValueError(
+                f"measure {name!r}: method='linear' needs discard_fraction large enough to drop at least one "
+                f"ratio (the empirical CDF reaches 1 and -log(1 - F) is infinite), got {discard_fraction}"
+            )
+        cdf = torch.arange(1, n_keep + 1, dtype=log_mu.dtype, device=log_mu.device) / n
+        # least-squares slope through the origin of -log(1 - F_emp(mu)) against log(mu)
+        numerator, denominator = (log_mu * -torch.log1p(-cdf)).sum(), log_mu.square().sum()
+    if denominator <= 0:
+        raise UndefinedMeasureError(f"{name}: every kept ratio r2/r1 is 1, the TwoNN slope is undefined")
+    return numerator / denominator
+
+
+@register(
+    "intrinsic_dimension_difference",
+    family="statistics",
+    kind="distance",
+    range=(0.0, math.inf),
+    symmetric=True,
+    invariances=("permutation", "orthogonal", "isotropic_scaling", "translation"),
+    min_rows=3,
+    reference=(
+        "Facco, d'Errico, Rodriguez, Laio. Estimating the intrinsic dimension of datasets by a minimal "
+        "neighborhood information. Sci. Rep. 2017 (TwoNN); Camastra & Staiano 2016 (survey)"
+    ),
+    cost="O(N²·D) chunked 2-NN search",
+)
+def intrinsic_dimension_difference(
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    *,
+    discard_fraction: float = 0.1,
+    method: str = "linear",
+    duplicates: str = "collapse",
+) -> torch.Tensor:
+    """Absolute difference of the TwoNN intrinsic-dimension estimates of the two representations.
+
+    Formula: D = |d(X) - d(Y)|. TwoNN (Facco et al. 2017): with r1, r2 each point's Euclidean distances
+    to its first and second nearest neighbours, mu = r2/r1 follows a Pareto(1, d) law. The n ratios are
+    sorted and the largest fraction ``discard_fraction`` dropped, keeping n_keep = int(n·(1 -
+    discard_fraction)). ``method="linear"`` (Facco et al.; skdim default): d = Σ x_i y_i / Σ x_i², the
+    least-squares slope through the origin of y_i = -log(1 - i/n) against x_i = log mu_(i), i ≤ n_keep.
+    ``method="mle"``: d = (n_keep - 1) / (Σ_{i≤n_keep} log mu_(i) + (n - n_keep) log mu_(n_keep)), the
+    unbiased exponential-rate estimate under type-II censoring. Range [0, ∞); 0 means equal estimates;
+    symmetric; not a metric. Invariant to permutation, orthogonal maps, isotropic scaling and
+    translation (it sees only ratios of Euclidean distances); not to invertible linear maps.
+    Duplicates: a point whose nearest neighbour is an exact duplicate (r1 = 0) has no ratio.
+    ``duplicates="collapse"`` (default) first keeps one copy of each distinct row, so the estimate is
+    that of the distinct support; ``duplicates="drop"`` keeps all rows and drops the points with r1 = 0
+    from the fit, which is what ``skdim.id.TwoNN`` (scikit-dimension 0.5) does; the other points may
+    then still have a duplicate pair as their two nearest neighbours (mu = 1). These, fewer than 3
+    distinct rows or fewer than 2 kept ratios raise ``UndefinedMeasureError``.
+    Elsewhere: skdim finds neighbours with ``pairwise_distances`` for D > 25, whose rounding may give
+    duplicates a tiny non-zero distance; here distances come from exact differences.
+    """
+    name = "intrinsic_dimension_difference"
+    if method not in ("linear", "mle"):
+        raise ValueError(f"measure {name!r}: method must be 'linear' or 'mle', got {method!r}")
+    if duplicates not in ("collapse", "drop"):
+        raise ValueError(f"measure {name!r}: duplicates must be 'collapse' or 'drop', got {duplicates!r}")
+    if not (isinstance(discard_fraction, (int, float)) and 0 <= discard_fraction < 1):
+        raise ValueError(f"measure {name!r}: discard_fraction must lie in [0, 1), got {discard_fraction!r}")
+    estimates = [_two_nn(name, z, float(discard_fraction), method, duplicates) for z in (X, Y)]
+    return (estimates[0] - estimates[1]).abs()
