@@ -57,4 +57,7 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"compare.layers: {cfg.compare.layers!r}; valid choices: {list(COMPARE_LAYERS)}")
     if not isinstance(cfg.runtime.num_threads, int) or cfg.runtime.num_threads < 1:
         raise ConfigError(f"runtime.num_threads: must be an integer >= 1, got {cfg.runtime.num_threads!r}")
+    device = str(cfg.runtime.device)
+    if device not in ("cpu", "auto") and not device.startswith("cuda"):
+        raise ConfigError(f"runtime.device: {device!r}; valid choices: cpu, cuda, cuda:<index>, auto")
     selected_measures(cfg)

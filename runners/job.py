@@ -93,6 +93,13 @@ def job_key(cfg: DictConfig) -> str:
     return content_key(semantic)
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` picks CUDA when available; the device never enters a result key."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def run_job(cfg: DictConfig) -> JobResult:
     """Run one job to completion (idempotent)."""
     start = time.perf_counter()
@@ -103,7 +110,7 @@ def run_job(cfg: DictConfig) -> JobResult:
     path = shard_path(cfg, key)
     old = read_parquet(path)
     done = set(old["row_key"]) if old is not None else set()
-    cache = ZooCache(results_root(cfg) / "cache")
+    cache = ZooCache(results_root(cfg) / "cache", device=resolve_device(cfg.runtime.device))
     pairs = job_pairs(cfg)
     chosen = selected_measures(cfg)
     cell = f"arch={cfg.arch.name} seed={cfg.seed} label_rand={cfg.intervention.label_randomization} scale={cfg.perturbation.scale}"
@@ -236,6 +243,7 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         "accuracy_a": float((arrays_a["logits"].argmax(1) == arrays_a["labels"]).mean()),
         "accuracy_b": float((arrays_b["logits"].argmax(1) == arrays_b["labels"]).mean()),
         **provenance(),
+        "device": cache.device,
         "timestamp": pd.Timestamp.now(tz="UTC"),
     }
 
@@ -260,6 +268,5 @@ def provenance() -> dict[str, Any]:
         "git_commit": git("rev-parse", "HEAD") or "unknown",
         "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
         "versions": json.dumps(versions, sort_keys=True),
-        "device": "cpu",
         "hostname": platform.node(),
     }

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: Bump when extraction changes what is stored (invalidates every representation key).
 EXTRACTION_VERSION = "1"
+#: Probe inputs per forward pass during extraction (bounded memory for big probe sets).
+EXTRACT_BATCH = 4096
 #: Bump when training code changes the trained weights (invalidates every model key).
 TRAINING_VERSION = "1"
 
@@ -72,8 +74,9 @@ class Variant:
 
 
 class ZooCache:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, device: str = "cpu"):
         self.root = Path(root)
+        self.device = device
         self._data: dict[str, datasets.Dataset] = {}
         self.trained = 0
         self.extracted = 0
@@ -100,16 +103,15 @@ class ZooCache:
             if state is None:
                 data = self.dataset(spec.data)
                 t = dict(spec.train)
-                metrics = train(
-                    model, data, seed=spec.seed, label_randomization=spec.intervention["label_randomization"], **t
-                )
+                metrics = train(model, data, seed=spec.seed, device=self.device,
+                                label_randomization=spec.intervention["label_randomization"], **t)
                 log.info("trained %s seed=%d: probe accuracy %.3f", spec.arch["name"], spec.seed, metrics["probe_accuracy"])
                 buffer = {"state_dict": model.state_dict(), "spec": spec.as_dict(), "metrics": metrics}
                 atomic_write(path, lambda fh: torch.save(buffer, fh))
                 self.trained += 1
                 return model
         model.load_state_dict(state)
-        model.eval()
+        model.to(self.device).eval()
         return model
 
     def representations(self, variant: Variant) -> dict[str, np.ndarray]:
@@ -155,20 +157,26 @@ def extract(model: torch.nn.Sequential, data: datasets.Dataset) -> dict[str, np.
     """Run the probe set through ``model`` and keep every named layer the benchmark compares."""
     rep_layers = architectures.representation_layers(model)
     pre_layers = architectures.preactivation_layers(model)
-    outputs: dict[str, torch.Tensor] = {}
+    outputs: dict[str, list[torch.Tensor]] = {}
+    wanted = set(rep_layers) | set(pre_layers)
     hooks = [
-        module.register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(name, out))
-        for name, module in model.named_children()
-        if name in rep_layers or name in pre_layers
+        module.register_forward_hook(lambda _m, _i, out, name=name: outputs.setdefault(name, []).append(out.detach().cpu()))
+        for name, module in model.named_modules()
+        if name in wanted
     ]
+    missing = wanted - {name for name, _ in model.named_modules()}
+    if missing:
+        raise ValueError(f"model has no module(s) named {sorted(missing)} to extract")
+    device = next(model.parameters()).device
     try:
         model.eval()
-        logits = model(torch.from_numpy(data.x_probe))
+        logits = torch.cat([model(batch.to(device)).cpu()
+                            for batch in torch.from_numpy(data.x_probe).split(EXTRACT_BATCH)])
     finally:
         for h in hooks:
             h.remove()
-    arrays = {f"rep/{n}": outputs[n].flatten(1).numpy() for n in rep_layers}
-    arrays.update({f"pre/{n}": outputs[n].flatten(1).numpy() for n in pre_layers})
+    arrays = {f"rep/{n}": torch.cat(outputs[n]).flatten(1).numpy() for n in rep_layers}
+    arrays.update({f"pre/{n}": torch.cat(outputs[n]).flatten(1).numpy() for n in pre_layers})
     arrays["logits"] = logits.numpy()
     arrays["probabilities"] = torch.softmax(logits.double(), dim=1).numpy()
     arrays["labels"] = data.y_probe

@@ -39,14 +39,23 @@ def build(name: str, input_shape: tuple[int, ...], n_classes: int, **cfg) -> nn.
     return ARCHITECTURES[name](tuple(input_shape), n_classes, **cfg)
 
 
-def representation_layers(model: nn.Sequential) -> list[str]:
-    """Names of the layers whose outputs are compared: every ReLU, then the logits."""
+def representation_layers(model: nn.Module) -> list[str]:
+    """Names of the layers whose outputs are compared: every ReLU, then the logits.
+
+    A model that is not a flat ``nn.Sequential`` (a ResNet, a ViT) declares its own list of module
+    names (as given by ``named_modules()``) in the attribute ``simbench_layers``.
+    """
+    if hasattr(model, "simbench_layers"):
+        return list(model.simbench_layers)
     names = [n for n, m in model.named_children() if isinstance(m, nn.ReLU)]
     return names + ["logits"]
 
 
-def preactivation_layers(model: nn.Sequential) -> list[str]:
-    """Names of the affine layers whose outputs feed a ReLU (one per hidden layer)."""
+def preactivation_layers(model: nn.Module) -> list[str]:
+    """Names of the affine layers whose outputs feed a ReLU (one per hidden layer); models that are not
+    flat ``nn.Sequential`` declare them in ``simbench_preactivations`` (empty: not supported)."""
+    if hasattr(model, "simbench_preactivations"):
+        return list(model.simbench_preactivations)
     children = list(model.named_children())
     return [children[i - 1][0] for i, (_, m) in enumerate(children) if isinstance(m, nn.ReLU) and i > 0]
 

@@ -30,8 +30,9 @@ def randomize_labels(y: np.ndarray, rate: float, n_classes: int, seed: int) -> n
 
 
 def train(model: nn.Module, data: Dataset, *, seed: int, epochs: int, batch_size: int, lr: float,
-          weight_decay: float = 0.0, label_randomization: float = 0.0) -> dict[str, float]:
-    """Train ``model`` in place with Adam and cross-entropy; deterministic for a given seed on the CPU.
+          weight_decay: float = 0.0, label_randomization: float = 0.0, device: str = "cpu") -> dict[str, float]:
+    """Train ``model`` in place with Adam and cross-entropy; deterministic for a given seed on the CPU
+    (on a GPU, cuDNN/cuBLAS kernels may differ in the last bits between runs).
 
     The seed is split into named streams: ``init`` (weights), ``data_order`` (mini-batch shuffling)
     and ``labels`` (the label-randomisation draw), so changing one axis leaves the others unchanged.
@@ -41,14 +42,15 @@ def train(model: nn.Module, data: Dataset, *, seed: int, epochs: int, batch_size
     for module in model.modules():
         if hasattr(module, "reset_parameters") and module is not model:
             module.reset_parameters()
+    model.to(device)
     y = randomize_labels(data.y_train, label_randomization, data.n_classes, streams["labels"])
-    x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(y)
+    x_train, y_train = torch.from_numpy(data.x_train).to(device), torch.from_numpy(y).to(device)
     order = torch.Generator().manual_seed(streams["data_order"])
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     for _ in range(epochs):
-        perm = torch.randperm(x_train.shape[0], generator=order)
+        perm = torch.randperm(x_train.shape[0], generator=order).to(device)
         for start in range(0, x_train.shape[0], batch_size):
             idx = perm[start : start + batch_size]
             optimizer.zero_grad(set_to_none=True)
@@ -57,8 +59,9 @@ def train(model: nn.Module, data: Dataset, *, seed: int, epochs: int, batch_size
             optimizer.step()
     model.eval()
     with torch.no_grad():
-        train_acc = (model(x_train).argmax(1) == torch.from_numpy(data.y_train)).double().mean().item()
-        probe_acc = (model(torch.from_numpy(data.x_probe)).argmax(1) == torch.from_numpy(data.y_probe)).double().mean().item()
+        train_acc = (model(x_train).argmax(1).cpu() == torch.from_numpy(data.y_train)).double().mean().item()
+        probe_pred = model(torch.from_numpy(data.x_probe).to(device)).argmax(1).cpu()
+        probe_acc = (probe_pred == torch.from_numpy(data.y_probe)).double().mean().item()
     return {"train_accuracy": train_acc, "probe_accuracy": probe_acc, "final_loss": float(loss.item())}
 
 
@@ -78,5 +81,5 @@ def perturb(model: nn.Module, scale: float, seed: int) -> nn.Module:
     with torch.no_grad():
         for _, p in noisy.named_parameters():
             rms = p.pow(2).mean().sqrt()
-            p.add_(scale * rms * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+            p.add_(scale * rms * torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device))
     return noisy

@@ -124,11 +124,19 @@ def test_svcca_is_the_reduced_variant_for_wide_layers():
     assert measures.compute("svcca", x, y) == pytest.approx(1.0, abs=1e-3)
 
 
-@pytest.mark.parametrize("name", ["cca_mean_rho", "cca_r2", "svcca"])
+@pytest.mark.parametrize("name", ["cca_mean_rho", "cca_r2"])
 def test_duplicate_constant_and_collinear_columns_are_dropped(name, pair):
     x, y = pair
     padded = np.column_stack([x, x[:, 0], np.full(len(x), 1e6), 2.0 * x[:, 1] - 0.5 * x[:, 2], np.zeros(len(x))])
     assert measures.compute(name, padded, y) == pytest.approx(measures.compute(name, x, y), abs=1e-9)
+    assert measures.compute(name, y, padded) == pytest.approx(measures.compute(name, x, y), abs=1e-9)
+
+
+def test_svcca_ignores_constant_columns(pair):
+    # Constant columns add no variance, so the PCA step is unchanged (duplicates would change it).
+    x, y = pair
+    padded = np.column_stack([np.full(len(x), -3e7), x, np.zeros(len(x))])
+    assert measures.compute("svcca", padded, y) == pytest.approx(measures.compute("svcca", x, y), abs=1e-9)
 
 
 def test_pwcca_rank_deficiency_keeps_the_neuron_weights():
