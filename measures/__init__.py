@@ -28,6 +28,7 @@ from measures import (  # noqa: E402,F401  isort: skip
     alignment,
     cca,
     functional,
+    functional_models,
     neighbours,
     rsm,
     statistics,

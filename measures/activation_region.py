@@ -57,15 +57,22 @@ class HiddenLayer:
 
     ``name`` is the affine layer (``fc<i>``/``conv<i>``) whose output rows/channels are the units,
     ``batchnorm`` the eval-mode BatchNorm directly after it (or None), ``consumer`` the next affine layer,
-    which reads each unit through ``fan_out`` consecutive input columns (1, or H·W when a Flatten turns
-    conv channels into dense features in NCHW order).
+    which reads each unit as one input channel, one input column, or (after a Flatten, NCHW order) H·W
+    consecutive input columns.
     """
 
     name: str
     units: int
     batchnorm: str | None
     consumer: str
-    fan_out: int
+
+    def inputs_by_unit(self, consumer_weight: torch.Tensor) -> torch.Tensor:
+        """The consumer's weight viewed as (out, units, positions): axis 1 indexes this group's units.
+
+        A Linear reads unit c at columns c·HW .. (c+1)·HW − 1 (NCHW flattening; HW = 1 after a dense
+        layer); a Conv2d reads it as input channel c (positions = kernel taps).
+        """
+        return consumer_weight.view(consumer_weight.shape[0], self.units, -1)
 
 
 def hidden_layers(model: nn.Module, who: str = "hidden_layers") -> list[HiddenLayer]:
@@ -116,7 +123,6 @@ def hidden_layers(model: nn.Module, who: str = "hidden_layers") -> list[HiddenLa
                 raise ValueError(
                     f"{who}: layer {consumer_name!r} (Conv2d) cannot read the {units} units of {name!r} channel-wise"
                 )
-            fan_out = 1
         else:
             if consumer.in_features % units or (isinstance(layer, nn.Linear) and consumer.in_features != units):
                 raise ValueError(
@@ -125,17 +131,9 @@ def hidden_layers(model: nn.Module, who: str = "hidden_layers") -> list[HiddenLa
                 )
             if isinstance(layer, nn.Conv2d) and not flattens:
                 raise ValueError(f"{who}: a Flatten must sit between {name!r} (Conv2d) and {consumer_name!r} (Linear)")
-            fan_out = consumer.in_features // units
         batchnorm = children[i + 1][0] if isinstance(children[i + 1][1], _BATCHNORM) else None
-        groups.append(HiddenLayer(name, units, batchnorm, consumer_name, fan_out))
+        groups.append(HiddenLayer(name, units, batchnorm, consumer_name))
     return groups
-
-
-def _unit_view(weight: torch.Tensor, units: int, fan_out: int) -> torch.Tensor:
-    """The consumer's weight as (out, units, positions): axis 1 indexes the units it reads."""
-    if weight.ndim == 2:  # Linear: NCHW flattening puts unit c at columns c·HW .. (c+1)·HW - 1
-        return weight.view(weight.shape[0], units, fan_out)
-    return weight.view(weight.shape[0], units, -1)  # Conv2d: input channel c is W[:, c]
 
 
 def _fold_batchnorm(model: nn.Sequential, groups: list[HiddenLayer]) -> None:
@@ -211,7 +209,7 @@ def canonicalize(model: nn.Sequential, *, variant: str = "w", eps: float = 1e-12
             if b is not None:
                 bias[g.name] = b / r
             consumer = weight[g.consumer]
-            weight[g.consumer] = (_unit_view(consumer, g.units, g.fan_out) * r.view(1, -1, 1)).view_as(consumer)
+            weight[g.consumer] = (g.inputs_by_unit(consumer) * r.view(1, -1, 1)).view_as(consumer)
         for n, m in affine.items():
             m.weight.copy_(weight[n])
             if m.bias is not None:
@@ -270,46 +268,44 @@ def jaccard_exact(sig_a: torch.Tensor, sig_b: torch.Tensor) -> torch.Tensor:
     never-active units have the same, empty, region on the probe set); this keeps 1 − J a metric.
     """
     dtype = torch.float32 if sig_a.shape[0] <= _FLOAT32_EXACT_COUNT else torch.float64
-    inter = (sig_a.to(dtype).T @ sig_b.to(dtype)).round().to(torch.int64)
-    union = sig_a.sum(0)[:, None] + sig_b.sum(0)[None, :] - inter
+    a, b = sig_a.to(dtype), sig_b.to(dtype)
+    inter = (a.T @ b).round().to(torch.int64)
+    union = a.sum(0).to(torch.int64)[:, None] + b.sum(0).to(torch.int64)[None, :] - inter
     return torch.where(union > 0, inter / union.clamp(min=1), 1.0).to(torch.float64)
 
 
 def _permutation_orders(n_samples: int, seeds: np.ndarray, device: torch.device) -> torch.Tensor:
     """One uniformly random ordering of [0, N) per seed: row t lists the samples by increasing hash."""
-    gen = torch.Generator()
-    orders = []
-    for s in seeds:
-        gen.manual_seed(int(s))
-        orders.append(torch.randperm(n_samples, generator=gen))
-    return torch.stack(orders).to(device)
+    orders = np.stack([np.random.default_rng(int(s)).permutation(n_samples) for s in seeds])
+    return torch.from_numpy(orders).to(device)
 
 
-def _first_active_rank(sig: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """min over active samples of their rank in each ordering: a k x n tensor, N for never-active units.
+def _first_active_rank(sig_t: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """min over each unit's active samples of their rank in each ordering: n x k, N for empty units.
 
-    The minimum is the first active sample in the ordering, so the scan walks the ordering in windows of
-    doubling width and stops for a unit as soon as every ordering has met one of its samples: about 1/p
-    ranks for a unit with activity rate p, instead of all N. Results equal the full minimum exactly.
+    ``sig_t`` is the n x N signature matrix (units as rows). The minimum is the first active sample in
+    the ordering, so the scan walks the orderings in windows of doubling width and drops a unit as soon
+    as every ordering has met one of its samples: about 1/p ranks for a unit with activity rate p instead
+    of all N. The result equals the full minimum exactly.
     """
     k, n_samples = order.shape
-    sketch = torch.full((k, sig.shape[1]), n_samples, dtype=torch.int64, device=sig.device)
-    pending = sig.any(0).nonzero().squeeze(1)
+    sketch = torch.full((sig_t.shape[0], k), n_samples, dtype=torch.int64, device=sig_t.device)
+    pending = sig_t.any(1).nonzero().squeeze(1)
     lo, width = 0, 16
     while pending.numel() and lo < n_samples:
         width = max(1, min(width, _BLOCK_ELEMENTS // (k * pending.numel())))
         hi = min(n_samples, lo + width)
-        block = sig[order[:, lo:hi, None], pending[None, None, :]]  # k x window x pending
-        first = block.to(torch.uint8).argmax(1) + lo  # argmax returns the first maximum
-        current = sketch[:, pending]
-        sketch[:, pending] = torch.where((current == n_samples) & block.any(1), first, current)
-        pending = pending[(sketch[:, pending] == n_samples).any(0)]
+        block = sig_t[pending[:, None, None], order[None, :, lo:hi]]  # pending x k x window
+        hit, first = block.max(-1)  # max returns the index of the first maximum, i.e. the first active rank
+        current = sketch[pending]
+        sketch[pending] = torch.where((current == n_samples) & hit, first + lo, current)
+        pending = pending[(sketch[pending] == n_samples).any(1)]
         lo, width = hi, 2 * width
     return sketch
 
 
 def minhash_sketch(sig: torch.Tensor, *, num_perm: int = 128, seed: int = 0, backend: str = "torch") -> torch.Tensor:
-    """MinHash sketches of every unit's signature: an n x num_perm int64 tensor.
+    """MinHash sketches of every unit's signature (an N x n bool matrix): an n x num_perm int64 tensor.
 
     ``backend="torch"`` (vectorised, on the signature's device): true random permutations π_t of the
     sample indices (exact min-wise independence), m_t(S) = min_{n ∈ S} π_t(n), sentinel N for S = ∅.
@@ -331,28 +327,28 @@ def minhash_sketch(sig: torch.Tensor, *, num_perm: int = 128, seed: int = 0, bac
     if backend != "torch":
         raise ValueError(f"minhash_sketch: backend must be 'torch' or 'datasketch', got {backend!r}")
     n_samples = sig.shape[0]
+    sig_t = sig.T.contiguous()
     seeds = np.random.SeedSequence(seed).generate_state(num_perm, dtype=np.uint64)
     # Orderings are generated in chunks so that k x N int64 indices never sit in memory at once.
     per_chunk = max(1, _BLOCK_ELEMENTS // (4 * n_samples))
     parts = [
-        _first_active_rank(sig, _permutation_orders(n_samples, seeds[s : s + per_chunk], sig.device))
+        _first_active_rank(sig_t, _permutation_orders(n_samples, seeds[s : s + per_chunk], sig.device))
         for s in range(0, num_perm, per_chunk)
     ]
-    return torch.cat(parts).T.contiguous()
+    return torch.cat(parts, dim=1)
 
 
 def jaccard_minhash(sketch_a: torch.Tensor, sketch_b: torch.Tensor) -> torch.Tensor:
     """MinHash estimate of every unit pair's Jaccard index: Ĵ_ij = (1/k) Σ_t 1[m_t(S_i) = m_t(T_j)].
 
-    An n_a x n_b float64 tensor, computed in row blocks (the comparison needs n_a·n_b·k booleans).
+    An n_a x n_b float64 tensor; matches are counted one hash function at a time (n_a·n_b memory).
     For a fixed hash family 1 − Ĵ is a pseudometric on sets (each 1[a ≠ c] ≤ 1[a ≠ b] + 1[b ≠ c]).
     """
-    k = sketch_a.shape[1]
-    rows = max(1, _BLOCK_ELEMENTS // max(1, sketch_b.shape[0] * k))
-    out = torch.empty(sketch_a.shape[0], sketch_b.shape[0], dtype=torch.float64, device=sketch_a.device)
-    for s in range(0, sketch_a.shape[0], rows):
-        out[s : s + rows] = (sketch_a[s : s + rows, None, :] == sketch_b[None, :, :]).sum(-1) / k
-    return out
+    a, b = sketch_a.T.contiguous(), sketch_b.T.contiguous()
+    matches = torch.zeros(a.shape[1], b.shape[1], dtype=torch.int32, device=a.device)
+    for t in range(a.shape[0]):
+        matches += a[t, :, None] == b[t, None, :]
+    return matches.to(torch.float64) / a.shape[0]
 
 
 def chance_jaccard(rate_a: Any, rate_b: Any) -> np.ndarray:
@@ -401,10 +397,12 @@ def _details(pre_a: list[torch.Tensor], pre_b: list[torch.Tensor], **params: Any
     sig_a, sig_b = signatures(pre_a), signatures(pre_b)
     n_samples = sig_a[0].shape[0]
     if params["method"] == "minhash":
-        # One sketch per network (all layers share the probe set and hence the permutations).
-        opts = {"num_perm": params["num_perm"], "seed": params["seed"], "backend": params["minhash_backend"]}
-        sketch_a = minhash_sketch(torch.cat(sig_a, 1), **opts).split([s.shape[1] for s in sig_a])
-        sketch_b = minhash_sketch(torch.cat(sig_b, 1), **opts).split([s.shape[1] for s in sig_b])
+        # Every layer of both networks in one call: they share the probe set, so one set of permutations.
+        sketches = minhash_sketch(
+            torch.cat(sig_a + sig_b, 1), num_perm=params["num_perm"], seed=params["seed"],
+            backend=params["minhash_backend"],
+        ).split([s.shape[1] for s in sig_a + sig_b])
+        sketch_a, sketch_b = sketches[: len(sig_a)], sketches[len(sig_a) :]
 
     layers = []
     for l, (sa, sb) in enumerate(zip(sig_a, sig_b)):

@@ -24,7 +24,14 @@ from scipy.optimize import linear_sum_assignment
 
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns
-from measures.cca import check_not_degenerate, centred, power_of_two_scale, principal_directions, rank_tolerance
+from measures.cca import (
+    check_choice,
+    check_not_degenerate,
+    centred,
+    power_of_two_scale,
+    principal_directions,
+    rank_tolerance,
+)
 
 _WILLIAMS_2021 = (
     "Williams, Kunz, Kornblith, Linderman. Generalized Shape Metrics on Neural Representations. NeurIPS 2021"
@@ -32,11 +39,6 @@ _WILLIAMS_2021 = (
 _DING_2021 = "Ding, Denain, Steinhardt. Grounding Representation Similarity with Statistical Testing. NeurIPS 2021"
 _LI_2016 = "Li, Yosinski, Clune, Lipson, Hopcroft. Convergent Learning: Do different neural networks learn the same representations? ICLR 2016"
 _PROCRUSTES_COST = "O(N·D1·D2 + min(N, D)³): one cross product and one SVD"
-
-
-def _check_choice(name: str, param: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"measure {name!r}: {param} must be one of {choices}, got {value!r}")
 
 
 def _row_space_coordinates(x: torch.Tensor) -> torch.Tensor:
@@ -80,26 +82,30 @@ def _unit(name: str, x: torch.Tensor, which: int, center: bool) -> torch.Tensor:
     return x / norm
 
 
-def _nuclear_alignment(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """ν = ‖xᵀy‖_* for unit-norm x, y, clamped to [0, 1] (≤ 1 by Cauchy–Schwarz; round-off only above)."""
-    cross = _row_space_coordinates(x).T @ _row_space_coordinates(y)
-    return torch.linalg.svdvals(cross).sum().clamp(0.0, 1.0)
+def _angle_from_chord(d: torch.Tensor) -> torch.Tensor:
+    """arccos ν from the chord d = √(2 − 2ν) between unit-norm points: θ = 2 arcsin(d/2).
+
+    Same number as arccos ν, but well conditioned near θ = 0, where arccos(1 − δ) ≈ √(2δ) turns
+    round-off δ into an error of √δ (3e-4 in float32).
+    """
+    return 2.0 * torch.arcsin((d / 2.0).clamp(max=1.0))
 
 
 def _procrustes(name: str, X: torch.Tensor, Y: torch.Tensor, center: bool, normalize: bool, form: str) -> torch.Tensor:
-    _check_choice(name, "form", form, ("euclidean", "squared", "angular", "one_minus_nu"))
-    if form in ("angular", "one_minus_nu"):
-        # Both forms are functions of ν alone, which does not depend on the inputs' scale.
-        nu = _nuclear_alignment(_unit(name, X, 1, center), _unit(name, Y, 2, center))
-        return torch.arccos(nu) if form == "angular" else 1.0 - nu
-    if normalize:
+    check_choice(name, "form", form, ("euclidean", "squared", "angular", "one_minus_nu"))
+    if normalize or form in ("angular", "one_minus_nu"):
+        # The angular and 1 − ν forms depend on ν alone, which does not depend on the inputs' scale.
         d = _orthogonal_residual(_unit(name, X, 1, center), _unit(name, Y, 2, center))
     else:
         x, y = (center_columns(X), center_columns(Y)) if center else (X, Y)
         # The distance is 1-homogeneous in the pair: one exact power-of-two rescaling avoids overflow.
         scale = power_of_two_scale(x, y)
         d = _orthogonal_residual(x / scale, y / scale) * scale
-    return d if form == "euclidean" else d.square()
+    if form == "euclidean":
+        return d
+    if form == "squared":
+        return d.square()
+    return _angle_from_chord(d) if form == "angular" else d.square() / 2.0
 
 
 @register(
@@ -131,9 +137,10 @@ def procrustes_orthogonal(
     ``"one_minus_nu"`` 1 − ν (anatome). The last two depend on ν only and ignore ``normalize``.
     ``scipy.spatial.procrustes`` reports yet another form, the disparity 1 − ν². Only the default form
     is declared a metric (2 − 2ν and 1 − ν violate the triangle inequality).
-    The Euclidean forms are computed from the residual at the optimal rotation, not from ν, so that
-    d(X, X) is 0 to round-off rather than √(round-off). Raises ``UndefinedMeasureError`` for a constant
-    input when normalising.
+    Every form is computed from the residual d at the optimal rotation (angular = 2 arcsin(d/2),
+    1 − ν = d²/2), not from ν, so that d(X, X) is 0 to round-off rather than √(round-off); the same
+    numbers, without the cancellation (and no negative squared distance to clamp). Raises
+    ``UndefinedMeasureError`` for a constant input when normalising.
     """
     return _procrustes("procrustes_orthogonal", X, Y, center, normalize, form)
 
@@ -182,7 +189,7 @@ def procrustes_size_shape(X: torch.Tensor, Y: torch.Tensor, *, form: str = "eucl
     translations; **not** isotropic scaling (the size is part of the comparison) and not invertible
     linear maps. Matches ReSi's ProcDist. A constant input is valid (its centred form is 0).
     """
-    _check_choice("procrustes_size_shape", "form", form, ("euclidean", "squared"))
+    check_choice("procrustes_size_shape", "form", form, ("euclidean", "squared"))
     return _procrustes("procrustes_size_shape", X, Y, True, False, form)
 
 
@@ -204,7 +211,8 @@ def shape_metric(X: torch.Tensor, Y: torch.Tensor, *, alpha: float = 0.5) -> tor
     singular values normalised so that their squares average 1 (ŝ = s·√(r/Σs²)), the partially
     whitened representation is φ_α(X) = U diag(α ŝ + (1 − α)) Vᵀ, i.e. X̃ V diag(α + (1 − α) ŝ⁻¹) Vᵀ
     up to the scalar normalisation. The distance is
-    θ_α = arccos(‖φ_α(X)ᵀφ_α(Y)‖_* / (‖φ_α(X)‖_F ‖φ_α(Y)‖_F)) (narrower side zero-padded).
+    θ_α = arccos(‖φ_α(X)ᵀφ_α(Y)‖_* / (‖φ_α(X)‖_F ‖φ_α(Y)‖_F)) (narrower side zero-padded), evaluated
+    as 2 arcsin(c/2) from the Procrustes chord c between the unit-norm φ's (well conditioned near 0).
     Range [0, π/2]; 0 means identical up to the alignment class; symmetric; a metric for every alpha.
 
     ``alpha`` ∈ [0, 1] (default 0.5): alpha = 1 is angular Procrustes (``procrustes_angular``);
@@ -228,13 +236,14 @@ def shape_metric(X: torch.Tensor, Y: torch.Tensor, *, alpha: float = 0.5) -> tor
         if s.numel() == 0:
             raise UndefinedMeasureError(f"shape_metric: input {i} is constant (zero variance after centring)")
         s_hat = s * torch.sqrt(s.numel() / s.square().sum())
-        # U diag(·) has the same Gram matrix as φ_α(X); the right factor Vᵀ cancels in the nuclear norm.
+        # U diag(·) has the same Gram matrix as φ_α(X) (the right factor Vᵀ is orthonormal), so every
+        # orthogonally invariant quantity, the Procrustes chord included, is the same.
         whitened.append(u * (alpha * s_hat + (1.0 - alpha)))
     bx, by = whitened
     if alpha == 0:
         check_not_degenerate("shape_metric", (bx.shape[1], by.shape[1]), X.shape[0])
-    cosine = torch.linalg.svdvals(bx.T @ by).sum() / (torch.linalg.matrix_norm(bx) * torch.linalg.matrix_norm(by))
-    return torch.arccos(cosine.clamp(0.0, 1.0))
+    chord = _orthogonal_residual(bx / torch.linalg.matrix_norm(bx), by / torch.linalg.matrix_norm(by))
+    return _angle_from_chord(chord)
 
 
 @register(
@@ -245,7 +254,7 @@ def shape_metric(X: torch.Tensor, Y: torch.Tensor, *, alpha: float = 0.5) -> tor
     symmetric=True,
     metric=True,
     invariances=("permutation",),
-    reference="Klabunde et al. survey §3.2 (permutation Procrustes; ReSi PermProc); Kuhn 1955 (Hungarian algorithm)",
+    reference="Klabunde et al. survey (permutation Procrustes; ReSi PermProc); Kuhn 1955 (Hungarian algorithm)",
     cost="O(N·D1·D2 + D³): one cross product and a linear sum assignment",
 )
 def procrustes_permutation(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -335,7 +344,7 @@ def linear_regression(X: torch.Tensor, Y: torch.Tensor, *, predictor: str = "x")
     target (0/0) and when the predictor's centred rank reaches N − 1 ("D >= N-1": the regression then
     interpolates any target, R² = 1).
     """
-    _check_choice("linear_regression", "predictor", predictor, ("x", "y"))
+    check_choice("linear_regression", "predictor", predictor, ("x", "y"))
     source, target = (X, Y) if predictor == "x" else (Y, X)
     basis, _ = principal_directions(centred(source))
     tc = centred(target)

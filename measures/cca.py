@@ -13,7 +13,8 @@ SVCCA, which first keeps the leading principal directions, is the reduced varian
 Below that threshold CCA is still biased upward when rank X̃ + rank Ỹ approaches N (at least
 rank X̃ + rank Ỹ − (N − 1) correlations are forced to 1); that bias is documented, not corrected.
 
-The helpers ``centred`` and ``principal_directions`` are shared with ``measures.alignment``.
+The helpers without a leading underscore (``centred``, ``principal_directions``, ...) are shared with
+``measures.alignment``.
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ def check_not_degenerate(name: str, ranks: tuple[int, int], n: int, what: str = 
             f"N = {n} rows; a rank of N-1 forces every canonical correlation to 1); use fewer dimensions "
             "(e.g. svcca) or more rows"
         )
+
+
+def check_choice(name: str, param: str, value: object, choices: tuple[str, ...]) -> None:
+    """ValueError naming the measure when a string parameter is not one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"measure {name!r}: {param} must be one of {choices}, got {value!r}")
 
 
 def _bases(name: str, X: torch.Tensor, Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -155,11 +162,6 @@ def cca_r2(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     return _canonical_correlations("cca_r2", X, Y).square().mean()
 
 
-def _check_choice(name: str, param: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"measure {name!r}: {param} must be one of {choices}, got {value!r}")
-
-
 def _kept_directions(s: torch.Tensor, truncation: str, tau: float, k: int) -> int:
     """How many leading principal directions SVCCA keeps for singular values ``s`` (descending)."""
     if truncation == "fixed_k":
@@ -212,8 +214,8 @@ def svcca(
     (non-deterministic). Raises ``UndefinedMeasureError`` for a constant input and when k_X or k_Y
     reaches N − 1 ("D >= N-1: CCA degenerate").
     """
-    _check_choice("svcca", "truncation", truncation, ("variance", "fixed_k"))
-    _check_choice("svcca", "summary", summary, ("mean_rho", "r2"))
+    check_choice("svcca", "truncation", truncation, ("variance", "fixed_k"))
+    check_choice("svcca", "summary", summary, ("mean_rho", "r2"))
     if not 0.0 < tau <= 1.0:
         raise ValueError(f"measure 'svcca': tau must lie in (0, 1], got {tau!r}")
     if int(k) != k or k < 1:
@@ -265,7 +267,7 @@ def pwcca(X: torch.Tensor, Y: torch.Tensor, *, side: str = "x") -> torch.Tensor:
     the QR. Raises ``UndefinedMeasureError`` for a constant input and when a rank reaches N − 1
     ("D >= N-1: CCA degenerate").
     """
-    _check_choice("pwcca", "side", side, ("x", "y", "smaller"))
+    check_choice("pwcca", "side", side, ("x", "y", "smaller"))
     xc, yc, ux, uy = _bases("pwcca", X, Y)
     check_not_degenerate("pwcca", (ux.shape[1], uy.shape[1]), X.shape[0])
     a, rho, bh = torch.linalg.svd(ux.T @ uy, full_matrices=False)

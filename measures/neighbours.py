@@ -75,10 +75,11 @@ def nearest_neighbours(z: torch.Tensor, k: int, metric: str) -> torch.Tensor:
     """The N x k indices of each row's k nearest other rows, nearest first, ties by (distance, index).
 
     ``z`` comes from :func:`prepare_rows`. Row i never lists itself (excluded by index); a duplicate
-    of row i is listed like any other row. Each block of rows gets its distances to all N rows, the k-th
-    smallest distance from ``topk`` (its value is unique even where the order of tied entries is not),
-    every entry strictly below it plus the lowest-index entries equal to it, and finally a stable sort
-    of those k entries by distance, which keeps index order among exact ties.
+    of row i is listed like any other row. Each block of rows gets its distances to all N rows and a
+    ``topk``. Its k-th smallest value t is unique even where the order of tied entries is not: if the
+    row holds no more entries equal to t than the top k does, the top-k set is the answer; otherwise
+    (a tie straddles the k-th place) the row takes every entry below t plus the lowest-index entries
+    equal to t. A stable sort of the k entries, in index order, by distance gives the final order.
     """
     n = z.shape[0]
     # Only the order within a row matters: drop the constant ‖z_i‖² and use -cos for cosine.
@@ -86,15 +87,22 @@ def nearest_neighbours(z: torch.Tensor, k: int, metric: str) -> torch.Tensor:
     rows_per_block = max(1, BLOCK_ELEMENTS // n)
     lists = []
     for start in range(0, n, rows_per_block):
-        gram = z[start : start + rows_per_block] @ z.T
-        key = sq_norms - 2.0 * gram if sq_norms is not None else -gram
-        rows = torch.arange(key.shape[0], device=z.device)
+        block = z[start : start + rows_per_block]
+        if sq_norms is None:
+            key = torch.mm(block, z.T).neg_()
+        else:
+            key = torch.addmm(sq_norms.expand(block.shape[0], n), block, z.T, alpha=-2.0)
+        rows = torch.arange(block.shape[0], device=z.device)
         key[rows, start + rows] = math.inf
-        kth = key.topk(k, dim=1, largest=False).values.amax(dim=1, keepdim=True)
-        below, at = key < kth, key == kth
-        still_needed = k - below.sum(dim=1, keepdim=True)
-        chosen = below | (at & (at.cumsum(dim=1) <= still_needed))
-        index = chosen.nonzero()[:, 1].view(-1, k)  # ascending index within each row
+        top_values, index = key.topk(k, dim=1, largest=False)
+        kth = top_values.amax(dim=1, keepdim=True)
+        straddle = ((key == kth).sum(dim=1) > (top_values == kth).sum(dim=1)).nonzero().squeeze(1)
+        if straddle.numel():
+            tied_key, tied_kth = key[straddle], kth[straddle]
+            below, at = tied_key < tied_kth, tied_key == tied_kth
+            chosen = below | (at & (at.cumsum(dim=1) <= k - below.sum(dim=1, keepdim=True)))
+            index[straddle] = chosen.nonzero()[:, 1].view(-1, k)
+        index = index.sort(dim=1).values
         order = key.gather(1, index).sort(dim=1, stable=True).indices
         lists.append(index.gather(1, order))
     return torch.cat(lists)

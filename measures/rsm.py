@@ -13,11 +13,12 @@ the two inputs, or of an equivalent D x D quantity. Two rules keep them cheap an
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 
 from measures._registry import UndefinedMeasureError, register
+from measures._validation import center_columns
 from measures.cca import centred, power_of_two_scale, principal_directions
 
 _SIMILARITY_TRANSFORMS = ("permutation", "orthogonal", "isotropic_scaling", "translation")
@@ -276,7 +277,9 @@ def _rbf_blocks(name: str, x: torch.Tensor, which: int, fraction: float, median_
     reference=_KORNBLITH_2019,
     cost="O(N²·D) time, O(N²) memory for the median (kernel sums by row blocks)",
 )
-def cka_rbf(X: torch.Tensor, Y: torch.Tensor, *, fraction: float = 0.4, median_over: str = "full_matrix") -> torch.Tensor:
+def cka_rbf(
+    X: torch.Tensor, Y: torch.Tensor, *, fraction: float = 0.4, median_over: str = "full_matrix"
+) -> torch.Tensor:
     """CKA with Gaussian (RBF) kernels whose bandwidth is a fraction of the median distance.
 
     Formula: K_ij = exp(−‖x_i − x_j‖² / (2σ_X²)) with σ_X² = fraction² · median_{i,j} ‖x_i − x_j‖², same
@@ -309,6 +312,7 @@ def cka_rbf(X: torch.Tensor, Y: torch.Tensor, *, fraction: float = 0.4, median_o
 def _rdm_upper(name: str, x: torch.Tensor, which: int, inner: str) -> torch.Tensor:
     """The strict upper triangle of the RDM, row-major (the order of ``scipy.spatial.distance.pdist``)."""
     n = x.shape[0]
+    x = x / power_of_two_scale(x)  # every RDM is scaled or unchanged by it; keeps norms clear of under/overflow
     if inner in ("correlation", "cosine"):
         z = x - x.mean(dim=1, keepdim=True) if inner == "correlation" else x
         norms = torch.linalg.vector_norm(z, dim=1)
@@ -323,10 +327,12 @@ def _rdm_upper(name: str, x: torch.Tensor, which: int, inner: str) -> torch.Tens
         z = z / norms[:, None]
         rdm = 1.0 - z @ z.T
     else:
-        # Column centring is a translation (distances unchanged) that keeps the Gram identity accurate;
-        # taking the norms from the Gram's own diagonal makes duplicate rows exactly 0 apart.
-        xc = centred(x)
-        g = xc @ xc.T
+        # Subtracting one row is a translation (distances unchanged) that removes a large common offset
+        # before the Gram identity; unlike the column mean it keeps lattice data (integer or binary
+        # codes) exact, so equal distances stay exact ties for the rank-based outers. Taking the norms
+        # from the Gram's own diagonal makes duplicate rows exactly 0 apart.
+        shifted = x - x[:1]
+        g = shifted @ shifted.T
         d = g.diagonal()
         rdm = (d[:, None] + d[None, :] - 2.0 * g).clamp_(min=0.0)
         if inner == "euclidean":
@@ -716,16 +722,16 @@ def _normalised_rsm(name: str, z: torch.Tensor, which: int, center: bool, epsilo
     """
     n, d = z.shape
     scale = power_of_two_scale(z)
-    z = centred(z) if center else z / scale
+    z = z / scale
+    if center:
+        z = center_columns(z)
     fro = torch.linalg.matrix_norm(z)
     if fro == 0:
         raise UndefinedMeasureError(f"{name}: input {which} is {'constant' if center else 'all zeros'}; its RSM is 0")
     z = z / fro
     if epsilon == 0 and principal_directions(z)[0].shape[1] < n:
-        raise UndefinedMeasureError(
-            f"{name}: the RSM of input {which} is singular (rank < N = {n}{', and centring removes one' if center else ''}); "
-            "use epsilon > 0"
-        )
+        why = "centring leaves rank <= N - 1" if center else f"rank < N = {n}"
+        raise UndefinedMeasureError(f"{name}: the RSM of input {which} is singular ({why}); use epsilon > 0")
     rsm = n * (z @ z.T)
     rsm.diagonal().add_(epsilon)
     log_mean_eigenvalue = 2.0 * math.log(scale) + 2.0 * math.log(float(fro)) - math.log(d * n)

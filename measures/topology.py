@@ -27,7 +27,7 @@ import torch
 
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns
-from measures.neighbours import nearest_neighbours, prepare_rows, scale_to_unit
+from measures.neighbours import nearest_neighbours, prepare_rows
 
 TOPOLOGY_INVARIANCES = ("permutation", "orthogonal", "isotropic_scaling", "translation")
 
@@ -392,9 +392,15 @@ def geometry_score(
     seed = _seed(name, seed)
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma > 0:
         raise ValueError(f"measure {name!r}: gamma must be a positive number, got {gamma!r}")
-    # Centring and a power-of-two rescaling keep the Gram expansion of distances accurate and finite;
-    # neither changes any distance ratio.
-    sides = [scale_to_unit(center_columns(z)) for z in (X, Y)]
+    sides = []
+    for z in (X, Y):
+        # Centring and dividing by the largest entry keep the Gram expansion of distances accurate and
+        # finite; neither changes any distance ratio.
+        z = center_columns(z)
+        peak = z.abs().amax()
+        if peak == 0:
+            raise UndefinedMeasureError(f"{name}: a representation has all rows identical (no geometry)")
+        sides.append(z / peak)
     norms = [z.square().sum(dim=1) for z in sides]
     mrlt = [np.zeros(i_max), np.zeros(i_max)]
     draws = _row_subsets(X.shape[0], n_landmarks, n_draws, seed)

@@ -17,7 +17,7 @@ from runners.storage import read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
 
-SORT_COLUMNS = ["pair_type", "arch_a", "label_randomization_a", "seed_a", "seed_b", "scale_b", "layer_a", "layer_b", "measure"]
+SORT_COLUMNS = ["pair_type", "arch_a", "label_randomization_a", "label_randomization_b", "seed_a", "seed_b", "scale_b", "layer_a", "layer_b", "measure"]
 
 
 def collect(sweep_dir: Path) -> pd.DataFrame:

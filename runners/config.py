@@ -6,7 +6,7 @@ available ones); this module checks values: ranges, measure names, compare modes
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import measures
 from tasks.zoo import architectures, datasets
@@ -44,6 +44,12 @@ def validate_config(cfg: DictConfig) -> None:
     rate = cfg.intervention.label_randomization
     if not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
         raise ConfigError(f"intervention.label_randomization: must be a rate in [0, 1], got {rate!r}")
+    shortcut = cfg.intervention.shortcut
+    if shortcut is not None and (not isinstance(shortcut, (int, float)) or not 0 <= shortcut <= 1):
+        raise ConfigError(f"intervention.shortcut: must be null or a probability in [0, 1], got {shortcut!r}")
+    noise = cfg.intervention.input_noise
+    if not isinstance(noise, (int, float)) or noise < 0:
+        raise ConfigError(f"intervention.input_noise: must be a number >= 0, got {noise!r}")
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError(f"seed: must be an integer >= 0, got {cfg.seed!r}")
     for key in ("epochs", "batch_size"):
@@ -53,6 +59,15 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"train.lr: must be > 0, got {cfg.train.lr!r}")
     if cfg.compare.seed_pairs not in COMPARE_SEED_PAIRS:
         raise ConfigError(f"compare.seed_pairs: {cfg.compare.seed_pairs!r}; valid choices: {list(COMPARE_SEED_PAIRS)}")
+    groups = cfg.compare.groups
+    if groups is not None and groups.axis:
+        value = OmegaConf.select(cfg, groups.axis, default="<missing>")
+        if value == "<missing>":
+            raise ConfigError(f"compare.groups.axis: no config key {groups.axis!r} (e.g. intervention.label_randomization)")
+        if value not in list(groups.levels):
+            raise ConfigError(f"{groups.axis}: {value!r} is not one of compare.groups.levels {list(groups.levels)}")
+        if not isinstance(groups.n_seeds, int) or not 0 <= cfg.seed < groups.n_seeds:
+            raise ConfigError(f"compare.groups.n_seeds: must be an integer > seed ({cfg.seed}), got {groups.n_seeds!r}")
     if cfg.compare.layers not in COMPARE_LAYERS:
         raise ConfigError(f"compare.layers: {cfg.compare.layers!r}; valid choices: {list(COMPARE_LAYERS)}")
     if not isinstance(cfg.runtime.num_threads, int) or cfg.runtime.num_threads < 1:

@@ -34,12 +34,17 @@ from tasks.zoo.architectures import representation_layers
 
 log = logging.getLogger(__name__)
 
+INTERVENTION_AXES = ("label_randomization", "shortcut", "input_noise")
 LIBRARIES = ("torch", "numpy", "scipy", "scikit-learn", "pandas", "hydra-core", "simbench")
 
 
 @dataclass(frozen=True)
 class Pair:
-    pair_type: str  # "perturbation" | "seed"
+    """Two model variants to compare. ``pair_type``: ``perturbation`` (a model and its noisy copy),
+    ``seed`` (same config, different seeds), ``group`` (different intervention levels), ``layers``
+    (a model with itself, across its layers)."""
+
+    pair_type: str
     a: Variant
     b: Variant
 
@@ -55,8 +60,12 @@ class JobResult:
     seconds: float
 
 
-def model_spec(cfg: DictConfig, seed: int | None = None) -> ModelSpec:
+def model_spec(cfg: DictConfig, seed: int | None = None, level: Any = None) -> ModelSpec:
+    """The model spec of the job's cell, or of the same cell with another seed or group level."""
     plain = OmegaConf.to_container(cfg, resolve=True)
+    if level is not None:
+        node, key = _axis(plain, cfg.compare.groups.axis)
+        node[key] = level
     return ModelSpec(
         arch=plain["arch"],
         data=plain["data"],
@@ -66,15 +75,41 @@ def model_spec(cfg: DictConfig, seed: int | None = None) -> ModelSpec:
     )
 
 
+def _axis(plain: dict, dotted: str) -> tuple[dict, str]:
+    *parents, key = dotted.split(".")
+    node = plain
+    for p in parents:
+        node = node[p]
+    return node, key
+
+
 def job_pairs(cfg: DictConfig) -> list[Pair]:
+    """The pairs whose second model is this job's cell (so every unordered pair is computed once).
+
+    * scale > 0: the cell's model against its unperturbed self;
+    * scale = 0, no groups: against the same config trained from every lower seed;
+    * scale = 0, ``compare.groups`` set: against every (level, seed) of the group grid that comes before
+      this cell (earlier level, any of ``n_seeds`` seeds; or same level, lower seed);
+    * ``compare.within_model``: also the model against itself across every ordered pair of layers.
+    """
     spec = model_spec(cfg)
     base = Variant(spec)
     scale = float(cfg.perturbation.scale)
     if scale > 0:
         return [Pair("perturbation", base, Variant(spec, scale, int(cfg.perturbation.seed)))]
-    if cfg.compare.seed_pairs == "lower":
-        return [Pair("seed", Variant(model_spec(cfg, s)), base) for s in range(int(cfg.seed))]
-    return []
+    pairs = []
+    groups = cfg.compare.groups
+    if groups is not None and groups.axis:
+        levels = list(groups.levels)
+        here = levels.index(OmegaConf.select(cfg, groups.axis))
+        for i, level in enumerate(levels[: here + 1]):
+            seeds = range(int(cfg.seed)) if i == here else range(int(groups.n_seeds))
+            pairs += [Pair("seed" if i == here else "group", Variant(model_spec(cfg, s, level)), base) for s in seeds]
+    elif cfg.compare.seed_pairs == "lower":
+        pairs += [Pair("seed", Variant(model_spec(cfg, s)), base) for s in range(int(cfg.seed))]
+    if cfg.compare.within_model:
+        pairs.append(Pair("layers", base, base))
+    return pairs
 
 
 def results_root(cfg: DictConfig) -> Path:
@@ -113,7 +148,9 @@ def run_job(cfg: DictConfig) -> JobResult:
     cache = ZooCache(results_root(cfg) / "cache", device=resolve_device(cfg.runtime.device))
     pairs = job_pairs(cfg)
     chosen = selected_measures(cfg)
-    cell = f"arch={cfg.arch.name} seed={cfg.seed} label_rand={cfg.intervention.label_randomization} scale={cfg.perturbation.scale}"
+    cell = " ".join(f"{k}={v}" for k, v in (("arch", cfg.arch.name), ("seed", cfg.seed),
+                                            *cfg.intervention.items(), ("scale", cfg.perturbation.scale))
+                    if k in ("arch", "seed", "scale") or v not in (0, 0.0, None))
 
     # Every job materialises its own cell (train + extract, cached), so parallel jobs share the training.
     cache.representations(Variant(model_spec(cfg), float(cfg.perturbation.scale), int(cfg.perturbation.seed)))
@@ -154,10 +191,14 @@ def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache
         info = measures.info(name)
         params = {**info.params, **dict(cfg.measures.params.get(name, {}))}
         if info.inputs == "representations":
-            if cfg.compare.layers == "same":
+            if pair.pair_type == "layers":
+                lps = [(la, lb) for la in layers for lb in layers if la != lb]
+            elif cfg.compare.layers == "same":
                 lps = [(layer, layer) for layer in layers]
             else:
                 lps = [(la, lb) for la in layers for lb in layers]
+        elif pair.pair_type == "layers":
+            continue  # outputs and whole networks are identical within one model
         elif info.inputs in ("outputs", "probabilities"):
             lps = [("output", "output")]
         elif info.inputs == "preactivations":
@@ -168,7 +209,9 @@ def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache
             continue
         for la, lb in lps:
             row_key = content_key([pair.a.key, pair.b.key, la, lb, name, params, info.version])
-            out.append({"row_key": row_key, "measure": name, "layer_a": la, "layer_b": lb, "params": params})
+            out.append({"row_key": row_key, "measure": name, "layer_a": la, "layer_b": lb, "params": params,
+                        "layer_index_a": layers.index(la) if la in layers else -1,
+                        "layer_index_b": layers.index(lb) if lb in layers else -1})
     return out
 
 
@@ -193,7 +236,7 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
     else:
         inputs = (cache.variant_model(pair.a), cache.variant_model(pair.b))
         if "probe" in info.params:
-            kwargs["probe"] = torch.from_numpy(cache.dataset(pair.a.model.data).x_probe)
+            kwargs["probe"] = torch.from_numpy(cache.data_for(pair.a.model).x_probe).to(cache.device)
     if info.requires_labels:
         kwargs["labels"] = arrays_a["labels"]
     status, error, value = "ok", "", float("nan")
@@ -220,14 +263,16 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         "arch_b": b.model.arch["name"],
         "seed_a": a.model.seed,
         "seed_b": b.model.seed,
-        "label_randomization_a": float(a.model.intervention["label_randomization"]),
-        "label_randomization_b": float(b.model.intervention["label_randomization"]),
+        **{f"{axis}_{side}": _axis_value(v.model.intervention.get(axis)) for axis in INTERVENTION_AXES
+           for side, v in (("a", a), ("b", b))},
         "scale_a": a.scale,
         "scale_b": b.scale,
         "perturb_seed_a": a.perturb_seed,
         "perturb_seed_b": b.perturb_seed,
         "layer_a": la,
         "layer_b": lb,
+        "layer_index_a": task["layer_index_a"],
+        "layer_index_b": task["layer_index_b"],
         "measure": name,
         "family": info.family,
         "measure_version": info.version,
@@ -246,6 +291,11 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         "device": cache.device,
         "timestamp": pd.Timestamp.now(tz="UTC"),
     }
+
+
+def _axis_value(value: Any) -> float:
+    """Intervention levels as floats for the table; an absent intervention (null) is NaN."""
+    return float("nan") if value is None else float(value)
 
 
 @lru_cache(maxsize=1)

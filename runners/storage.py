@@ -39,13 +39,16 @@ def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None
 
 
 def write_parquet(df: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, lambda fh: df.to_parquet(fh, index=False))
+    """``df`` as Parquet with a CRC per data page: truncation breaks the footer, a flipped byte in the data
+    fails its page's CRC, so neither can be read back as data (Parquet without page CRCs often decodes a
+    damaged page silently)."""
+    atomic_write(path, lambda fh: df.to_parquet(fh, index=False, write_page_checksum=True))
 
 
 def read_parquet(path: Path) -> pd.DataFrame | None:
     """The table at ``path``, or None if it is missing or unreadable (a corrupt file is never data)."""
     try:
-        return pd.read_parquet(path)
+        return pd.read_parquet(path, page_checksum_verification=True)
     except FileNotFoundError:
         return None
     except Exception:

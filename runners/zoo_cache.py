@@ -19,7 +19,7 @@ from filelock import FileLock
 
 from runners.storage import atomic_write, content_key, read_arrays, write_arrays
 from tasks.zoo import architectures, datasets
-from tasks.zoo.training import perturb, seed_streams, train
+from tasks.zoo.training import perturb, prepare_data, seed_streams, train
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,12 @@ class ZooCache:
             self._data[key] = datasets.load(cfg.pop("name"), **cfg)
         return self._data[key]
 
+    def data_for(self, spec: ModelSpec) -> datasets.Dataset:
+        """The dataset as the model of ``spec`` sees it (interventions that change inputs applied)."""
+        return prepare_data(self.dataset(spec.data), spec.intervention, spec.seed)
+
     def build(self, spec: ModelSpec) -> torch.nn.Sequential:
-        data = self.dataset(spec.data)
+        data = self.data_for(spec)
         arch = dict(spec.arch)
         return architectures.build(arch.pop("name"), data.input_shape, data.n_classes, **arch)
 
@@ -101,10 +105,8 @@ class ZooCache:
         with FileLock(str(path) + ".lock"):
             state = _load_state(path)
             if state is None:
-                data = self.dataset(spec.data)
-                t = dict(spec.train)
-                metrics = train(model, data, seed=spec.seed, device=self.device,
-                                label_randomization=spec.intervention["label_randomization"], **t)
+                metrics = train(model, self.data_for(spec), seed=spec.seed, device=self.device,
+                                intervention=spec.intervention, **spec.train)
                 log.info("trained %s seed=%d: probe accuracy %.3f", spec.arch["name"], spec.seed, metrics["probe_accuracy"])
                 buffer = {"state_dict": model.state_dict(), "spec": spec.as_dict(), "metrics": metrics}
                 atomic_write(path, lambda fh: torch.save(buffer, fh))
@@ -129,7 +131,7 @@ class ZooCache:
             arrays = read_arrays(path)
             if arrays is None:
                 model = self.variant_model(variant)
-                arrays = extract(model, self.dataset(variant.model.data))
+                arrays = extract(model, self.data_for(variant.model))
                 write_arrays(arrays, path)
                 self.extracted += 1
         return arrays

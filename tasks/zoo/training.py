@@ -3,47 +3,44 @@
 from __future__ import annotations
 
 import copy
+import zlib
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
 
 from tasks.zoo.datasets import Dataset
+from tasks.zoo.interventions import PROBE_MARKER_SEED, add_markers, gaussian_input_noise, randomize_labels
 
 
 def seed_streams(seed: int, *names: str) -> dict[str, int]:
-    """Independent named child seeds of one job seed (numpy SeedSequence), e.g. init, data_order."""
-    children = np.random.SeedSequence(seed).spawn(len(names))
-    return {n: int(c.generate_state(1)[0]) for n, c in zip(names, children)}
-
-
-def randomize_labels(y: np.ndarray, rate: float, n_classes: int, seed: int) -> np.ndarray:
-    """Label randomisation (Zhang et al. 2017): each training label is replaced, once and before
-    training, with probability ``rate`` by a uniformly random class (which may equal the true one)."""
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"intervention.label_randomization must be in [0, 1], got {rate}")
-    rng = np.random.default_rng(seed)
-    y = y.copy()
-    flip = rng.random(y.shape[0]) < rate
-    y[flip] = rng.integers(0, n_classes, size=int(flip.sum()))
-    return y
+    """Independent named child seeds of one seed, e.g. ``init``, ``data_order``: each stream is a numpy
+    SeedSequence of (seed, crc32(name)), so a stream depends only on its own name, never on which
+    other streams are drawn or in which order."""
+    return {n: int(np.random.SeedSequence([seed, zlib.crc32(n.encode())]).generate_state(1)[0]) for n in names}
 
 
 def train(model: nn.Module, data: Dataset, *, seed: int, epochs: int, batch_size: int, lr: float,
-          weight_decay: float = 0.0, label_randomization: float = 0.0, device: str = "cpu") -> dict[str, float]:
+          weight_decay: float = 0.0, intervention: dict | None = None, device: str = "cpu") -> dict[str, float]:
     """Train ``model`` in place with Adam and cross-entropy; deterministic for a given seed on the CPU
     (on a GPU, cuDNN/cuBLAS kernels may differ in the last bits between runs).
 
-    The seed is split into named streams: ``init`` (weights), ``data_order`` (mini-batch shuffling)
-    and ``labels`` (the label-randomisation draw), so changing one axis leaves the others unchanged.
+    ``data`` is the dataset as the model sees it (shortcut markers already applied, see
+    :func:`prepare_data`). The seed is split into named streams: ``init`` (weights), ``data_order``
+    (mini-batch shuffling), ``labels`` (the label-randomisation draw) and ``augmentation`` (input
+    noise), so changing one axis leaves the others unchanged.
     """
-    streams = seed_streams(seed, "init", "data_order", "labels")
+    intervention = intervention or {}
+    streams = seed_streams(seed, "init", "data_order", "labels", "augmentation")
     torch.manual_seed(streams["init"])
     for module in model.modules():
         if hasattr(module, "reset_parameters") and module is not model:
             module.reset_parameters()
     model.to(device)
-    y = randomize_labels(data.y_train, label_randomization, data.n_classes, streams["labels"])
+    y = randomize_labels(data.y_train, intervention.get("label_randomization", 0.0), data.n_classes, streams["labels"])
+    sigma_max = float(intervention.get("input_noise", 0.0))
+    noise_gen = torch.Generator().manual_seed(streams["augmentation"])
     x_train, y_train = torch.from_numpy(data.x_train).to(device), torch.from_numpy(y).to(device)
     order = torch.Generator().manual_seed(streams["data_order"])
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -54,7 +51,7 @@ def train(model: nn.Module, data: Dataset, *, seed: int, epochs: int, batch_size
         for start in range(0, x_train.shape[0], batch_size):
             idx = perm[start : start + batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x_train[idx]), y_train[idx])
+            loss = loss_fn(model(gaussian_input_noise(x_train[idx], sigma_max, noise_gen)), y_train[idx])
             loss.backward()
             optimizer.step()
     model.eval()
@@ -63,6 +60,18 @@ def train(model: nn.Module, data: Dataset, *, seed: int, epochs: int, batch_size
         probe_pred = model(torch.from_numpy(data.x_probe).to(device)).argmax(1).cpu()
         probe_acc = (probe_pred == torch.from_numpy(data.y_probe)).double().mean().item()
     return {"train_accuracy": train_acc, "probe_accuracy": probe_acc, "final_loss": float(loss.item())}
+
+
+def prepare_data(data: Dataset, intervention: dict, seed: int) -> Dataset:
+    """The dataset as a model with this intervention sees it: with shortcut markers (training markers
+    from the model seed's ``shortcut`` stream, uninformative probe markers shared by every model) when
+    ``intervention.shortcut`` is set, unchanged otherwise."""
+    rate = intervention.get("shortcut")
+    if rate is None:
+        return data
+    x_train = add_markers(data.x_train, data.y_train, float(rate), data.n_classes, seed_streams(seed, "shortcut")["shortcut"])
+    x_probe = add_markers(data.x_probe, data.y_probe, 0.0, data.n_classes, PROBE_MARKER_SEED)
+    return replace(data, x_train=x_train, x_probe=x_probe)
 
 
 def perturb(model: nn.Module, scale: float, seed: int) -> nn.Module:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import ortho_group
 from statsmodels.multivariate.cancorr import CanCorr
 
@@ -308,3 +309,16 @@ def test_pwcca_ignores_invertible_maps_of_the_other_side(pair):
     x, y = pair
     a = np.random.default_rng(17).standard_normal((y.shape[1], y.shape[1]))
     assert measures.compute("pwcca", x, y @ a) == pytest.approx(measures.compute("pwcca", x, y), abs=1e-10)
+
+
+@pytest.mark.parametrize("name", CCA_MEASURES)
+def test_float32_arithmetic_path(name, pair):
+    """On a GPU the inputs stay float32; the implementation (behind the validating wrapper) must cope."""
+    x, y = pair
+    impl = measures.info(name).function.__wrapped__
+    v64 = float(impl(torch.tensor(x), torch.tensor(y)))
+    v32 = float(impl(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)))
+    assert v32 == pytest.approx(v64, abs=1e-5)
+    assert float(impl(torch.tensor(x, dtype=torch.float32), torch.tensor(x, dtype=torch.float32))) == pytest.approx(
+        1.0, abs=1e-5
+    )

@@ -105,7 +105,7 @@ def test_duplicates_stay_neighbours_and_self_is_excluded_by_index(metric):
 
 def test_knn_rejects_bad_parameters_and_degenerate_inputs():
     x, y = pair(np.random.default_rng(5), 12, 3, 3)
-    with pytest.raises(ValueError, match="'knn_jaccard'.*needs at least 13 rows"):
+    with pytest.raises(ValueError, match="'knn_jaccard'.*need at least 13 rows"):
         measures.compute("knn_jaccard", x, y, k=12)
     assert measures.compute("knn_jaccard", x, y, k=11) == 1.0  # every other row is a neighbour
     for bad in (0, -1, 2.5, True):
@@ -288,13 +288,14 @@ def test_second_order_cosine_rejects_bad_entries_and_zero_profiles():
 def test_huge_tiny_magnitudes_and_float32(name, metric):
     rng = np.random.default_rng(12)
     x, y = pair(rng, 60, 8, 5)
-    base = measures.compute(name, x, y, metric=metric)
+    kw = dict(metric=metric, **({"entries": "distance"} if name == "second_order_cosine" else {}))
+    base = measures.compute(name, x, y, **kw)
     # Powers of two: the exact rescaling makes the result bit-identical; decimal factors only round.
-    assert measures.compute(name, x * 2.0**900, y * 2.0**-1000, metric=metric) == base
-    assert measures.compute(name, x * 1e150, y * 1e-150, metric=metric) == pytest.approx(base, abs=1e-12)
+    assert measures.compute(name, x * 2.0**900, y * 2.0**-1000, **kw) == base
+    assert measures.compute(name, x * 1e150, y * 1e-150, **kw) == pytest.approx(base, abs=1e-12)
     # float32 inputs are computed in float64 from the rounded values: the neighbour lists of this
     # tie-free data do not change, the kernel entries of cknna / second_order_cosine move by ~1e-7.
-    got32 = measures.compute(name, x.astype(np.float32), y.astype(np.float32), metric=metric)
+    got32 = measures.compute(name, x.astype(np.float32), y.astype(np.float32), **kw)
     assert got32 == pytest.approx(base, abs=1e-5)
 
 

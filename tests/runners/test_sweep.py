@@ -53,7 +53,10 @@ def test_rerun_computes_nothing_and_gives_identical_values(smoke):
     assert "rows (0 cached" in first.stdout + first.stderr and "rows (0 cached" not in log
     assert "trained mlp" not in log
     scores = pd.read_parquet(results / "smoke" / "scores.parquet")
-    assert scores["status"].eq("ok").all()
+    errors = scores[scores["status"].eq("error")]
+    assert errors.empty, errors[["measure", "error"]].drop_duplicates("measure").to_string()
+    assert scores["status"].isin(["ok", "undefined"]).all()
+    assert (scores.loc[scores["status"].eq("undefined"), "error"].str.len() > 0).all()
 
 
 def test_identical_values_from_an_empty_cache(smoke, tmp_path):

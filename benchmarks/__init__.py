@@ -1,0 +1,1 @@
+"""Benchmarks: timing scripts and pytest-benchmark suites (not part of the default test run)."""

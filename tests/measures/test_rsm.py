@@ -1,0 +1,631 @@
+"""RSM family against independent oracles: PyPI libraries, closed forms and second routes written here.
+
+Every expected value below is computed in the test itself (numpy/scipy/rsatoolbox/dcor/scikit-learn)
+or follows from a closed form on constructed inputs; none is copied from the measures' own output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import dcor
+import numpy as np
+import pytest
+import scipy.linalg
+from rsatoolbox.data import Dataset
+from rsatoolbox.rdm import calc_rdm, compare
+from scipy.spatial.distance import cdist, pdist, squareform
+from scipy.stats import kendalltau, pearsonr, spearmanr
+from sklearn.metrics.pairwise import rbf_kernel
+
+import measures
+import measures.rsm
+from measures import UndefinedMeasureError
+from tests.measures.conftest import representations
+
+RSM = measures.names(family="rsm")
+SCALE_INVARIANT = [n for n in RSM if "isotropic_scaling" in measures.info(n).invariances]
+
+
+@pytest.fixture
+def xy(rng):
+    return representations(rng, 40, 6, 5)
+
+
+# --- numpy oracles written independently of measures/rsm.py ------------------------------------------
+
+
+def centre(a):
+    return a - a.mean(axis=0)
+
+
+def double_centre(g):
+    return g - g.mean(axis=0) - g.mean(axis=1)[:, None] + g.mean()
+
+
+def cka_of_grams(k, l):
+    kc, lc = double_centre(k), double_centre(l)
+    return np.sum(kc * lc) / (np.linalg.norm(kc) * np.linalg.norm(lc))
+
+
+def hsic1_song(k, l):
+    """Song et al. (2012) closed form of the unbiased HSIC."""
+    n = len(k)
+    kh, lh = k - np.diag(np.diag(k)), l - np.diag(np.diag(l))
+    one = np.ones(n)
+    return (
+        np.trace(kh @ lh)
+        + (one @ kh @ one) * (one @ lh @ one) / ((n - 1) * (n - 2))
+        - 2 / (n - 2) * one @ kh @ lh @ one
+    ) / (n * (n - 3))
+
+
+def u_centre(g):
+    """U-centring (Székely & Rizzo 2014) of a symmetric matrix after zeroing its diagonal."""
+    n = len(g)
+    g = g - np.diag(np.diag(g))
+    r = g.sum(axis=1)
+    u = g - r[:, None] / (n - 2) - r[None, :] / (n - 2) + r.sum() / ((n - 1) * (n - 2))
+    np.fill_diagonal(u, 0.0)
+    return u
+
+
+def rdm(x, inner):
+    return pdist(
+        x,
+        {"correlation": "correlation", "euclidean": "euclidean", "sqeuclidean": "sqeuclidean", "cosine": "cosine"}[
+            inner
+        ],
+    )
+
+
+def tau_a_brute_force(a, b):
+    sa = np.sign(a[:, None] - a[None, :])
+    sb = np.sign(b[:, None] - b[None, :])
+    m = len(a)
+    return np.sum(np.triu(sa * sb, 1)) / (m * (m - 1) / 2)
+
+
+def canonical_correlations(x, y):
+    qx = np.linalg.qr(centre(x))[0]
+    qy = np.linalg.qr(centre(y))[0]
+    return np.linalg.svd(qx.T @ qy, compute_uv=False)
+
+
+# --- cka_linear -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(40, 6, 5), (12, 30, 20)], ids=["feature_route", "gram_route"])
+def test_cka_linear_equals_gram_route(shape, rng):
+    x, y = representations(rng, *shape)
+    expected = cka_of_grams(x @ x.T, y @ y.T)
+    assert measures.compute("cka_linear", x, y) == pytest.approx(expected, abs=1e-12)
+
+
+def test_cka_linear_equals_rsatoolbox_cosine_cov_of_euclidean_rdms(xy):
+    x, y = xy
+    rx = calc_rdm(Dataset(measurements=x), method="euclidean")
+    ry = calc_rdm(Dataset(measurements=y), method="euclidean")
+    expected = compare(rx, ry, method="cosine_cov")[0, 0]
+    assert measures.compute("cka_linear", x, y) == pytest.approx(expected, abs=1e-10)
+
+
+def test_cka_linear_changes_under_invertible_linear_map(xy, rng):
+    x, y = xy
+    a = rng.standard_normal((x.shape[1], x.shape[1])) + np.diag(np.linspace(0.1, 5, x.shape[1]))
+    assert np.linalg.matrix_rank(a) == x.shape[1]
+    before, after = measures.compute("cka_linear", x, y), measures.compute("cka_linear", x @ a, y)
+    assert after == pytest.approx(cka_of_grams(x @ a @ a.T @ x.T, y @ y.T), abs=1e-12)
+    assert abs(before - after) > 1e-3
+
+
+def test_cka_linear_tiny_n_is_one(rng):
+    # With N = 2 every centred Gram is a multiple of [[1, -1], [-1, 1]].
+    x, y = rng.standard_normal((2, 3)), rng.standard_normal((2, 4))
+    assert measures.compute("cka_linear", x, y) == pytest.approx(1.0, abs=1e-12)
+
+
+# --- cka_linear_debiased ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(40, 6, 5), (10, 25, 30), (4, 2, 3)], ids=["feature_route", "gram_route", "n4"])
+def test_cka_debiased_equals_song_closed_form(shape, rng):
+    x, y = representations(rng, *shape)
+    k, l = x @ x.T, y @ y.T
+    expected = hsic1_song(k, l) / math.sqrt(hsic1_song(k, k) * hsic1_song(l, l))
+    assert measures.compute("cka_linear_debiased", x, y) == pytest.approx(expected, abs=1e-10)
+
+
+def test_cka_debiased_equals_u_centred_gram_route(xy):
+    x, y = xy
+    n = len(x)
+    uk, ul = u_centre(x @ x.T), u_centre(y @ y.T)
+    # The closed form and the U-centred sum agree (the identity the measure relies on).
+    assert np.sum(uk * ul) == pytest.approx(n * (n - 3) * hsic1_song(x @ x.T, y @ y.T), rel=1e-10)
+    expected = np.sum(uk * ul) / (np.linalg.norm(uk) * np.linalg.norm(ul))
+    assert measures.compute("cka_linear_debiased", x, y) == pytest.approx(expected, abs=1e-10)
+
+
+def test_cka_debiased_is_near_zero_and_can_be_negative_for_independent_inputs():
+    rng = np.random.default_rng(3)
+    biased, debiased = [], []
+    for _ in range(20):
+        x, y = rng.standard_normal((20, 8)), rng.standard_normal((20, 8))
+        biased.append(measures.compute("cka_linear", x, y))
+        value = measures.compute("cka_linear_debiased", x, y)
+        k, l = x @ x.T, y @ y.T
+        assert value == pytest.approx(hsic1_song(k, l) / math.sqrt(hsic1_song(k, k) * hsic1_song(l, l)), abs=1e-10)
+        debiased.append(value)
+    assert min(debiased) < 0, "debiased CKA must not be clamped at 0"
+    assert abs(np.mean(debiased)) < 0.05 < np.mean(biased) - 0.2
+
+
+def test_cka_debiased_undefined_when_u_centred_gram_vanishes(rng):
+    # Orthogonal rows: every off-diagonal Gram entry is 0, the U-centred Gram is 0, HSIC_1(K, K) = 0.
+    one_hot = np.eye(6)
+    with pytest.raises(UndefinedMeasureError, match="HSIC_1 of input 1"):
+        measures.compute("cka_linear_debiased", one_hot, rng.standard_normal((6, 3)))
+    with pytest.raises(UndefinedMeasureError, match="constant"):
+        measures.compute("cka_linear_debiased", rng.standard_normal((6, 3)), np.ones((6, 2)))
+
+
+# --- cka_rbf --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("median_over", ["full_matrix", "upper_triangle"])
+@pytest.mark.parametrize("fraction", [0.2, 0.4, 0.8])
+def test_cka_rbf_equals_sklearn_kernels_with_colab_bandwidth(xy, fraction, median_over):
+    x, y = xy
+
+    def gram(a):
+        sq = cdist(a, a, "sqeuclidean")
+        # The Colab's gram_rbf: np.median over the full N x N matrix, zero diagonal included.
+        median = np.median(sq) if median_over == "full_matrix" else np.median(pdist(a, "sqeuclidean"))
+        return rbf_kernel(a, gamma=1.0 / (2.0 * fraction**2 * median))
+
+    expected = cka_of_grams(gram(x), gram(y))
+    value = measures.compute("cka_rbf", x, y, fraction=fraction, median_over=median_over)
+    assert value == pytest.approx(expected, abs=1e-10)
+
+
+@pytest.mark.parametrize("n", [7, 8])  # odd and even N² (numpy's two-middle-values rule)
+def test_cka_rbf_median_rules_differ_and_match_numpy(n, rng):
+    x, y = representations(rng, n, 3, 3)
+    values = {m: measures.compute("cka_rbf", x, y, median_over=m) for m in ("full_matrix", "upper_triangle")}
+    assert abs(values["full_matrix"] - values["upper_triangle"]) > 1e-6
+    sq = cdist(x, x, "sqeuclidean")
+    expected = cka_of_grams(
+        np.exp(-sq / (2 * 0.16 * np.median(sq))),
+        np.exp(-cdist(y, y, "sqeuclidean") / (2 * 0.16 * np.median(cdist(y, y, "sqeuclidean")))),
+    )
+    assert values["full_matrix"] == pytest.approx(expected, abs=1e-10)
+
+
+def test_cka_rbf_wide_bandwidth_tends_to_linear_cka(xy):
+    # exp(-d²/2σ²) ≈ 1 - d²/2σ², and -½ H D² H is the centred linear Gram.
+    x, y = xy
+    linear = cka_of_grams(x @ x.T, y @ y.T)
+    assert measures.compute("cka_rbf", x, y, fraction=1e3) == pytest.approx(linear, abs=1e-5)
+
+
+def test_cka_rbf_undefined_for_zero_median_distance(rng):
+    x = np.vstack([np.zeros((8, 3)), rng.standard_normal((2, 3))])  # most rows duplicate
+    with pytest.raises(UndefinedMeasureError, match="median squared distance of input 1 is 0"):
+        measures.compute("cka_rbf", x, rng.standard_normal((10, 3)))
+
+
+def test_cka_rbf_bad_parameters(xy):
+    with pytest.raises(ValueError, match="median_over"):
+        measures.compute("cka_rbf", *xy, median_over="diagonal")
+    with pytest.raises(ValueError, match="fraction must be positive"):
+        measures.compute("cka_rbf", *xy, fraction=0.0)
+
+
+# --- rsa ------------------------------------------------------------------------------------------------
+
+
+def test_rsa_default_equals_rsatoolbox_correlation_rdm_spearman(xy):
+    x, y = xy
+    rx = calc_rdm(Dataset(measurements=x), method="correlation")
+    ry = calc_rdm(Dataset(measurements=y), method="correlation")
+    assert measures.compute("rsa", x, y) == pytest.approx(compare(rx, ry, method="spearman")[0, 0], abs=1e-10)
+
+
+@pytest.mark.parametrize("method, outer", [("corr", "pearson"), ("tau-a", "kendall_tau_a"), ("cosine", "cosine")])
+def test_rsa_equals_rsatoolbox_compare(xy, method, outer):
+    x, y = xy
+    rx = calc_rdm(Dataset(measurements=x), method="correlation")
+    ry = calc_rdm(Dataset(measurements=y), method="correlation")
+    value = measures.compute("rsa", x, y, outer=outer)
+    assert value == pytest.approx(compare(rx, ry, method=method)[0, 0], abs=1e-10)
+
+
+@pytest.mark.parametrize("inner", ["correlation", "euclidean", "sqeuclidean", "cosine"])
+@pytest.mark.parametrize("outer", ["spearman", "pearson", "kendall_tau_a", "kendall_tau_b", "cosine"])
+def test_rsa_every_inner_and_outer_equals_scipy(inner, outer):
+    rng = np.random.default_rng(11)
+    x, y = representations(rng, 14, 5, 4)
+    a, b = rdm(x, inner), rdm(y, inner)
+    expected = {
+        "spearman": lambda: spearmanr(a, b).statistic,
+        "pearson": lambda: pearsonr(a, b).statistic,
+        "kendall_tau_a": lambda: tau_a_brute_force(a, b),
+        "kendall_tau_b": lambda: kendalltau(a, b).statistic,
+        "cosine": lambda: a @ b / (np.linalg.norm(a) * np.linalg.norm(b)),
+    }[outer]()
+    assert measures.compute("rsa", x, y, inner=inner, outer=outer) == pytest.approx(expected, abs=1e-10)
+
+
+@pytest.mark.parametrize("outer", ["spearman", "kendall_tau_a", "kendall_tau_b"])
+def test_rsa_rank_outers_handle_ties_like_scipy(outer):
+    # Binary codes with duplicate rows: Euclidean distances are √(Hamming), full of exact ties and zeros.
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 2, size=(30, 6)).astype(float)
+    x[10:14] = x[0]
+    y = rng.integers(0, 3, size=(30, 4)).astype(float)
+    a, b = pdist(x), pdist(y)
+    assert len(np.unique(a)) < 10 and len(np.unique(b)) < 20
+    expected = {
+        "spearman": spearmanr(a, b).statistic,
+        "kendall_tau_a": tau_a_brute_force(a, b),
+        "kendall_tau_b": kendalltau(a, b).statistic,
+    }[outer]
+    assert measures.compute("rsa", x, y, inner="euclidean", outer=outer) == pytest.approx(expected, abs=1e-12)
+
+
+def test_rsa_kendall_on_large_rdm_equals_scipy():
+    # 1,225 RDM entries: exercises several merge levels of the inversion count, with and without ties.
+    rng = np.random.default_rng(8)
+    x, y = representations(rng, 50, 6, 4)
+    expected = kendalltau(pdist(x, "sqeuclidean"), pdist(y, "sqeuclidean")).statistic
+    assert measures.compute("rsa", x, y, inner="sqeuclidean", outer="kendall_tau_b") == pytest.approx(
+        expected, abs=1e-12
+    )
+    xr, yr = np.round(x), np.round(y)  # integer data: squared distances are exact integers with many ties
+    a, b = pdist(xr, "sqeuclidean"), pdist(yr, "sqeuclidean")
+    assert len(np.unique(a)) < len(a) // 4
+    expected = kendalltau(a, b).statistic
+    assert measures.compute("rsa", xr, yr, inner="sqeuclidean", outer="kendall_tau_b") == pytest.approx(
+        expected, abs=1e-12
+    )
+
+
+def test_rsa_euclidean_inner_is_orthogonal_and_translation_invariant(xy, rng):
+    from scipy.stats import ortho_group
+
+    x, y = xy
+    base = measures.compute("rsa", x, y, inner="euclidean")
+    moved = x @ ortho_group.rvs(x.shape[1], random_state=1) + 50.0 * rng.standard_normal(x.shape[1])
+    assert measures.compute("rsa", moved, y, inner="euclidean") == pytest.approx(base, abs=1e-9)
+    # ... while the default correlation inner is not translation invariant.
+    assert abs(measures.compute("rsa", moved, y) - measures.compute("rsa", x, y)) > 1e-3
+
+
+def test_rsa_undefined_cases(rng):
+    y = rng.standard_normal((6, 3))
+    row_constant = rng.standard_normal((6, 3))
+    row_constant[2] = 1.5
+    with pytest.raises(UndefinedMeasureError, match="constant across features"):
+        measures.compute("rsa", row_constant, y)
+    with pytest.raises(UndefinedMeasureError, match="RDM of input 1 is constant"):
+        measures.compute("rsa", np.eye(6), y, inner="euclidean")  # all pairs √2 apart
+    with pytest.raises(UndefinedMeasureError, match="all zeros"):
+        measures.compute("rsa", np.zeros((6, 3)), y, inner="cosine")
+
+
+def test_rsa_bad_parameters(xy):
+    with pytest.raises(ValueError, match="inner must be one of"):
+        measures.compute("rsa", *xy, inner="manhattan")
+    with pytest.raises(ValueError, match="outer must be one of"):
+        measures.compute("rsa", *xy, outer="kendall")
+
+
+# --- rsm_norm_difference ------------------------------------------------------------------------------------
+
+
+def test_rsm_norm_difference_equals_scipy_distance_matrices(xy):
+    x, y = xy
+    diff = squareform(pdist(x)) - squareform(pdist(y))
+    assert measures.compute("rsm_norm_difference", x, y) == pytest.approx(np.linalg.norm(diff), rel=1e-12)
+    upper = np.linalg.norm(pdist(x) - pdist(y))
+    assert measures.compute("rsm_norm_difference", x, y, norm="frobenius_upper") == pytest.approx(upper, rel=1e-12)
+    gram_diff = x @ x.T - y @ y.T
+    assert measures.compute("rsm_norm_difference", x, y, inner="linear") == pytest.approx(
+        np.linalg.norm(gram_diff), rel=1e-12
+    )
+    strict = np.linalg.norm(gram_diff[np.triu_indices(len(x), 1)])
+    value = measures.compute("rsm_norm_difference", x, y, inner="linear", norm="frobenius_upper")
+    assert value == pytest.approx(strict, rel=1e-10)
+
+
+def test_rsm_norm_difference_is_frobenius_not_resi_spectral_norm(xy):
+    """Regression: ReSi passes the square matrices to np.linalg.norm(..., ord=2), the spectral norm."""
+    x, y = xy
+    diff = squareform(pdist(x)) - squareform(pdist(y))
+    value = measures.compute("rsm_norm_difference", x, y)
+    resi_value = np.linalg.norm(diff, ord=2)
+    assert value == pytest.approx(np.linalg.norm(diff, "fro"), rel=1e-12)
+    assert abs(value - resi_value) > 0.05 * value
+
+
+def test_rsm_norm_difference_scale_and_magnitudes(xy):
+    x, y = xy
+    base = measures.compute("rsm_norm_difference", x, y)
+    assert measures.compute("rsm_norm_difference", 3.0 * x, 3.0 * y) == pytest.approx(3.0 * base, rel=1e-12)
+    assert measures.compute("rsm_norm_difference", 1e200 * x, 1e200 * y) == pytest.approx(1e200 * base, rel=1e-10)
+    assert measures.compute("rsm_norm_difference", 1e-200 * x, 1e-200 * y) == pytest.approx(1e-200 * base, rel=1e-10)
+    assert measures.compute("rsm_norm_difference", x, x + 7.0) == pytest.approx(0.0, abs=1e-12)
+
+
+# --- distance_correlation -------------------------------------------------------------------------------------
+
+
+def test_distance_correlation_equals_dcor(xy):
+    x, y = xy
+    assert measures.compute("distance_correlation", x, y) == pytest.approx(dcor.distance_correlation(x, y), abs=1e-10)
+    value = measures.compute("distance_correlation", x, y, estimator="unbiased")
+    assert value == pytest.approx(dcor.u_distance_correlation_sqr(x, y), abs=1e-10)
+
+
+def test_distance_correlation_unbiased_can_be_negative_and_tiny_n():
+    rng = np.random.default_rng(2)
+    values = []
+    for _ in range(10):
+        x, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+        v = measures.compute("distance_correlation", x, y, estimator="unbiased")
+        assert v == pytest.approx(dcor.u_distance_correlation_sqr(x, y), abs=1e-10)
+        values.append(v)
+    assert min(values) < 0
+    x, y = rng.standard_normal((2, 3)), rng.standard_normal((2, 2))
+    assert measures.compute("distance_correlation", x, y) == pytest.approx(dcor.distance_correlation(x, y), abs=1e-12)
+    with pytest.raises(ValueError, match="needs at least 4 rows"):
+        measures.compute("distance_correlation", x, y, estimator="unbiased")
+
+
+def test_distance_correlation_undefined_for_constant_input(rng):
+    with pytest.raises(UndefinedMeasureError, match="constant"):
+        measures.compute("distance_correlation", np.full((5, 2), 3.0), rng.standard_normal((5, 2)))
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("distance_correlation", {}),
+        ("distance_correlation", {"estimator": "unbiased"}),
+        ("cka_rbf", {}),
+        ("rsm_norm_difference", {}),
+        ("rsm_norm_difference", {"inner": "linear", "norm": "frobenius_upper"}),
+    ],
+)
+def test_row_blocked_route_equals_single_block(name, kwargs, xy, monkeypatch):
+    x, y = xy
+    single = measures.compute(name, x, y, **kwargs)
+    monkeypatch.setattr(measures.rsm, "_BLOCK_ELEMENTS", 3 * len(x))  # 3 rows per block, last one short
+    assert measures.compute(name, x, y, **kwargs) == pytest.approx(single, rel=1e-12, abs=1e-14)
+
+
+# --- nbs --------------------------------------------------------------------------------------------------------
+
+
+def test_nbs_equals_gram_route_with_matrix_square_roots(xy):
+    x, y = xy
+    k, l = centre(x) @ centre(x).T, centre(y) @ centre(y).T
+    root_k = scipy.linalg.sqrtm(k).real
+    fidelity = np.trace(scipy.linalg.sqrtm(root_k @ l @ root_k).real)
+    expected = fidelity / math.sqrt(np.trace(k) * np.trace(l))
+    # The N x N square-root route loses ≈1e-8 in float64 (near-zero eigenvalues).
+    assert measures.compute("nbs", x, y) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(40, 6, 6), (10, 25, 30)], ids=["n_gt_d", "d_gt_n"])
+def test_nbs_equals_nuclear_norm_and_scipy_procrustes_scale(shape, rng):
+    x, y = representations(rng, *shape)
+    xc, yc = centre(x) / np.linalg.norm(centre(x)), centre(y) / np.linalg.norm(centre(y))
+    value = measures.compute("nbs", x, y)
+    assert value == pytest.approx(np.linalg.norm(xc.T @ yc, "nuc"), abs=1e-12)
+    if shape[1] == shape[2]:
+        _, scale = scipy.linalg.orthogonal_procrustes(xc, yc)  # scale = ‖xcᵀ yc‖_*
+        assert value == pytest.approx(scale, abs=1e-12)
+
+
+def test_nbs_undefined_for_constant_input(rng):
+    with pytest.raises(UndefinedMeasureError, match="input 2 is constant"):
+        measures.compute("nbs", rng.standard_normal((5, 2)), np.ones((5, 3)))
+
+
+# --- eigenspace_overlap ----------------------------------------------------------------------------------------
+
+
+def test_eigenspace_overlap_equals_scipy_orth(xy):
+    x, y = xy
+    u, v = scipy.linalg.orth(centre(x)), scipy.linalg.orth(centre(y))
+    expected = np.linalg.norm(u.T @ v) ** 2 / max(u.shape[1], v.shape[1])
+    assert measures.compute("eigenspace_overlap", x, y) == pytest.approx(expected, abs=1e-12)
+    u, v = scipy.linalg.orth(x), scipy.linalg.orth(y)
+    expected = np.linalg.norm(u.T @ v) ** 2 / max(u.shape[1], v.shape[1])
+    assert measures.compute("eigenspace_overlap", x, y, center=False) == pytest.approx(expected, abs=1e-12)
+
+
+def test_eigenspace_overlap_closed_forms(rng):
+    x = centre(rng.standard_normal((30, 5)))
+    # A subspace: the 3 columns of Y lie in the 5-dimensional col(X).
+    assert measures.compute("eigenspace_overlap", x, x[:, :3] @ rng.standard_normal((3, 3))) == pytest.approx(0.6)
+    # An invertible linear map keeps the column space.
+    assert measures.compute("eigenspace_overlap", x, x @ rng.standard_normal((5, 5))) == pytest.approx(1.0)
+    # Orthogonal column spaces (both ⟂ 1): overlap 0.
+    q = np.linalg.qr(centre(rng.standard_normal((30, 6))))[0]
+    assert measures.compute("eigenspace_overlap", q[:, :3], q[:, 3:]) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_eigenspace_overlap_rank_deficient_inputs(xy):
+    x, y = xy
+    padded = np.hstack([x, x[:, :2], np.full((len(x), 1), 4.0)])  # duplicate and constant columns
+    assert measures.compute("eigenspace_overlap", x, padded) == pytest.approx(1.0, abs=1e-12)
+    assert measures.compute("eigenspace_overlap", padded, y) == pytest.approx(
+        measures.compute("eigenspace_overlap", x, y), abs=1e-12
+    )
+
+
+def test_eigenspace_overlap_degenerate_when_columns_span_everything(rng):
+    y = rng.standard_normal((10, 3))
+    with pytest.raises(UndefinedMeasureError, match="D >= N-1"):
+        measures.compute("eigenspace_overlap", rng.standard_normal((10, 9)), y)
+    with pytest.raises(UndefinedMeasureError, match="D >= N"):
+        measures.compute("eigenspace_overlap", rng.standard_normal((10, 12)), y, center=False)
+    value = measures.compute("eigenspace_overlap", rng.standard_normal((10, 9)), y, center=False)
+    assert 0.0 <= value <= 1.0
+    with pytest.raises(UndefinedMeasureError, match="constant"):
+        measures.compute("eigenspace_overlap", np.ones((10, 2)), y)
+
+
+# --- gulp --------------------------------------------------------------------------------------------------------
+
+
+def gulp_trace_form(x, y, lam):
+    """GULP's d² from its definition (D x D covariances, explicit (pseudo-)inverses)."""
+    n = len(x)
+
+    def prep(a):
+        a = centre(a)
+        return a * math.sqrt(n) / np.linalg.norm(a)
+
+    a, b = prep(x), prep(y)
+    sa, sb, sab = a.T @ a / n, b.T @ b / n, a.T @ b / n
+    inv = (
+        (lambda s: np.linalg.pinv(s, hermitian=True))
+        if lam == 0
+        else (lambda s: np.linalg.inv(s + lam * np.eye(len(s))))
+    )
+    ra, rb = inv(sa), inv(sb)
+    return np.trace(ra @ sa @ ra @ sa) + np.trace(rb @ sb @ rb @ sb) - 2 * np.trace(ra @ sab @ rb @ sab.T)
+
+
+def test_gulp_lambda0_equals_ranks_minus_canonical_correlations(xy):
+    x, y = xy
+    rho = canonical_correlations(x, y)
+    expected_sq = x.shape[1] + y.shape[1] - 2 * np.sum(rho**2)
+    value = measures.compute("gulp", x, y)
+    assert value == pytest.approx(math.sqrt(expected_sq), abs=1e-10)  # d, not d²
+    assert value**2 == pytest.approx(gulp_trace_form(x, y, 0.0), abs=1e-9)
+
+
+@pytest.mark.parametrize("lam", [1e-3, 1e-2, 1e-1, 1.0])
+def test_gulp_ridge_equals_trace_form(xy, lam):
+    x, y = xy
+    value = measures.compute("gulp", x, y, lambda_=lam)
+    assert value == pytest.approx(math.sqrt(gulp_trace_form(x, y, lam)), abs=1e-10)
+
+
+def test_gulp_ridge_is_defined_for_wide_layers_but_lambda0_is_not(rng):
+    x, y = representations(rng, 10, 20, 15)
+    with pytest.raises(UndefinedMeasureError, match="D >= N-1"):
+        measures.compute("gulp", x, y)
+    assert measures.compute("gulp", x, y, lambda_=0.1) == pytest.approx(
+        math.sqrt(gulp_trace_form(x, y, 0.1)), abs=1e-10
+    )
+
+
+def test_gulp_ridge_loses_invertible_linear_invariance(xy, rng):
+    x, y = xy
+    a = np.diag(np.geomspace(0.1, 10, x.shape[1])) @ np.linalg.qr(rng.standard_normal((x.shape[1],) * 2))[0]
+    assert measures.compute("gulp", x @ a, y) == pytest.approx(measures.compute("gulp", x, y), abs=1e-9)
+    assert abs(measures.compute("gulp", x @ a, y, lambda_=0.1) - measures.compute("gulp", x, y, lambda_=0.1)) > 1e-3
+
+
+def test_gulp_bad_lambda(xy):
+    with pytest.raises(ValueError, match="lambda_ must be"):
+        measures.compute("gulp", *xy, lambda_=-1.0)
+
+
+# --- riemannian_distance --------------------------------------------------------------------------------------
+
+
+def riemannian_oracle(x, y, epsilon, center=True):
+    def rsm(a):
+        a = centre(a) if center else a
+        s = a @ a.T / a.shape[1]
+        return s + epsilon * np.trace(s) / len(s) * np.eye(len(s))
+
+    eigenvalues = scipy.linalg.eigh(rsm(y), rsm(x), eigvals_only=True)
+    return math.sqrt(np.sum(np.log(eigenvalues) ** 2))
+
+
+@pytest.mark.parametrize("epsilon", [1e-3, 1e-1])
+def test_riemannian_distance_equals_scipy_generalized_eigh(xy, epsilon):
+    x, y = xy
+    value = measures.compute("riemannian_distance", x, y, epsilon=epsilon)
+    assert value == pytest.approx(riemannian_oracle(x, y, epsilon), rel=1e-9)
+
+
+def test_riemannian_distance_unregularised_full_rank(rng):
+    x, y = rng.standard_normal((12, 20)), rng.standard_normal((12, 15))
+    value = measures.compute("riemannian_distance", x, y, epsilon=0.0, center=False)
+    assert value == pytest.approx(riemannian_oracle(x, y, 0.0, center=False), rel=1e-9)
+    with pytest.raises(UndefinedMeasureError, match="singular"):
+        measures.compute("riemannian_distance", x, y, epsilon=0.0)  # centring removes one rank
+    with pytest.raises(UndefinedMeasureError, match="singular"):
+        measures.compute("riemannian_distance", x[:, :5], y, epsilon=0.0, center=False)
+
+
+def test_riemannian_distance_scaling_closed_form_and_magnitudes(xy):
+    x, y = xy
+    n = len(x)
+    # S_cX = c² S_X (regulariser included): every log-eigenvalue is log c².
+    assert measures.compute("riemannian_distance", x, 3.0 * x) == pytest.approx(
+        2 * math.sqrt(n) * math.log(3.0), rel=1e-10
+    )
+    assert measures.compute("riemannian_distance", x, 1e150 * x) == pytest.approx(
+        2 * math.sqrt(n) * math.log(1e150), rel=1e-10
+    )
+    base = measures.compute("riemannian_distance", x, y)
+    assert measures.compute("riemannian_distance", 1e200 * x, 1e200 * y) == pytest.approx(base, rel=1e-9)
+
+
+def test_riemannian_distance_bad_epsilon(xy):
+    with pytest.raises(ValueError, match="epsilon must be"):
+        measures.compute("riemannian_distance", *xy, epsilon=-1e-3)
+
+
+# --- shared degenerate regimes -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SCALE_INVARIANT)
+def test_huge_and_tiny_magnitudes(name, xy):
+    x, y = xy
+    base = measures.compute(name, x, y)
+    assert measures.compute(name, 1e150 * x, 1e-150 * y) == pytest.approx(base, rel=1e-9, abs=1e-12)
+    assert measures.compute(name, 1e-200 * x, 1e200 * y) == pytest.approx(base, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", RSM)
+def test_float32_input_matches_float64(name, xy):
+    x, y = xy
+    value32 = measures.compute(name, x.astype(np.float32), y.astype(np.float32))
+    assert value32 == pytest.approx(measures.compute(name, x, y), rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cka_linear",
+        "cka_linear_debiased",
+        "cka_rbf",
+        "distance_correlation",
+        "nbs",
+        "eigenspace_overlap",
+        "gulp",
+        "rsm_norm_difference",
+    ],
+)
+def test_constant_columns_change_nothing(name, xy):
+    x, y = xy
+    padded = np.hstack([x, np.full((len(x), 2), -3.25)])
+    assert measures.compute(name, padded, y) == pytest.approx(measures.compute(name, x, y), rel=1e-10, abs=1e-12)
+
+
+def test_every_rsm_measure_is_tested_here():
+    import inspect
+    import sys
+
+    source = inspect.getsource(sys.modules[__name__])
+    assert all(f'"{name}"' in source for name in RSM)
