@@ -271,7 +271,8 @@ def jaccard_exact(sig_a: torch.Tensor, sig_b: torch.Tensor) -> torch.Tensor:
     a, b = sig_a.to(dtype), sig_b.to(dtype)
     inter = (a.T @ b).round().to(torch.int64)
     union = a.sum(0).to(torch.int64)[:, None] + b.sum(0).to(torch.int64)[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1), 1.0).to(torch.float64)
+    # int64 / int64 would divide in the default float32; divide in float64 (the correctly rounded quotient)
+    return torch.where(union > 0, inter.to(torch.float64) / union.clamp(min=1), 1.0)
 
 
 def _permutation_orders(n_samples: int, seeds: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -309,9 +310,11 @@ def minhash_sketch(sig: torch.Tensor, *, num_perm: int = 128, seed: int = 0, bac
 
     ``backend="torch"`` (vectorised, on the signature's device): true random permutations π_t of the
     sample indices (exact min-wise independence), m_t(S) = min_{n ∈ S} π_t(n), sentinel N for S = ∅.
-    Then Pr[m_t(S) = m_t(T)] = J(S, T) exactly and the num_perm trials are i.i.d. Permutation t is drawn
-    from its own seed (``np.random.SeedSequence(seed)``), so sketches from separate calls with the same
-    N, ``seed`` and ``num_perm`` are comparable, and a smaller ``num_perm`` gives a prefix of a larger one.
+    Then Pr[m_t(S) = m_t(T)] = J(S, T) exactly and the num_perm trials are i.i.d. Permutation t is
+    ``np.random.default_rng(s_t).permutation(N)`` (samples in increasing hash order) with s_t the t-th word
+    of ``np.random.SeedSequence(seed).generate_state(num_perm, np.uint64)``, so sketches from separate
+    calls with the same N and ``seed`` are comparable, and a smaller ``num_perm`` gives a prefix of a
+    larger one. Cost: O(k·N) to draw the permutations plus about k/p rank lookups per unit of rate p.
 
     ``backend="datasketch"`` (reference/oracle; Python loop over units): ``datasketch.MinHash`` with its
     default scheme (affine32 in datasketch 2.0: MurmurHash3 finalizer then a·h + b mod 2³², only

@@ -310,18 +310,23 @@ def cka_rbf(
 
 
 def _rdm_upper(name: str, x: torch.Tensor, which: int, inner: str) -> torch.Tensor:
-    """The strict upper triangle of the RDM, row-major (the order of ``scipy.spatial.distance.pdist``)."""
+    """The strict upper triangle of the RDM, row-major (the order of ``scipy.spatial.distance.pdist``).
+
+    The RDM is computed on the distinct rows and expanded, so duplicate instances are exactly 0 apart
+    and exactly tied with each other (a GEMM does not promise bitwise-equal dot products for equal rows).
+    """
     n = x.shape[0]
     x = x / power_of_two_scale(x)  # every RDM is scaled or unchanged by it; keeps norms clear of under/overflow
+    distinct, index = torch.unique(x, dim=0, return_inverse=True)
     if inner in ("correlation", "cosine"):
-        z = x - x.mean(dim=1, keepdim=True) if inner == "correlation" else x
+        z = distinct - distinct.mean(dim=1, keepdim=True) if inner == "correlation" else distinct
         norms = torch.linalg.vector_norm(z, dim=1)
         # A zero-variance row (e.g. a dead-ReLU instance) has no correlation with anything.
-        flat = norms <= _eps(x) * torch.linalg.vector_norm(x, dim=1)
+        flat = norms <= _eps(x) * torch.linalg.vector_norm(distinct, dim=1)
         if bool(flat.any()):
             what = "constant across features" if inner == "correlation" else "all zeros"
             raise UndefinedMeasureError(
-                f"{name}: {int(flat.sum())} row(s) of input {which} are {what}, so the {inner} distance "
+                f"{name}: {int(flat[index].sum())} row(s) of input {which} are {what}, so the {inner} distance "
                 "is undefined for them; use inner='euclidean'"
             )
         z = z / norms[:, None]
@@ -329,16 +334,16 @@ def _rdm_upper(name: str, x: torch.Tensor, which: int, inner: str) -> torch.Tens
     else:
         # Subtracting one row is a translation (distances unchanged) that removes a large common offset
         # before the Gram identity; unlike the column mean it keeps lattice data (integer or binary
-        # codes) exact, so equal distances stay exact ties for the rank-based outers. Taking the norms
-        # from the Gram's own diagonal makes duplicate rows exactly 0 apart.
-        shifted = x - x[:1]
+        # codes) exact, so equal distances stay exact ties for the rank-based outers.
+        shifted = distinct - distinct[:1]
         g = shifted @ shifted.T
         d = g.diagonal()
         rdm = (d[:, None] + d[None, :] - 2.0 * g).clamp_(min=0.0)
         if inner == "euclidean":
             rdm = rdm.sqrt_()
+    rdm.fill_diagonal_(0.0)
     mask = torch.ones(n, n, dtype=torch.bool, device=x.device).triu_(1)
-    return rdm[mask]
+    return rdm[index[:, None], index[None, :]][mask]
 
 
 def _is_constant(v: torch.Tensor) -> bool:

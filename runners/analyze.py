@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from runners.storage import read_parquet, write_parquet
-from tasks import ANALYSES, AnalysisContext
+from tasks.base import AnalysisContext, load_analyses
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None) -> pd.DataFrame
     (sweep_dir / "figures").mkdir(parents=True, exist_ok=True)
     (sweep_dir / "tables").mkdir(parents=True, exist_ok=True)
     frames, lines = [], []
-    for name, analysis in ANALYSES.items():
+    for name, analysis in load_analyses().items():
         result = analysis(ctx)
         if result.evaluations.empty:
             lines.append(f"{name}: not applicable ({result.summary})")

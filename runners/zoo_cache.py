@@ -8,6 +8,7 @@ Corrupt files (truncated, failed CRC) are detected on load and recomputed, never
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,8 @@ class ZooCache:
                 metrics = train(model, self.data_for(spec), seed=spec.seed, device=self.device,
                                 intervention=spec.intervention, **spec.train)
                 log.info("trained %s seed=%d: probe accuracy %.3f", spec.arch["name"], spec.seed, metrics["probe_accuracy"])
-                buffer = {"state_dict": model.state_dict(), "spec": spec.as_dict(), "metrics": metrics}
+                buffer = {"state_dict": model.state_dict(), "spec": spec.as_dict(), "metrics": metrics,
+                          "sha256": state_digest(model.state_dict())}
                 atomic_write(path, lambda fh: torch.save(buffer, fh))
                 self.trained += 1
                 return model
@@ -144,13 +146,28 @@ class ZooCache:
         return perturb(model, variant.scale, seed)
 
 
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 of a state dict's names, dtypes, shapes and bytes. torch.load does not check the zip CRCs,
+    so a damaged checkpoint can load as wrong weights; this digest, stored in the checkpoint, catches it."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _load_state(path: Path) -> dict[str, torch.Tensor] | None:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        state = checkpoint["state_dict"]
+        if checkpoint["sha256"] != state_digest(state):
+            raise ValueError("checksum mismatch")
+        return state
     except FileNotFoundError:
         return None
-    except Exception:
-        log.warning("corrupt model checkpoint %s: retraining", path)
+    except Exception as exc:  # damaged, truncated, or written before checkpoints carried a digest
+        log.warning("corrupt model checkpoint %s (%s: %s): retraining", path, type(exc).__name__, exc)
         return None
 
 

@@ -1,62 +1,7 @@
 """The zoo (``tasks.zoo``) and the benchmark's analysis tasks.
 
-An analysis task is one function ``analysis(ctx) -> AnalysisResult`` registered with ``@analysis("name")``
-in its own module; ``runners.analyze`` runs every registered task on a collected sweep. A task reads the
-sweep's ``scores`` (and, when it needs raw representations, the representation cache), returns tidy
+An analysis task is one function ``analysis(ctx) -> AnalysisResult`` registered with
+``@analysis("name")`` (``tasks.base``) in its own module, listed in ``tasks.base.TASK_MODULES``;
+``runners.analyze`` runs every registered task on a collected sweep. A task reads the sweep's ``scores`` (and, when it needs raw representations, the representation cache), returns tidy
 evaluation rows (``measure``, ``statistic``, ``value`` plus any cell columns) and writes its figures.
 """
-
-from __future__ import annotations
-
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
-
-import numpy as np
-import pandas as pd
-
-from runners.storage import read_arrays
-
-
-@dataclass
-class AnalysisContext:
-    sweep_dir: Path
-    scores: pd.DataFrame
-    cache_dir: Path
-
-    def figure_path(self, name: str) -> Path:
-        return self.sweep_dir / "figures" / f"{name}.png"
-
-    def table_path(self, name: str) -> Path:
-        return self.sweep_dir / "tables" / f"{name}.csv"
-
-    def representations(self, variant_key: str) -> dict[str, np.ndarray]:
-        arrays = read_arrays(self.cache_dir / "representations" / f"{variant_key}.npz")
-        if arrays is None:
-            raise FileNotFoundError(f"representations {variant_key} are not in the cache; re-run the sweep")
-        return arrays
-
-
-@dataclass
-class AnalysisResult:
-    evaluations: pd.DataFrame
-    summary: str = ""
-    figures: list[Path] = field(default_factory=list)
-
-
-ANALYSES: dict[str, Callable[[AnalysisContext], AnalysisResult]] = {}
-
-
-def analysis(name: str) -> Callable[[Callable[[AnalysisContext], AnalysisResult]], Callable[[AnalysisContext], AnalysisResult]]:
-    def decorator(fn: Callable[[AnalysisContext], AnalysisResult]) -> Callable[[AnalysisContext], AnalysisResult]:
-        if name in ANALYSES:
-            raise ValueError(f"analysis {name!r} is already registered")
-        ANALYSES[name] = fn
-        return fn
-
-    return decorator
-
-
-# Importing the task modules registers them, in this order (robustness before seed variability,
-# which reads the robustness curves).
-from tasks import invariance, robustness, seed_variability  # noqa: E402,F401  isort: skip

@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 from scipy.stats import ortho_group  # noqa: E402
 
 import measures  # noqa: E402
-from tasks import AnalysisContext, AnalysisResult, analysis  # noqa: E402
+from tasks.base import AnalysisContext, AnalysisResult, analysis  # noqa: E402
 from tasks.robustness import last_hidden_layer  # noqa: E402
 
 #: transform name -> the invariance class that covers it

@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 import measures  # noqa: E402
-from tasks import AnalysisContext, AnalysisResult, analysis  # noqa: E402
+from tasks.base import AnalysisContext, AnalysisResult, analysis  # noqa: E402
 
 
 def identity_value(measure: str) -> float:

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tasks import AnalysisContext, AnalysisResult, analysis  # noqa: E402
+from tasks.base import AnalysisContext, AnalysisResult, analysis  # noqa: E402
 from tasks.robustness import drift_table, last_hidden_layer  # noqa: E402
 
 

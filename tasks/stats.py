@@ -11,8 +11,10 @@ Conventions used throughout:
   similarity-oriented scores by negating distances (:func:`orient`): exact in floating point, so
   order and ties are kept. Only the AUPRC uses ReSi's own map ``(max - d)/max`` (:func:`resi_flip`),
   for fidelity with the published numbers; it gives the same order.
-* **NaN** means "the measure failed on this pair" (ReSi §1.3). NaNs are dropped from every statistic
-  and the number of values actually used is returned, so that callers can report it.
+* **NaN** means "the measure failed on this pair" (§1.3). NaN values are dropped before every
+  statistic and the number of values actually used is returned, so that callers can report it; a
+  statistic left without values is NaN (for group separation, one empty group makes the experiment
+  NaN, as in ReSi).
 * **Matrices.** Pairwise inputs are square matrices over models (or layers): ``M[a, b]`` is the
   measure between a (source) and b (target); the diagonal is ignored. When the matrix is symmetric
   each unordered pair is used once, otherwise every ordered pair is used (so an asymmetric measure is
@@ -269,7 +271,7 @@ def auprc_null(n_within: int, n_cross: int, n_draws: int = 10_000, *, seed: Seed
     return total / n_draws
 
 
-def prevalence_normalised(ap: ArrayLike, p: ArrayLike) -> Any:
+def prevalence_normalised(ap: ArrayLike, p: ArrayLike) -> float | np.ndarray:
     """(AP - P) / (1 - P): 0 at the prevalence baseline, 1 for perfect separation (§3).
 
     Makes AUPRCs comparable between designs with 2 and 3 groups. Works elementwise on arrays.
@@ -319,7 +321,8 @@ def group_separation(
     """ReSi Tests 3-5 (§3): do models of the same intervention level look more alike?
 
     ``similarity[a, b]`` is the measure between models a and b (NaN allowed, diagonal ignored);
-    ``groups[a]`` is model a's group (the intervention level). For each group g:
+    ``groups[a]`` is model a's group (the intervention level; groups are reported in order of first
+    appearance). For each group g:
 
     * positives: pairs with both models in g (C(n_g, 2) unordered pairs);
     * negatives: pairs with exactly one model in g (n_g * n_other); pairs among other groups are unused;
@@ -410,13 +413,14 @@ def correlation_test(
     * ``pvalue_pairings``: permute the representational pair values against the fixed functional ones,
       the null of ``scipy.stats.permutation_test((rep,), stat, permutation_type="pairings")`` that
       ReSi uses. It treats the pairs as exchangeable, which they are not (pairs share models).
-    * ``pvalue_mantel``: apply one random relabelling pi of the models to the functional matrix,
-      F'[a, b] = F[pi(a), pi(b)], and recompute the statistic over the same pairs (Mantel 1967). This
-      keeps the dependence between pairs that share a model.
+    * ``pvalue_mantel``: each resample relabels the models of the functional matrix with a random
+      permutation pi, F'[a, b] = F[pi(a), pi(b)], and recomputes the statistic over the same pairs
+      (Mantel 1967). This keeps the dependence between pairs that share a model. A NaN in F moves
+      with the labels, so a relabelling may use a different set of pairs.
 
     Both use scipy's p-value conventions (:func:`_permutation_pvalue`); each null is exhaustive when
     its number of permutations (n_pairs! or n_models!) is at most ``n_resamples``. The two nulls draw
-    from independent child streams of ``seed``.
+    from independent child streams of ``seed``. Fewer than 3 usable pairs give NaN throughout.
     """
     rep = _square(rep_distances, "rep_distances")
     fun = _square(functional_distances, "functional_distances")
@@ -449,9 +453,8 @@ def correlation_test(
     relabelled = fun[labels[:, a], labels[:, b]]  # (B, all pairs); NaNs move with the labels
     usable = ~np.isnan(r)[None, :] & ~np.isnan(relabelled)
     observed_mantel = float(_association(f[None, keep], r[keep], method)[0])  # same code path as the null
-    if (usable == usable[0]).all():  # the common case: the same pairs are usable in every relabelling
-        cols = usable[0]
-        null_mantel = _association(relabelled[:, cols], r[cols], method)
+    if (usable == keep).all():  # the common case: every relabelling leaves the observed pairs usable
+        null_mantel = _association(relabelled[:, keep], r[keep], method)
     else:
         null_mantel = np.array(
             [
@@ -656,19 +659,24 @@ def bootstrap_ci(
         strata = [np.arange(len(data))]
         if strata_cols:
             strata = list(data.groupby(list(strata_cols), sort=True, dropna=False).indices.values())
-        # per stratum: list of row-position arrays, one per unit
-        units_by_stratum = []
+        # Per stratum: its row positions grouped by unit, and each unit's start and row count.
+        plans = []
         for rows in strata:
             if unit_col is None:
-                units_by_stratum.append([rows[k : k + 1] for k in range(rows.size)])
+                codes = np.arange(rows.size)
             else:
                 codes, _ = pd.factorize(data[unit_col].iloc[rows], use_na_sentinel=False)
-                units_by_stratum.append([rows[codes == u] for u in range(codes.max() + 1)])
+            counts = np.bincount(codes)
+            plans.append((rows[np.argsort(codes, kind="stable")], np.cumsum(counts) - counts, counts))
 
         def resample() -> Any:
             picked = []
-            for units in units_by_stratum:
-                picked.extend(units[u] for u in rng.integers(0, len(units), size=len(units)))
+            for grouped_rows, starts, counts in plans:
+                units = rng.integers(0, counts.size, size=counts.size)
+                lengths = counts[units]
+                # rows of the drawn units back to back: position t of unit u maps to starts[u] + t
+                offsets = np.repeat(starts[units] - (np.cumsum(lengths) - lengths), lengths)
+                picked.append(grouped_rows[offsets + np.arange(lengths.sum())])
             return data.iloc[np.concatenate(picked)]
 
     else:

@@ -511,6 +511,8 @@ def test_bootstrap_dataframe_keeps_units_and_strata():
 
     res = stats.bootstrap_ci(df, shape_of_draw, n_boot=100, seed=0, unit_col="seed", strata_cols=["cell"])
     assert (res.distribution == np.array([6, 5, 1])).all()
+    # without unit_col every row is a unit
+    assert (stats.bootstrap_ci(df, len, n_boot=20, seed=0).distribution == 11).all()
 
     # a Series-valued statistic (mean per cell) gives Series bounds with the same index
     means = stats.bootstrap_ci(df, lambda d: d.groupby("cell")["value"].mean(), n_boot=200, seed=1,

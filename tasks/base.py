@@ -1,0 +1,64 @@
+"""Analysis-task registry: the context a task reads and the result it returns."""
+
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from runners.storage import read_arrays
+
+
+@dataclass
+class AnalysisContext:
+    sweep_dir: Path
+    scores: pd.DataFrame
+    cache_dir: Path
+
+    def figure_path(self, name: str) -> Path:
+        return self.sweep_dir / "figures" / f"{name}.png"
+
+    def table_path(self, name: str) -> Path:
+        return self.sweep_dir / "tables" / f"{name}.csv"
+
+    def representations(self, variant_key: str) -> dict[str, np.ndarray]:
+        arrays = read_arrays(self.cache_dir / "representations" / f"{variant_key}.npz")
+        if arrays is None:
+            raise FileNotFoundError(f"representations {variant_key} are not in the cache; re-run the sweep")
+        return arrays
+
+
+@dataclass
+class AnalysisResult:
+    evaluations: pd.DataFrame
+    summary: str = ""
+    figures: list[Path] = field(default_factory=list)
+
+
+ANALYSES: dict[str, Callable[[AnalysisContext], AnalysisResult]] = {}
+
+
+def analysis(name: str) -> Callable[[Callable[[AnalysisContext], AnalysisResult]], Callable[[AnalysisContext], AnalysisResult]]:
+    def decorator(fn: Callable[[AnalysisContext], AnalysisResult]) -> Callable[[AnalysisContext], AnalysisResult]:
+        if name in ANALYSES:
+            raise ValueError(f"analysis {name!r} is already registered")
+        ANALYSES[name] = fn
+        return fn
+
+    return decorator
+
+
+TASK_MODULES = ("invariance", "robustness", "seed_variability")
+
+
+def load_analyses() -> dict[str, Callable[[AnalysisContext], AnalysisResult]]:
+    """Import every analysis module (which registers it) and return the registry, in run order."""
+    import importlib
+
+    for module in TASK_MODULES:
+        importlib.import_module(f"tasks.{module}")
+    return ANALYSES
