@@ -12,7 +12,7 @@ import measures
 from tasks.zoo import architectures, datasets
 
 COMPARE_SEED_PAIRS = ("lower", "none")
-COMPARE_LAYERS = ("same", "all")
+COMPARE_LAYERS = ("same", "all", "last")
 
 
 class ConfigError(ValueError):

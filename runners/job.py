@@ -195,6 +195,8 @@ def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache
                 lps = [(la, lb) for la in layers for lb in layers if la != lb]
             elif cfg.compare.layers == "same":
                 lps = [(layer, layer) for layer in layers]
+            elif cfg.compare.layers == "last":  # the final hidden layer only (ReSi's tests 1-5)
+                lps = [(layers[-2], layers[-2])] if len(layers) > 1 else [(layers[0], layers[0])]
             else:
                 lps = [(la, lb) for la in layers for lb in layers]
         elif pair.pair_type == "layers":
@@ -207,11 +209,17 @@ def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache
             lps = [("weights", "weights")]
         else:  # group-wise measures compare sets of models: analyses call them, not pair jobs
             continue
+        # Asymmetric measures are computed in both directions (B vs A as well), except within one
+        # model, where every ordered layer pair is already there.
+        directions = (False, True) if not info.symmetric and pair.pair_type != "layers" else (False,)
         for la, lb in lps:
-            row_key = content_key([pair.a.key, pair.b.key, la, lb, name, params, info.version])
-            out.append({"row_key": row_key, "measure": name, "layer_a": la, "layer_b": lb, "params": params,
-                        "layer_index_a": layers.index(la) if la in layers else -1,
-                        "layer_index_b": layers.index(lb) if lb in layers else -1})
+            for swap in directions:
+                first, second = (pair.b, pair.a) if swap else (pair.a, pair.b)
+                l1, l2 = (lb, la) if swap else (la, lb)
+                row_key = content_key([first.key, second.key, l1, l2, name, params, info.version])
+                out.append({"row_key": row_key, "measure": name, "layer_a": l1, "layer_b": l2, "params": params,
+                            "swap": swap, "layer_index_a": layers.index(l1) if l1 in layers else -1,
+                            "layer_index_b": layers.index(l2) if l2 in layers else -1})
     return out
 
 
@@ -223,6 +231,8 @@ def _layers(cache: ZooCache, pair: Pair) -> list[str]:
 def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dict, cache: ZooCache,
                  cfg: DictConfig) -> dict[str, Any]:
     name, la, lb = task["measure"], task["layer_a"], task["layer_b"]
+    if task["swap"]:
+        pair, arrays_a, arrays_b = Pair(pair.pair_type, pair.b, pair.a), arrays_b, arrays_a
     info = measures.info(name)
     kwargs = {k: v for k, v in task["params"].items() if k not in ("probe", "labels")}
     if info.inputs == "representations":

@@ -48,7 +48,7 @@ def test_default_sweep_is_the_benchmark_grid():
         ("intervention.label_randomization=1.5", r"label_randomization: must be a rate in \[0, 1\]"),
         ("measures.include=[cka_linear,not_a_measure]", "unknown measure.*not_a_measure.*valid measures: .*cka_linear"),
         ("measures.exclude=[nope]", "measures.exclude: unknown measure"),
-        ("compare.layers=diagonal", r"compare.layers: 'diagonal'; valid choices: \['same', 'all'\]"),
+        ("compare.layers=diagonal", r"compare.layers: 'diagonal'; valid choices: \['same', 'all', 'last'\]"),
         ("train.epochs=0", "train.epochs: must be an integer >= 1"),
         ("seed=-1", "seed: must be an integer >= 0"),
     ],
