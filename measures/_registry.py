@@ -211,7 +211,8 @@ def _call(info: MeasureInfo, impl: Callable[..., Any], args: tuple, kwargs: dict
     if info.requires_labels:
         if kwargs.get("labels") is None:
             raise ValueError(f"measure {info.name!r}: needs labels=... (one class index per row)")
-        kwargs["labels"] = _validation.check_labels(info.name, kwargs["labels"], _validation.n_rows(inputs))
+        if info.inputs != "models":  # model-based measures check labels against their own probe set
+            kwargs["labels"] = _validation.check_labels(info.name, kwargs["labels"], _validation.n_rows(inputs))
     value = impl(*inputs, **kwargs)
     if isinstance(value, torch.Tensor):
         value = value.item()

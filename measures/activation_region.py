@@ -47,8 +47,10 @@ _HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU)
 # permutations of units.
 _PASSTHROUGH = (nn.MaxPool2d, nn.AvgPool2d, nn.Flatten, nn.Dropout, nn.Identity)
 _SUPPORTED = _AFFINE + _BATCHNORM + _HOMOGENEOUS + _PASSTHROUGH
-_SUPPORTED_NAMES = "Linear, Conv2d, BatchNorm1d/2d (eval mode, directly after an affine layer), ReLU, " \
-    "LeakyReLU, MaxPool2d, AvgPool2d, Flatten, Dropout, Identity"
+_SUPPORTED_NAMES = (
+    "Linear, Conv2d, BatchNorm1d/2d (eval mode, directly after an affine layer), ReLU, LeakyReLU, MaxPool2d, "
+    "AvgPool2d, Flatten, Dropout, Identity"
+)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ taken in float64.
 
 Costs are kept small by evaluating on a seeded subsample of at most ``max_inputs`` probe inputs. One
 ``seed`` drives every random choice, split into independent named streams (subsample, split, attack,
-noise, training) so that changing one choice leaves the others' draws unchanged.
+perturbation, training) so that changing one choice leaves the others' draws unchanged.
 
 Labels: the registry passes ``labels=`` only to measures registered with ``requires_labels=True`` and then
 always requires them. Stitching, adversarial transfer and saliency are registered that way; stitching and
@@ -135,14 +135,18 @@ def _as_tensor(name: str, value: Any, what: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
-def _device_and_dtype(name: str, models: tuple[nn.Module, ...], probe: torch.Tensor) -> tuple[torch.device, torch.dtype]:
+def _device_and_dtype(
+    name: str, models: tuple[nn.Module, ...], probe: torch.Tensor
+) -> tuple[torch.device, torch.dtype]:
     tensors = [
         t for m in models for t in itertools.chain(m.parameters(), m.buffers()) if t.is_floating_point()
     ]
     devices = {t.device for t in tensors}
     dtypes = {t.dtype for t in tensors}
     if len(devices) > 1:
-        raise ValueError(f"measure {name!r}: the models' parameters are on different devices {sorted(map(str, devices))}")
+        raise ValueError(
+            f"measure {name!r}: the models' parameters are on different devices {sorted(map(str, devices))}"
+        )
     if len(dtypes) > 1:
         raise ValueError(f"measure {name!r}: the models' parameters have different dtypes {sorted(map(str, dtypes))}")
     device = devices.pop() if devices else probe.device
@@ -324,7 +328,9 @@ def _resolve_layer(name: str, model_a: nn.Module, model_b: nn.Module, layer: obj
         if layer not in children:
             raise ValueError(f"measure {name!r}: model {side} has no layer {layer!r}; its layers: {children}")
         if children.index(layer) == len(children) - 1:
-            raise ValueError(f"measure {name!r}: layer {layer!r} is the last layer of model {side}; nothing to stitch into")
+            raise ValueError(
+                f"measure {name!r}: layer {layer!r} is the last layer of model {side}; nothing to stitch into"
+            )
     return str(layer)
 
 
@@ -449,9 +455,10 @@ def stitching(
       and the identity value is 1. acc(B) = 0 on the evaluation inputs raises ``UndefinedMeasureError``.
 
     ``max_inputs`` (seeded) bounds the probe subsample; ``seed`` drives the subsample, the split and the
-    training order. A model stitched with itself by least squares gets exactly 1 (T is the identity on
-    every unit that varies on the fit inputs); so does a copy with permuted hidden units (T is the
-    permutation). Reference: Csiszárik et al. NeurIPS 2021; Bansal, Nakkiran, Barak NeurIPS 2021.
+    training order. A model stitched with itself by least squares gets 1: T is the identity on every unit
+    that varies on the fit inputs (exactly 1 unless a unit constant on the fit inputs varies on the
+    evaluation inputs); likewise a copy with permuted hidden units, for which T is the permutation.
+    Reference: Csiszárik et al. NeurIPS 2021; Bansal, Nakkiran, Barak NeurIPS 2021.
     """
     name = "stitching"
     _check_modules(name, model_a, model_b)
@@ -504,7 +511,9 @@ def stitching(
         accuracy_b = (data.logits_b[eval_rows].argmax(dim=1) == truth).double().mean()
         accuracy_stitched = (stitched == truth).double().mean()
     if accuracy_b == 0:
-        raise UndefinedMeasureError(f"{name}: model B classifies none of the {len(eval_rows)} evaluation inputs correctly")
+        raise UndefinedMeasureError(
+            f"{name}: model B classifies none of the {len(eval_rows)} evaluation inputs correctly"
+        )
     return min(1.0, float(accuracy_stitched / accuracy_b))
 
 
@@ -547,7 +556,8 @@ def _transfer_rate(
     symmetric=True,
     inputs="models",
     requires_labels=True,
-    reference="Papernot, McDaniel, Goodfellow. Transferability in Machine Learning. arXiv 1605.07277 (2016); "
+    reference="Papernot, McDaniel, Goodfellow. Transferability in Machine Learning: from Phenomena to "
+    "Black-Box Attacks using Adversarial Samples. arXiv 1605.07277 (2016); "
     "Madry, Makelov, Schmidt, Tsipras, Vladu. Towards Deep Learning Models Resistant to Adversarial Attacks. "
     "ICLR 2018 (PGD); " + _SURVEY,
     cost=_COST + "; plus (steps + 1) forward/backward passes of each model on its correctly classified inputs",
@@ -579,9 +589,9 @@ def adversarial_transferability(
     (digits pixels lie in [0, 1]); no clipping to a data range. Whether f' classifies the clean input
     correctly is not conditioned on (f' errors count as transfers). ``max_inputs`` (seeded) bounds the probe
     subsample; the PGD start of each probe input is drawn once from ``seed`` and shared by both directions
-    (so the score is exactly symmetric). No correctly classified input or
-    no successful attack for a model raises ``UndefinedMeasureError``. Hwang et al.'s log-scaled variant is
-    not implemented. Reference: Papernot et al. 2016; Madry et al. ICLR 2018; survey §5.
+    (so the score is exactly symmetric). No correctly classified input or no successful attack for a
+    model raises ``UndefinedMeasureError``. Hwang et al.'s log-scaled variant is not implemented.
+    Reference: Papernot et al. 2016; Madry et al. ICLR 2018; survey §5.
     """
     name = "adversarial_transferability"
     _check_modules(name, model_a, model_b)
@@ -665,11 +675,12 @@ def saliency_similarity(
 # --------------------------------------------------------------------------------------------------
 
 
-def _decision_distances(model: nn.Module, x: torch.Tensor, x_perturbed: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """DDV: cosine distance 1 − cos(p_i, p̃_i) between the softmax outputs on x_i and x̃_i, in float64.
+def _decision_distances(model: nn.Module, x_perturbed: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """DDV: cosine distance 1 − cos(p_i, p̃_i) between the softmax outputs on x_i (``logits``, already
+    computed) and on x̃_i, in float64.
 
-    Computed as ½‖p/‖p‖ − p̃/‖p̃‖‖², which equals 1 − cos but stays accurate (and ≥ 0) when the two
-    outputs are nearly parallel, the common case for small perturbations.
+    Computed as ½‖p/‖p‖ − p̃/‖p̃‖‖², which equals 1 − cos but stays accurate (and ≥ 0) when the
+    two outputs are nearly parallel, the common case for small perturbations.
     """
     with torch.no_grad():
         perturbed_logits = model(x_perturbed)
@@ -731,8 +742,8 @@ def modeldiff(
                 model_a, data.x, data.logits_a.argmax(dim=1), attack="pgd", eps=scale, steps=steps,
                 step_size=2.5 * scale / steps, start=_uniform_start(data.x, streams["perturbation"]),
             )
-        ddv_a = _decision_distances(model_a, data.x, x_perturbed, data.logits_a)
-        ddv_b = _decision_distances(model_b, data.x, x_perturbed, data.logits_b)
+        ddv_a = _decision_distances(model_a, x_perturbed, data.logits_a)
+        ddv_b = _decision_distances(model_b, x_perturbed, data.logits_b)
     for side, ddv in (("A", ddv_a), ("B", ddv_b)):
         if not ddv.any():
             raise UndefinedMeasureError(

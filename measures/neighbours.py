@@ -167,10 +167,6 @@ def _rank_similarity_per_instance(found: torch.Tensor, position_in_b: torch.Tens
 
 
 _KNN_INVARIANCES = ("permutation", "orthogonal", "isotropic_scaling")
-_KNN_CONVENTION = (
-    "Neighbourhoods N_k(i) follow the module's shared convention (metric, k, self excluded by index, "
-    "ties by (distance, index))."
-)
 
 
 @register(
@@ -378,11 +374,12 @@ def cknna(X: torch.Tensor, Y: torch.Tensor, *, k: int = 10, metric: str = "cosin
     Conventions: neighbourhoods as ``knn_jaccard``. When no pair is a neighbour in both representations
     the kernels share no entry and CKNNA is defined as 0 (as ``mutual_knn``); a non-empty mask on which a
     centred kernel vanishes raises ``UndefinedMeasureError``.
-    Elsewhere: the paper writes the centring as subtracting row means E_l⟨φ_i, φ_l⟩; this uses the double
-    centring of CKA, so that a full mask gives CKA on the off-diagonal entries. platonic-rep masks the
-    raw kernels first, applies the unbiased HSIC estimator to the masked kernels and normalises by
-    HSIC of each kernel under its own kNN mask (values are not bounded by 1 there), builds N x N masks in
-    float32, and crashes for ``topk=None``.
+    Elsewhere: the paper's formula centres each kernel row by its mean E_l⟨φ_i, φ_l⟩ (as recalled from
+    the paper, unverified); this uses the double centring of CKA, so that a full mask gives CKA on the
+    off-diagonal entries and the Euclidean variant is translation-invariant. platonic-rep masks the raw
+    kernels first, applies the unbiased HSIC estimator to the masked kernels and normalises by the HSIC
+    of each kernel under its own kNN mask (so the value is not guaranteed to lie in [-1, 1]), builds
+    dense N x N masks, and crashes for ``topk=None``.
     """
     zx, zy, a, b = _neighbour_lists("cknna", X, Y, k, metric)
     mask, _ = _match(a, b)

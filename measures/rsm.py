@@ -313,7 +313,8 @@ def _rdm_upper(name: str, x: torch.Tensor, which: int, inner: str) -> torch.Tens
     """The strict upper triangle of the RDM, row-major (the order of ``scipy.spatial.distance.pdist``).
 
     The RDM is computed on the distinct rows and expanded, so duplicate instances are exactly 0 apart
-    and exactly tied with each other (a GEMM does not promise bitwise-equal dot products for equal rows).
+    and their distances to any other instance exactly tied (a GEMM does not promise bitwise-equal dot
+    products for equal rows).
     """
     n = x.shape[0]
     x = x / power_of_two_scale(x)  # every RDM is scaled or unchanged by it; keeps norms clear of under/overflow
@@ -341,7 +342,9 @@ def _rdm_upper(name: str, x: torch.Tensor, which: int, inner: str) -> torch.Tens
         rdm = (d[:, None] + d[None, :] - 2.0 * g).clamp_(min=0.0)
         if inner == "euclidean":
             rdm = rdm.sqrt_()
-    rdm.fill_diagonal_(0.0)
+    # A GEMM need not give bitwise-equal (i, j) and (j, i) entries: mirror one triangle, zero diagonal.
+    rdm = rdm.triu(1)
+    rdm = rdm + rdm.T
     mask = torch.ones(n, n, dtype=torch.bool, device=x.device).triu_(1)
     return rdm[index[:, None], index[None, :]][mask]
 

@@ -97,7 +97,8 @@ def _log_uniformity(name: str, x: torch.Tensor, t: float, normalize: bool, inclu
     block_lse = []
     for start in range(0, n, rows_per_block):
         block = z[start : start + rows_per_block]
-        sq_dist = (sq_norms[start : start + block.shape[0], None] + sq_norms[None, :] - 2.0 * block @ z.T).clamp_min(0.0)
+        sq_dist = torch.addmm(sq_norms[start : start + block.shape[0], None] + sq_norms, block, z.T, alpha=-2.0)
+        sq_dist.clamp_(min=0.0)
         # exp(-t·0) = 1 also where the coefficient overflowed (inf·0 would be NaN)
         exponent_values = torch.where(sq_dist > 0, -coefficient * sq_dist, 0.0)
         rows = torch.arange(block.shape[0], device=z.device)

@@ -195,32 +195,35 @@ def _lanczos_heat_traces(
     α₀ − 1 = v̂ᵀ𝓛v̂ − 1 has mean 0, and exp(−t𝓛) ≈ e^{−t}(I − t(𝓛 − I)) near 𝓛 = I, so
     t·e^{−t}(α₀ − 1) is added to each probe's estimate (the msid "reduced variance" estimator).
     """
-    weights = (degrees[rows] * degrees[cols]).rsqrt()
+    n = degrees.shape[0]
+    # S = D^{-1/2} A D^{-1/2} as a sparse matrix (the edge keys come sorted, i.e. already coalesced).
+    adjacency = torch.sparse_coo_tensor(
+        torch.stack([rows, cols]), (degrees[rows] * degrees[cols]).rsqrt(), (n, n), check_invariants=False
+    ).coalesce()
 
     def laplacian_times(v: torch.Tensor) -> torch.Tensor:  # v: probes x n
-        out = torch.zeros_like(v)
-        out.index_add_(1, rows, v[:, cols] * weights)
-        return v - out
+        return v - torch.sparse.mm(adjacency, v.T).T
 
-    n_probes, n = probes.shape
-    basis = [probes / torch.linalg.vector_norm(probes, dim=1, keepdim=True)]
+    n_probes = probes.shape[0]
+    basis = probes.new_zeros((n_probes, steps, n))  # the Lanczos vectors of every probe
+    basis[:, 0] = probes / torch.linalg.vector_norm(probes, dim=1, keepdim=True)
     alphas, betas = [], []
     for j in range(steps):
-        w = laplacian_times(basis[j])
-        alpha = (w * basis[j]).sum(dim=1)
+        w = laplacian_times(basis[:, j])
+        alpha = (w * basis[:, j]).sum(dim=1)
         alphas.append(alpha)
         if j == steps - 1:
             break
         # Full reorthogonalisation (twice is enough) against every earlier vector: cheap at m ~ 10
         # and it keeps the quadrature nodes from duplicating converged eigenvalues.
-        previous = torch.stack(basis, dim=1)  # probes x (j+1) x n
+        previous = basis[:, : j + 1]
         for _ in range(2):
-            w = w - torch.einsum("pk,pkn->pn", torch.einsum("pkn,pn->pk", previous, w), previous)
+            w = w - torch.bmm(torch.bmm(previous, w[:, :, None]).transpose(1, 2), previous)[:, 0]
         beta = torch.linalg.vector_norm(w, dim=1)
         # beta ~ 0: the Krylov space is exhausted (invariant subspace found). A zero next vector makes T
         # block diagonal with a zero block whose eigenvectors have no weight on e_1, so it adds nothing.
         safe = beta > 1e-10
-        basis.append(torch.where(safe[:, None], w / torch.where(safe, beta, 1.0)[:, None], 0.0))
+        basis[:, j + 1] = torch.where(safe[:, None], w / torch.where(safe, beta, 1.0)[:, None], 0.0)
         betas.append(torch.where(safe, beta, 0.0))
     tridiagonal = torch.diag_embed(torch.stack(alphas, dim=1))
     if betas:
@@ -243,14 +246,14 @@ def _lanczos_heat_traces(
     min_rows=6,
     reference="Tsitsulin, Munkhoeva, Mottin, Karras, Bronstein, Oseledets, Müller. "
     "The Shape of Data: Intrinsic Distance for Data Distributions. ICLR 2020",
-    cost="O(N²·D) kNN search + O(n_probes·lanczos_steps·N·k) Lanczos; defaults ~0.1 s at N=720, D=512",
+    cost="O(N²·D) kNN search + O(n_probes·lanczos_steps·N·(k + lanczos_steps)) Lanczos; defaults ~0.2 s at N=720, D=512",
 )
 def imd(
     X: torch.Tensor,
     Y: torch.Tensor,
     *,
     k: int = 5,
-    n_probes: int = 100,
+    n_probes: int = 500,
     lanczos_steps: int = 10,
     temperatures: tuple[float, float, int] = (0.1, 10.0, 256),
     seed: int = 0,
@@ -260,7 +263,7 @@ def imd(
     Formula: for each representation build the symmetrised unweighted k-nearest-neighbour graph
     (Euclidean, k = 5) and its normalised Laplacian 𝓛 = I − D^{-1/2}AD^{-1/2}; the heat-kernel trace
     h(t) = tr exp(−t𝓛)/N is estimated by stochastic Lanczos quadrature (``lanczos_steps`` = 10 steps,
-    ``n_probes`` = 100 Rademacher probes) on ``temperatures`` = (t_min, t_max, count): ``count``
+    ``n_probes`` = 500 Rademacher probes) on ``temperatures`` = (t_min, t_max, count): ``count``
     log-spaced t in [t_min, t_max] (default 256 in [0.1, 10]). IMD = 10⁶ · max_t e^{−2(t + 1/t)}
     |h_X(t) − h_Y(t)| (the weight and the 10⁶ scale are those of the reference implementation msid,
     ``msid_mode='max'``, ``normalize='empty'``). Range [0, ∞); 0 for identical kNN graphs; lower is more
@@ -270,10 +273,14 @@ def imd(
     The same probes (drawn from ``torch.Generator().manual_seed(seed)`` on the CPU) serve both sides,
     so m(X, X) = 0 exactly and the estimator is exactly symmetric; deterministic given ``seed``.
 
-    Differences from msid (``xgfs/imd``): Rademacher instead of Gaussian probes (lower Hutchinson
-    variance), probes shared between the sides (msid draws them independently, so msid(X, X) > 0),
-    ties in the kNN search broken by index, no repeats (ReSi averages 5 runs of 8000 probes; raise
-    ``n_probes`` instead: the estimator's standard error falls as n_probes^{-1/2}).
+    Estimation noise: at N = 720 the value varies by about ±15% across seeds with 100 probes, ±5% with
+    300 and ±4% with 500 (against the exact spectrum); the standard error falls as n_probes^{-1/2}, and
+    the max over t biases small-probe estimates upwards.
+
+    Differences from msid (``xgfs/imd``): 500 instead of 100 probes by default (see above), Rademacher
+    instead of Gaussian probes (lower Hutchinson variance), probes shared between the sides (msid draws
+    them independently, so msid(X, X) > 0), ties in the kNN search broken by index, no repeats (ReSi
+    averages 5 runs of 8000 probes; raise ``n_probes`` instead).
     """
     name = "imd"
     k = _positive_int(name, "k", k)

@@ -163,9 +163,11 @@ def activation_matching(model_a: nn.Sequential, model_b: nn.Sequential, probe: A
 
     Per hidden layer: C_ij = Pearson correlation over the probe set between unit i of A and unit j of B
     (their post-ReLU, post-pooling activations as the next layer reads them; conv channels are units,
-    every input-position a sample), then linear_sum_assignment(C, maximize=True). A constant unit has no
-    correlation: its C entries are 0 (convention of correlation matching, Li et al. 2016). Correlations
-    ignore positive scaling, so canonicalising first does not change the result.
+    every input-position a sample), then linear_sum_assignment(C, maximize=True). A constant unit (e.g.
+    dead on the probe set) has no correlation: its C entries are 0 (convention of correlation matching,
+    Li et al. 2016), so constant units are placed among themselves by index, not by identity (weight
+    matching can still tell them apart). Correlations ignore positive scaling, so canonicalising first
+    does not change the result.
 
     Returns ``{layer name: partner}`` as :func:`weight_matching` does. Ainsworth, Hayase, Srinivasa. Git
     Re-Basin. ICLR 2023; Li, Yosinski, Clune, Lipson, Hopcroft. Convergent Learning. ICLR 2016.

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import warnings
 from pathlib import Path
 
 import pandas as pd
+from scipy.stats import ConstantInputWarning
 
 from runners.storage import read_parquet, write_parquet
 from tasks.base import AnalysisContext, load_analyses
@@ -30,11 +32,17 @@ def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None) -> pd.DataFrame
     (sweep_dir / "tables").mkdir(parents=True, exist_ok=True)
     frames, lines = [], []
     for name, analysis in load_analyses().items():
-        result = analysis(ctx)
+        with warnings.catch_warnings():
+            # NaN cells (undefined measures, too few pairs) are expected and handled explicitly;
+            # numpy's and scipy's warnings about them would only bury the summary.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", ConstantInputWarning)
+            result = analysis(ctx)
         if result.evaluations.empty:
             lines.append(f"{name}: not applicable ({result.summary})")
             continue
         frames.append(result.evaluations.assign(task=name))
+        ctx.previous.append(frames[-1])
         lines.append(f"{name}: {result.summary}")
     evaluations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["task", "measure", "statistic", "value"])

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,9 +47,12 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
 
 
 def read_parquet(path: Path) -> pd.DataFrame | None:
-    """The table at ``path``, or None if it is missing or unreadable (a corrupt file is never data)."""
+    """The table at ``path``, or None if it is missing or unreadable (a corrupt file is never data).
+
+    The file is read into memory with one ``open``: pyarrow opens a path more than once (footer, then
+    pages), and a writer renaming a new version in between would make a valid shard look corrupt."""
     try:
-        return pd.read_parquet(path, page_checksum_verification=True)
+        return pd.read_parquet(io.BytesIO(Path(path).read_bytes()), page_checksum_verification=True)
     except FileNotFoundError:
         return None
     except Exception:
@@ -67,7 +71,14 @@ def write_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
 def read_arrays(path: Path) -> dict[str, np.ndarray] | None:
     """The arrays at ``path``, or None when missing or corrupt (bad zip, CRC mismatch, truncation)."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # np.load checks a member's CRC only when it reads the member to its end, and a damaged .npy
+        # header (a smaller shape) stops it early: verify every member's CRC first.
+        # One read, then both checks on the same bytes (see read_parquet on concurrent renames).
+        data = Path(path).read_bytes()
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            if archive.testzip() is not None:
+                return None
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         return None

@@ -9,6 +9,8 @@ shard. When the jobs have returned, the shards are collected into ``scores.parqu
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ from runners.config import ConfigError, validate_config
 from runners.job import results_root, run_job
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+#: set in the environment of the part sweeps of a composite sweep: the parent collects and analyses
+NO_POST = "SIMBENCH_PART_OF_COMPOSITE"
 log = logging.getLogger("runners.sweep")
 
 
@@ -37,6 +41,7 @@ def main(cfg: DictConfig) -> None:
 class Plan:
     sweep_dir: Path
     n_jobs: int
+    parts: list[str]  # a composite sweep (``parts: [...]`` in its config) runs these sweeps in turn
 
 
 def plan(overrides: list[str]) -> Plan:
@@ -44,6 +49,12 @@ def plan(overrides: list[str]) -> Plan:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         master = compose(config_name="config", overrides=[o for o in overrides if not _is_sweep(o)],
                          return_hydra_config=True)
+    parts = list(master.get("parts") or [])
+    if parts:
+        others = [o for o in overrides if not o.startswith("sweep=")]
+        n_jobs = sum(plan([f"sweep={part}", f"name={master.name}", *others]).n_jobs for part in parts)
+        return Plan(sweep_dir=results_root(master) / master.name, n_jobs=n_jobs, parts=parts)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         params = [f"{k}={v}" for k, v in (master.hydra.sweeper.get("params") or {}).items()]
         multirun = master.hydra.mode is not None and master.hydra.mode.name == "MULTIRUN"
         parsed = OverridesParser.create().parse_overrides(params + overrides if multirun else overrides)
@@ -58,7 +69,7 @@ def plan(overrides: list[str]) -> Plan:
                 validate_config(cfg)
             except ConfigError as exc:
                 raise ConfigError(f"{exc}\n  (in the job with overrides: {' '.join(job)})") from None
-    return Plan(sweep_dir=results_root(master) / master.name, n_jobs=len(jobs))
+    return Plan(sweep_dir=results_root(master) / master.name, n_jobs=len(jobs), parts=[])
 
 
 def _is_sweep(override: str) -> bool:
@@ -82,7 +93,19 @@ def cli(argv: list[str]) -> int:
     start = pd.Timestamp.now(tz="UTC")
     tic = time.perf_counter()
     print(f"[simbench] {sweep.n_jobs} job(s) validated; results go to {sweep.sweep_dir}", flush=True)
-    main()
+    if sweep.parts:
+        others = [o for o in overrides if not o.startswith("sweep=")]
+        for i, part in enumerate(sweep.parts, start=1):
+            print(f"[simbench] part {i}/{len(sweep.parts)}: sweep={part} ({time.perf_counter() - tic:.0f}s elapsed)", flush=True)
+            command = [sys.executable, "-m", "runners.sweep", f"sweep={part}", f"name={sweep.sweep_dir.name}", *others]
+            done = subprocess.run(command, env={**os.environ, NO_POST: "1"})
+            if done.returncode != 0:
+                print(f"[simbench] part sweep={part} failed (exit {done.returncode}); rerun to resume", file=sys.stderr)
+                return done.returncode
+    else:
+        main()
+    if os.environ.get(NO_POST):
+        return 0
 
     from runners.analyze import analyze
     from runners.collect import collect

@@ -18,6 +18,8 @@ class AnalysisContext:
     sweep_dir: Path
     scores: pd.DataFrame
     cache_dir: Path
+    #: evaluations of the tasks that ran before this one (each with its ``task`` column)
+    previous: list[pd.DataFrame] = field(default_factory=list)
 
     def figure_path(self, name: str) -> Path:
         return self.sweep_dir / "figures" / f"{name}.png"
@@ -39,6 +41,28 @@ class AnalysisResult:
     figures: list[Path] = field(default_factory=list)
 
 
+#: intervention axes recorded per side in the scores (``<axis>_a``, ``<axis>_b``)
+INTERVENTION_AXES = ("label_randomization", "shortcut", "input_noise")
+
+
+def is_default(rows: pd.DataFrame, side: str, except_axis: str | None = None) -> pd.Series:
+    """Rows whose model on ``side`` ("a" or "b") has every intervention at its default (no label
+    randomisation, no shortcut marker, no input noise), except ``except_axis``, which must be set."""
+    keep = pd.Series(True, index=rows.index)
+    for axis in INTERVENTION_AXES:
+        column = rows[f"{axis}_{side}"]
+        if axis == except_axis:
+            keep &= column.notna()
+        else:
+            keep &= column.isna() if axis == "shortcut" else column.eq(0)
+    return keep
+
+
+def standard_rows(scores: pd.DataFrame) -> pd.DataFrame:
+    """Rows comparing two models that both have default interventions (the standard zoo)."""
+    return scores[is_default(scores, "a") & is_default(scores, "b")]
+
+
 ANALYSES: dict[str, Callable[[AnalysisContext], AnalysisResult]] = {}
 
 
@@ -52,7 +76,7 @@ def analysis(name: str) -> Callable[[Callable[[AnalysisContext], AnalysisResult]
     return decorator
 
 
-TASK_MODULES = ("invariance", "robustness", "seed_variability")
+TASK_MODULES = ("invariance", "robustness", "seed_variability", "benchmark_tests")
 
 
 def load_analyses() -> dict[str, Callable[[AnalysisContext], AnalysisResult]]:

@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 from scipy.stats import ortho_group  # noqa: E402
 
 import measures  # noqa: E402
-from tasks.base import AnalysisContext, AnalysisResult, analysis  # noqa: E402
+from tasks.base import AnalysisContext, AnalysisResult, analysis, standard_rows  # noqa: E402
 from tasks.robustness import last_hidden_layer  # noqa: E402
 
 #: transform name -> the invariance class that covers it
@@ -57,7 +57,8 @@ def apply(transform: str, y: np.ndarray, rng: np.random.Generator) -> np.ndarray
 def _source_pairs(scores: pd.DataFrame) -> list[tuple[str, str, str, str]]:
     """(arch, model_a, model_b, layer) per architecture: the lowest seed pair, else the mildest perturbation."""
     out = []
-    ok = scores[scores["status"].eq("ok")]
+    ok = standard_rows(scores)
+    ok = ok[ok["status"].eq("ok")]
     for arch, g in ok.groupby("arch_a"):
         seeds = g[g["pair_type"].eq("seed")].sort_values(["seed_a", "seed_b"])
         pert = g[g["pair_type"].eq("perturbation")].sort_values(["scale_b", "seed_a"])

@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 import measures  # noqa: E402
-from tasks.base import AnalysisContext, AnalysisResult, analysis  # noqa: E402
+from tasks.base import AnalysisContext, AnalysisResult, analysis, standard_rows  # noqa: E402
 
 
 def identity_value(measure: str) -> float:
@@ -28,7 +28,9 @@ def identity_value(measure: str) -> float:
 def drift_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Mean drift |value − identity| per (arch, measure, layer, pair type, scale), with the seed-pair
     drift of the same (arch, measure, layer) as the unit."""
-    ok = scores[scores["status"].eq("ok") & scores["pair_type"].isin(["perturbation", "seed"])].copy()
+    scores = standard_rows(scores)
+    ok = scores[scores["status"].eq("ok") & scores["pair_type"].isin(["perturbation", "seed"])
+                & scores["layer_a"].eq(scores["layer_b"])].copy()
     if ok.empty:
         return pd.DataFrame()
     ok["drift"] = (ok["value"] - ok["measure"].map(identity_value)).abs()
@@ -60,7 +62,8 @@ def robustness(ctx: AnalysisContext) -> AnalysisResult:
         part = table.rename(columns={stat: "value", "arch_a": "arch", "layer_a": "layer"})
         rows.append(part[["arch", "measure", "layer", "scale", "value", "n_pairs"]].assign(statistic=stat))
     # Monotonicity of the response: Spearman between scale and drift over all perturbation rows.
-    pert = ctx.scores[ctx.scores["status"].eq("ok") & ctx.scores["pair_type"].eq("perturbation")]
+    pert = standard_rows(ctx.scores)
+    pert = pert[pert["status"].eq("ok") & pert["pair_type"].eq("perturbation")]
     mono = []
     for (arch, measure, layer), g in pert.groupby(["arch_a", "measure", "layer_a"]):
         drift = (g["value"] - identity_value(measure)).abs()

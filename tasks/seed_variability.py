@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tasks.base import AnalysisContext, AnalysisResult, analysis  # noqa: E402
+from tasks.base import AnalysisContext, AnalysisResult, analysis, standard_rows  # noqa: E402
 from tasks.robustness import drift_table, last_hidden_layer  # noqa: E402
 
 
@@ -39,8 +39,8 @@ def equivalent_scale(scales: np.ndarray, drifts: np.ndarray, target: float) -> f
 
 @analysis("seed_variability")
 def seed_variability(ctx: AnalysisContext) -> AnalysisResult:
-    scores = ctx.scores
-    seeds = scores[scores["status"].eq("ok") & scores["pair_type"].eq("seed")]
+    scores = standard_rows(ctx.scores)
+    seeds = scores[scores["status"].eq("ok") & scores["pair_type"].eq("seed") & scores["layer_a"].eq(scores["layer_b"])]
     if seeds.empty:
         return AnalysisResult(pd.DataFrame(), "no seed pairs in this sweep (needs at least two seeds at scale 0)")
     keys = ["arch_a", "measure", "layer_a"]

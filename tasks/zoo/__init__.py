@@ -1,1 +1,8 @@
-"""Model zoo: datasets, architectures, training interventions and weight perturbations."""
+"""Model zoo: datasets, architectures, training interventions and weight perturbations.
+
+Importing the package (which importing any of its modules does first) registers the vision track
+(:mod:`tasks.zoo.vision`) next to the built-in datasets and architectures, so ``datasets.DATASETS``,
+``architectures.ARCHITECTURES``, ``datasets.load`` and ``architectures.build`` always know them.
+"""
+
+from tasks.zoo import vision  # noqa: F401  (registers mnist, fashion_mnist, cifar10/100 and the vision architectures)

@@ -112,7 +112,8 @@ def test_least_squares_stitch_of_a_model_with_itself_is_the_identity(mlp_a, prob
     weight, bias = fm._least_squares_stitch(h, h)
     alive = h.std(dim=0) > 0
     torch.testing.assert_close(h @ weight + bias, h, rtol=0, atol=1e-10)
-    torch.testing.assert_close(weight[alive][:, alive], torch.eye(int(alive.sum()), dtype=torch.float64), rtol=0, atol=1e-10)
+    identity = torch.eye(int(alive.sum()), dtype=torch.float64)
+    torch.testing.assert_close(weight[alive][:, alive], identity, rtol=0, atol=1e-10)
     torch.testing.assert_close(bias, torch.zeros_like(bias), rtol=0, atol=1e-10)
 
 
@@ -178,7 +179,7 @@ def test_fgsm_on_a_linear_model_is_the_sign_of_a_weight_difference(probe):
     x = probe[:64]
     y = torch.arange(64) % 2
     adversarial = fm._attack(model, x, y, attack="fgsm", eps=0.1, steps=1, step_size=0.1, start=None)
-    # Binary cross-entropy on f = Wx + b: ∇ₓ CE = p_{1−y} (w_{1−y} − w_y), so sign ∇ = sign(w_{1−y} − w_y).
+    # Two classes: ∇ₓ CE(Wx + b, y) = p_{1−y} (w_{1−y} − w_y), whose sign is sign(w_{1−y} − w_y).
     w = model.logits.weight.detach()
     expected = x + 0.1 * torch.sign(w[1 - y] - w[y]).view(-1, 1, 8, 8)
     assert torch.equal(adversarial, expected)
@@ -241,7 +242,7 @@ def test_decision_distances_match_scipy(mlp_a, probe):
     x_perturbed = x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         logits, perturbed = mlp_a(x), mlp_a(x_perturbed)
-    ddv = fm._decision_distances(mlp_a, x, x_perturbed, logits)
+    ddv = fm._decision_distances(mlp_a, x_perturbed, logits)
     p = torch.softmax(logits.double(), 1).numpy()
     q = torch.softmax(perturbed.double(), 1).numpy()
     expected = [scipy_cosine_distance(p[i], q[i]) for i in range(len(x))]
@@ -253,7 +254,8 @@ def test_modeldiff_identity(mlp_a, mlp_b, probe, labels, perturbation):
     assert compute("modeldiff", mlp_a, mlp_a, probe, labels, perturbation=perturbation) == pytest.approx(1.0, abs=1e-12)
     # A copy with permuted hidden units computes the same function (up to float32 summation order).
     permuted = _permuted_copy(mlp_a, torch.randperm(32, generator=torch.Generator().manual_seed(1)))
-    assert compute("modeldiff", mlp_a, permuted, probe, labels, perturbation=perturbation) == pytest.approx(1.0, abs=1e-4)
+    value = compute("modeldiff", mlp_a, permuted, probe, labels, perturbation=perturbation)
+    assert value == pytest.approx(1.0, abs=1e-4)
     value = compute("modeldiff", mlp_a, mlp_b, probe, labels, perturbation=perturbation)
     assert 0.0 <= value < 0.99
 

@@ -242,11 +242,8 @@ def brute_force(name: str, x: np.ndarray, y: np.ndarray, k: int, metric: str, en
         ry = {j: r + 1 for r, j in enumerate(b[i])}
         harmonic = sum(1 / l for l in range(1, len(shared) + 1))
         rank = sum(2 / ((1 + abs(rx[j] - ry[j])) * (rx[j] + ry[j])) for j in shared) / harmonic if shared else 0.0
-        values.append(
-            {"knn_jaccard": jac, "mutual_knn": len(shared) / k, "rank_similarity": rank, "joint_rank_jaccard": jac * rank}[
-                name
-            ]
-        )
+        per_instance = {"knn_jaccard": jac, "mutual_knn": len(shared) / k, "rank_similarity": rank}
+        values.append(jac * rank if name == "joint_rank_jaccard" else per_instance[name])
     return float(np.mean(values))
 
 

@@ -1,0 +1,484 @@
+"""The benchmark tests: what a good similarity measure should do, scored for every measure.
+
+Protocols: ReSi (Klabunde et al. ICLR 2025) tests 1-6, Kornblith et al. (ICML 2019) layer
+identification, Ding, Denain & Steinhardt (NeurIPS 2021) principal-component deletion; statistics in
+:mod:`tasks.stats`. Each test reads the rows it needs from the sweep's scores (and the representation
+cache for PC deletion), so a sweep that lacks the models of a test simply reports it as not applicable.
+Nothing here lists measures: every registered measure found in the scores is tested.
+
+* ``output_correlation`` (ReSi 1-2): over pairs of standard models (seeds), Spearman between the
+  representational distance at the final hidden layer and |Δ accuracy|, JSD and disagreement, with a
+  pairings permutation p-value (ReSi's) and a Mantel p-value (model relabelling).
+* ``group_separation`` (ReSi 3-5): for each intervention axis with several levels (label randomisation,
+  shortcut marker, input noise), AUPRC of within-level vs cross-level pairs beside its prevalence and
+  permutation null, the conformity rate, and the dose-response of similarity to the level-0 models.
+* ``layer_monotonicity`` (ReSi 6): within each model, does similarity fall with layer distance?
+* ``layer_identification`` (Kornblith): is layer i of one seed most similar to layer i of another?
+* ``pc_deletion`` (Ding): delete principal components of a representation, lowest variance first; does
+  the measure move when a linear probe's accuracy drops?
+* ``ranks``: ReSi's ranking rule over every test's quality statistic, aggregated by median then mean.
+
+Every statistic gets a seeded percentile bootstrap interval over models (seeds), where a test has them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import cross_val_score  # noqa: E402
+
+import measures  # noqa: E402
+from tasks import stats  # noqa: E402
+from tasks.base import INTERVENTION_AXES, AnalysisContext, AnalysisResult, analysis, is_default  # noqa: E402
+from tasks.robustness import last_hidden_layer  # noqa: E402
+
+N_BOOT = 200  # bootstrap replicates per statistic (seeded; enough for a 95% percentile interval)
+N_PERM = 999  # permutation resamples for p-values
+SEED = 0
+
+
+def _representational(measure: str) -> bool:
+    return measure in measures.names(inputs="representations")
+
+
+def _higher(measure: str) -> bool:
+    return measures.info(measure).higher_is_more_similar
+
+
+def _model_pairs(scores: pd.DataFrame, except_axis: str | None = None) -> pd.DataFrame:
+    """Unperturbed cross-model pairs (seed and group pairs), both models at default interventions
+    (except ``except_axis``, which must be set on both)."""
+    rows = scores[scores["status"].eq("ok") & scores["pair_type"].isin(["seed", "group"])
+                  & scores["scale_a"].eq(0) & scores["scale_b"].eq(0)]
+    return rows[is_default(rows, "a", except_axis) & is_default(rows, "b", except_axis)]
+
+
+def _square(rows: pd.DataFrame, models: list[str], symmetric: bool) -> np.ndarray:
+    """Matrix over ``models`` with m[a, b] = value(model_a=a, model_b=b); mirrored for symmetric measures."""
+    index = {m: i for i, m in enumerate(models)}
+    out = np.full((len(models), len(models)), np.nan)
+    a = rows["model_a"].map(index).to_numpy()
+    b = rows["model_b"].map(index).to_numpy()
+    ok = ~(pd.isna(a) | pd.isna(b))
+    out[a[ok].astype(int), b[ok].astype(int)] = rows["value"].to_numpy()[ok]
+    if symmetric:
+        out[b[ok].astype(int), a[ok].astype(int)] = rows["value"].to_numpy()[ok]
+    return out
+
+
+def _boot(units: np.ndarray, statistic: Callable[[np.ndarray], float]) -> tuple[float, float]:
+    """Percentile interval of ``statistic`` over bootstrap resamples of ``units`` (model indices)."""
+    if len(units) < 3:
+        return np.nan, np.nan
+    ci = stats.bootstrap_ci(units, statistic, n_boot=N_BOOT, seed=SEED)
+    return float(ci.low), float(ci.high)
+
+
+def _final_rows(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per architecture, the rows at its final hidden layer (same layer on both sides)."""
+    out = {}
+    for arch, g in rows[rows["layer_a"].eq(rows["layer_b"])].groupby("arch_a"):
+        layer = last_hidden_layer(sorted(set(g["layer_a"]) - {"output", "network", "weights"}) or ["output"])
+        out[arch] = g[g["layer_a"].eq(layer)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# ReSi tests 1-2: grounding by prediction
+# --------------------------------------------------------------------------------------------------
+
+
+@analysis("output_correlation")
+def output_correlation(ctx: AnalysisContext) -> AnalysisResult:
+    pairs = _model_pairs(ctx.scores)
+    pairs = pairs[pairs["arch_a"].eq(pairs["arch_b"])]
+    if pairs.empty:
+        return AnalysisResult(pd.DataFrame(), "no pairs of standard models")
+    rows = []
+    for arch, final in _final_rows(pairs).items():
+        everything = pairs[pairs["arch_a"].eq(arch)]
+        models = sorted(set(everything["model_a"]) | set(everything["model_b"]))
+        if len(models) < 4:
+            continue
+        accuracy = pd.concat([everything.set_index("model_a")["accuracy_a"], everything.set_index("model_b")["accuracy_b"]])
+        acc = accuracy.groupby(level=0).first().reindex(models).to_numpy()
+        functional = {"accuracy_difference": np.abs(acc[:, None] - acc[None, :])}
+        outputs = everything[everything["layer_a"].eq("output")]
+        for name in ("jsd", "disagreement"):
+            part = outputs[outputs["measure"].eq(name)]
+            if not part.empty:
+                functional[name] = _square(part, models, True)
+        for measure, g in final.groupby("measure"):
+            if not _representational(measure):
+                continue
+            rep = -stats.orient(_square(g, models, measures.info(measure).symmetric), _higher(measure))
+            for fname, fmat in functional.items():
+                test = stats.correlation_test(rep, fmat, n_resamples=N_PERM, seed=SEED)
+                low, high = _boot(np.arange(len(models)), lambda idx: stats.correlation_test(
+                    rep[np.ix_(idx, idx)], fmat[np.ix_(idx, idx)], n_resamples=1, seed=SEED).statistic)
+                rows.append({"arch": arch, "layer": g["layer_a"].iloc[0], "measure": measure,
+                             "statistic": f"spearman_{fname}", "value": test.statistic, "ci_low": low,
+                             "ci_high": high, "p_pairings": test.pvalue_pairings, "p_mantel": test.pvalue_mantel,
+                             "n_pairs": test.n_pairs, "baseline": 0.0})
+    evaluations = pd.DataFrame(rows)
+    if evaluations.empty:
+        return AnalysisResult(evaluations, "fewer than 4 standard models per architecture")
+    evaluations.to_csv(ctx.table_path("output_correlation"), index=False)
+    jsd = evaluations[evaluations["statistic"].eq("spearman_jsd")]
+    best = jsd.sort_values("value", ascending=False).head(3)
+    return AnalysisResult(evaluations, f"{evaluations['measure'].nunique()} measures; highest Spearman with JSD: "
+                          + ", ".join(f"{r.measure} ({r.arch}) {r.value:.2f}" for r in best.itertuples()))
+
+
+# --------------------------------------------------------------------------------------------------
+# ReSi tests 3-5: grounding by design (intervention groups) and dose-response curves
+# --------------------------------------------------------------------------------------------------
+
+
+@analysis("group_separation")
+def group_separation(ctx: AnalysisContext) -> AnalysisResult:
+    rows, curves, lines = [], [], []
+    for axis in INTERVENTION_AXES:
+        pairs = _model_pairs(ctx.scores, except_axis=axis)
+        pairs = pairs[pairs["arch_a"].eq(pairs["arch_b"])]
+        # The design: models that take part in at least one cross-level pair, and every pair among them.
+        design = set(pairs.loc[pairs["pair_type"].eq("group"), "model_a"]) | set(pairs.loc[pairs["pair_type"].eq("group"), "model_b"])
+        pairs = pairs[pairs["model_a"].isin(design) & pairs["model_b"].isin(design)]
+        levels = sorted(set(pairs[f"{axis}_a"]) | set(pairs[f"{axis}_b"]))
+        if len(levels) < 2:
+            continue
+        for arch, final in _final_rows(pairs).items():
+            level_of = pd.concat([final.set_index("model_a")[f"{axis}_a"], final.set_index("model_b")[f"{axis}_b"]])
+            level_of = level_of.groupby(level=0).first()
+            models = sorted(level_of.index, key=lambda m: (level_of[m], m))
+            groups = level_of.reindex(models).to_numpy()
+            if len(set(groups)) < 2:
+                continue
+            sizes = pd.Series(groups).value_counts()
+            n_within = int(sum(n * (n - 1) // 2 for n in sizes))
+            null = np.mean([stats.auprc_null(int(n * (n - 1) // 2), int(n * (len(models) - n)), n_draws=2000, seed=SEED)
+                            for n in sizes])
+            for measure, g in final.groupby("measure"):
+                if not _representational(measure):
+                    continue
+                higher = _higher(measure)
+                sim = _square(g, models, measures.info(measure).symmetric)
+                sep = stats.group_separation(sim, list(groups), higher_is_more_similar=higher)
+                low, high = _boot(np.arange(len(models)), lambda idx: stats.group_separation(
+                    sim[np.ix_(idx, idx)], list(groups[idx]), higher_is_more_similar=higher).auprc)
+                base = {"arch": arch, "layer": g["layer_a"].iloc[0], "measure": measure, "axis": axis,
+                        "n_pairs": n_within}
+                rows += [
+                    {**base, "statistic": f"auprc_{axis}", "value": sep.auprc, "ci_low": low, "ci_high": high,
+                     "baseline": sep.prevalence, "null_auprc": null},
+                    {**base, "statistic": f"auprc_normalised_{axis}", "value": sep.auprc_normalised},
+                    {**base, "statistic": f"conformity_{axis}", "value": sep.conformity_rate},
+                ]
+                # Dose-response: similarity of every model to the models of the lowest level.
+                first = groups == groups[0]
+                dose_levels, dose_scores = [], []
+                for j in range(len(models)):
+                    for i in np.nonzero(first)[0]:
+                        if i != j and np.isfinite(sim[i, j]):
+                            dose_levels.append(groups[j])
+                            dose_scores.append(sim[i, j])
+                dose = stats.dose_response(dose_levels, dose_scores, higher_is_more_similar=higher)
+                rows += [{**base, "statistic": f"dose_spearman_{axis}", "value": dose.spearman},
+                         {**base, "statistic": f"dose_effect_size_{axis}", "value": dose.effect_size}]
+                frame = pd.DataFrame({"level": dose_levels, "score": stats.orient(dose_scores, higher)})
+                curve = frame.groupby("level")["score"].mean()
+                curves.append(pd.DataFrame({"arch": arch, "axis": axis, "measure": measure,
+                                            "level": curve.index, "score": curve.to_numpy()}))
+            lines.append(f"{axis} ({arch}: levels {levels}, prevalence {sizes.size and n_within / (n_within + sum(n * (len(models) - n) for n in sizes)):.3f})")
+    evaluations = pd.DataFrame(rows)
+    if evaluations.empty:
+        return AnalysisResult(evaluations, "no intervention axis with two or more levels")
+    evaluations.to_csv(ctx.table_path("group_separation"), index=False)
+    _plot_dose(pd.concat(curves, ignore_index=True), ctx)
+    return AnalysisResult(evaluations, "; ".join(lines))
+
+
+def _plot_dose(curves: pd.DataFrame, ctx: AnalysisContext) -> None:
+    for axis, by_axis in curves.groupby("axis"):
+        archs = sorted(by_axis["arch"].unique())
+        fig, axes = plt.subplots(1, len(archs), figsize=(7 * len(archs), 5), squeeze=False)
+        for ax, arch in zip(axes[0], archs):
+            part = by_axis[by_axis["arch"].eq(arch)]
+            cmap = plt.get_cmap("tab20")
+            for i, (measure, g) in enumerate(part.groupby("measure")):
+                s = g.sort_values("level")["score"].to_numpy()
+                span = np.nanmax(s) - np.nanmin(s)
+                ax.plot(g.sort_values("level")["level"], (s - np.nanmin(s)) / span if span > 0 else s * 0,
+                        marker="o", ms=3, lw=1, color=cmap(i % 20), label=measure)
+            ax.set_xlabel(f"intervention level: {axis}")
+            ax.set_ylabel("similarity to level-0 models (min-max scaled per measure)")
+            ax.set_title(f"{arch}: dose-response")
+        handles, labels = axes[0][-1].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="center right", fontsize=6)
+        fig.tight_layout(rect=(0, 0, 0.82, 1))
+        fig.savefig(ctx.figure_path(f"dose_response_{axis}"), dpi=110)
+        plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------------
+# ReSi test 6 and Kornblith's layer identification
+# --------------------------------------------------------------------------------------------------
+
+
+def _layer_matrix(rows: pd.DataFrame, n_layers: int) -> np.ndarray:
+    out = np.full((n_layers, n_layers), np.nan)
+    out[rows["layer_index_a"].to_numpy(), rows["layer_index_b"].to_numpy()] = rows["value"].to_numpy()
+    return out
+
+
+@analysis("layer_monotonicity")
+def layer_monotonicity(ctx: AnalysisContext) -> AnalysisResult:
+    within = ctx.scores[ctx.scores["status"].eq("ok") & ctx.scores["pair_type"].eq("layers")]
+    within = within[is_default(within, "a") & within["scale_a"].eq(0)]
+    if within.empty:
+        return AnalysisResult(pd.DataFrame(), "no within-model layer pairs (run with compare.within_model=true)")
+    rows = []
+    for (arch, measure), g in within.groupby(["arch_a", "measure"]):
+        n_layers = int(max(g["layer_index_a"].max(), g["layer_index_b"].max())) + 1
+        per_model = [stats.layer_monotonicity(_layer_matrix(m, n_layers), higher_is_more_similar=_higher(measure))
+                     for _, m in g.groupby("model_a")]
+        scores = np.array([r.score for r in per_model])
+        low, high = _boot(scores, np.nanmean) if np.isfinite(scores).sum() >= 3 else (np.nan, np.nan)
+        rows += [{"arch": arch, "measure": measure, "statistic": "monotonicity", "value": float(np.nanmean(scores)),
+                  "ci_low": low, "ci_high": high, "n_models": len(per_model), "baseline": 0.0},
+                 {"arch": arch, "measure": measure, "statistic": "monotonicity_violation_rate",
+                  "value": float(np.nanmean([r.violation_rate for r in per_model])), "n_models": len(per_model)}]
+    evaluations = pd.DataFrame(rows)
+    evaluations.to_csv(ctx.table_path("layer_monotonicity"), index=False)
+    mono = evaluations[evaluations["statistic"].eq("monotonicity")]
+    return AnalysisResult(evaluations, f"{mono['measure'].nunique()} measures; mean score {mono['value'].mean():.2f}, "
+                          f"{int((mono['value'] > 0.9).sum())}/{len(mono)} (measure, arch) above 0.9")
+
+
+@analysis("layer_identification")
+def layer_identification(ctx: AnalysisContext) -> AnalysisResult:
+    pairs = _model_pairs(ctx.scores)
+    pairs = pairs[pairs["pair_type"].eq("seed") & pairs["layer_index_a"].ge(0) & pairs["layer_index_b"].ge(0)]
+    cross = pairs[pairs["layer_a"].ne(pairs["layer_b"])]
+    if cross.empty:
+        return AnalysisResult(pd.DataFrame(), "no cross-layer seed pairs (run with compare.layers=all)")
+    pairs = pairs[pairs.set_index(["model_a", "model_b", "measure"]).index.isin(
+        cross.set_index(["model_a", "model_b", "measure"]).index)]
+    rows, per_pair = [], []
+    for (arch, measure), g in pairs.groupby(["arch_a", "measure"]):
+        info = measures.info(measure)
+        n_layers = int(max(g["layer_index_a"].max(), g["layer_index_b"].max())) + 1
+        keyed = {k: m for k, m in g.groupby(["model_a", "model_b"])}
+        accs = []
+        for (a, b), m in keyed.items():
+            if a > b and not info.symmetric and (b, a) in keyed:
+                continue  # the reverse direction is used inside the pair (a, b)
+            reverse = keyed.get((b, a)) if not info.symmetric else None
+            result = stats.layer_identification(
+                _layer_matrix(m, n_layers), info.symmetric,
+                similarity_reverse=None if reverse is None else _layer_matrix(reverse, n_layers),
+                higher_is_more_similar=info.higher_is_more_similar)
+            accs.append(result.accuracy)
+        accs = np.array(accs)
+        low, high = _boot(accs, np.nanmean)
+        rows.append({"arch": arch, "measure": measure, "statistic": "layer_identification", "value": float(np.nanmean(accs)),
+                     "ci_low": low, "ci_high": high, "n_pairs": len(accs), "baseline": 1.0 / n_layers})
+        per_pair.append(accs)
+    evaluations = pd.DataFrame(rows)
+    evaluations.to_csv(ctx.table_path("layer_identification"), index=False)
+    _plot_bars(evaluations, "layer_identification", "fraction of layers matched to the same layer of another seed", ctx)
+    by_family = evaluations.assign(family=evaluations["measure"].map(lambda m: measures.info(m).family)) \
+        .groupby("family")["value"].mean()
+    return AnalysisResult(evaluations, "mean accuracy by family: " + ", ".join(f"{f} {v:.2f}" for f, v in by_family.items()))
+
+
+def _plot_bars(evaluations: pd.DataFrame, name: str, xlabel: str, ctx: AnalysisContext) -> None:
+    archs = sorted(evaluations["arch"].unique())
+    n = evaluations["measure"].nunique()
+    fig, axes = plt.subplots(1, len(archs), figsize=(6 * len(archs), 0.25 * n + 2), squeeze=False)
+    for ax, arch in zip(axes[0], archs):
+        part = evaluations[evaluations["arch"].eq(arch)].sort_values("value")
+        err = np.vstack([part["value"] - part["ci_low"], part["ci_high"] - part["value"]]) if "ci_low" in part else None
+        ax.barh(part["measure"], part["value"], xerr=None if err is None else np.nan_to_num(err.clip(0)), color="tab:blue")
+        if "baseline" in part and part["baseline"].notna().any():
+            ax.axvline(part["baseline"].iloc[0], color="grey", ls=":", label="chance")
+        ax.set_xlabel(xlabel)
+        ax.set_title(arch)
+        ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(ctx.figure_path(name), dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------------
+# Ding et al.: principal-component deletion
+# --------------------------------------------------------------------------------------------------
+
+MAX_PC_ROWS = 400  # probe rows used for PC deletion (seeded subsample; the O(N²) measures stay quick)
+
+
+def delete_components(x: np.ndarray, k: int) -> np.ndarray:
+    """Remove the k lowest-variance principal directions of the centred representation (the mean is
+    kept), i.e. project onto the span of the remaining rank(X) − k leading directions."""
+    mean = x.mean(axis=0)
+    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    rank = int((s > s[0] * 1e-10).sum()) if s.size else 0
+    keep = max(rank - k, 0)
+    v = vt[:keep]
+    return (x - mean) @ v.T @ v + mean
+
+
+def probe_accuracy(x: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy of a linear probe (logistic regression, 2-fold stratified CV, fixed folds)."""
+    model = LogisticRegression(max_iter=300)
+    return float(cross_val_score(model, x, labels, cv=2).mean())
+
+
+@analysis("pc_deletion")
+def pc_deletion(ctx: AnalysisContext) -> AnalysisResult:
+    standard = _model_pairs(ctx.scores)
+    chosen = [m for m in ctx.scores["measure"].unique() if _representational(m)]
+    if standard.empty or not chosen:
+        return AnalysisResult(pd.DataFrame(), "no standard models or representational measures")
+    params = {m: json.loads(ctx.scores.loc[ctx.scores["measure"].eq(m), "params"].iloc[0]) for m in chosen}
+    rows, curves = [], []
+    for arch, final in _final_rows(standard).items():
+        first = final.sort_values(["seed_a", "seed_b"]).iloc[0]
+        layer = first["layer_a"]
+        arrays = ctx.representations(first["model_a"])
+        rng = np.random.default_rng(SEED)
+        keep = np.sort(rng.choice(arrays["labels"].shape[0], size=min(MAX_PC_ROWS, arrays["labels"].shape[0]), replace=False))
+        x, labels = arrays[f"rep/{layer}"][keep].astype(np.float64), arrays["labels"][keep]
+        rank = np.linalg.matrix_rank(x - x.mean(0))
+        ks = sorted({int(round(f * rank)) for f in np.linspace(0, 1, 9)} - {rank}) or [0]
+        acc = np.array([probe_accuracy(delete_components(x, k), labels) for k in ks])
+        deleted = {k: delete_components(x, k) for k in ks}
+        for measure in sorted(chosen):
+            info = measures.info(measure)
+            values = []
+            for k in ks:
+                try:
+                    values.append(measures.compute(measure, x, deleted[k], **params[measure]))
+                except ValueError:
+                    values.append(np.nan)
+            values = np.array(values)
+            drift = np.abs(values - values[0])
+            acc_drop = acc[0] - acc
+            sensitivity = spearmanr(acc_drop, drift, nan_policy="omit").statistic if np.isfinite(drift).sum() > 2 else np.nan
+            span = np.nanmax(drift) if np.isfinite(drift).any() else np.nan
+            react = next((ks[i] / rank for i in range(len(ks)) if span > 0 and drift[i] >= 0.1 * span), np.nan)
+            acc_react = next((ks[i] / rank for i in range(len(ks)) if acc_drop[i] >= 0.05), np.nan)
+            base = {"arch": arch, "layer": layer, "measure": measure}
+            rows += [{**base, "statistic": "pc_sensitivity", "value": sensitivity, "baseline": 0.0, "n_points": len(ks)},
+                     {**base, "statistic": "pc_fraction_at_reaction", "value": react,
+                      "baseline": acc_react}]
+            curves.append(pd.DataFrame({"arch": arch, "measure": measure, "fraction_deleted": np.array(ks) / rank,
+                                        "drift": drift / span if span > 0 else drift, "probe_accuracy": acc,
+                                        "family": info.family}))
+    evaluations = pd.DataFrame(rows)
+    evaluations.to_csv(ctx.table_path("pc_deletion"), index=False)
+    _plot_pc(pd.concat(curves, ignore_index=True), ctx)
+    cka = evaluations[evaluations["measure"].eq("cka_linear") & evaluations["statistic"].eq("pc_fraction_at_reaction")]
+    def share(v: float) -> str:
+        return "never" if not np.isfinite(v) else f"after {v:.0%} of the PCs are deleted"
+
+    note = "; ".join(f"{r.arch}: linear CKA moves (10% of its span) {share(r.value)}, "
+                     f"a linear probe loses 5 accuracy points {share(r.baseline)}" for r in cka.itertuples())
+    return AnalysisResult(evaluations, note or f"{evaluations['measure'].nunique()} measures")
+
+
+def _plot_pc(curves: pd.DataFrame, ctx: AnalysisContext) -> None:
+    archs = sorted(curves["arch"].unique())
+    fig, axes = plt.subplots(1, len(archs), figsize=(7 * len(archs), 5), squeeze=False)
+    for ax, arch in zip(axes[0], archs):
+        part = curves[curves["arch"].eq(arch)]
+        cmap = plt.get_cmap("tab20")
+        for i, (measure, g) in enumerate(part.groupby("measure")):
+            ax.plot(g["fraction_deleted"], g["drift"], lw=2.5 if measure == "cka_linear" else 0.8,
+                    color="black" if measure == "cka_linear" else cmap(i % 20), label=measure)
+        acc = part.drop_duplicates("fraction_deleted")
+        ax2 = ax.twinx()
+        ax2.plot(acc["fraction_deleted"], acc["probe_accuracy"], color="red", lw=2, ls="--")
+        ax2.set_ylabel("linear probe accuracy (red, dashed)")
+        ax.set_xlabel("fraction of principal components deleted (lowest variance first)")
+        ax.set_ylabel("measure drift from the intact representation (scaled)")
+        ax.set_title(f"{arch} (black: linear CKA)")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=6)
+    fig.tight_layout(rect=(0, 0, 0.82, 1))
+    fig.savefig(ctx.figure_path("pc_deletion"), dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------------
+# Ranks over all tests
+# --------------------------------------------------------------------------------------------------
+
+#: test name -> (task, statistic prefix); higher is better for every quality statistic here.
+QUALITY = {
+    "accuracy_correlation": ("output_correlation", "spearman_accuracy_difference"),
+    "jsd_correlation": ("output_correlation", "spearman_jsd"),
+    "disagreement_correlation": ("output_correlation", "spearman_disagreement"),
+    "label_randomization": ("group_separation", "auprc_label_randomization"),
+    "shortcut_affinity": ("group_separation", "auprc_shortcut"),
+    "augmentation": ("group_separation", "auprc_input_noise"),
+    "layer_monotonicity": ("layer_monotonicity", "monotonicity"),
+    "layer_identification": ("layer_identification", "layer_identification"),
+    "pc_deletion": ("pc_deletion", "pc_sensitivity"),
+}
+
+
+@analysis("ranks")
+def ranks(ctx: AnalysisContext) -> AnalysisResult:
+    if not ctx.previous:
+        return AnalysisResult(pd.DataFrame(), "no test results to rank")
+    done = pd.concat(ctx.previous, ignore_index=True)
+    frames = []
+    for test, (task, statistic) in QUALITY.items():
+        part = done[done["task"].eq(task) & done["statistic"].eq(statistic)]
+        if part.empty:
+            continue
+        frames.append(stats.resi_ranks(part[["arch", "measure", "value"]].assign(test=test), "value", ["test", "arch"]))
+    if not frames:
+        return AnalysisResult(pd.DataFrame(), "no quality statistics to rank")
+    ranked = pd.concat(frames, ignore_index=True)
+    table = stats.aggregate_ranks(ranked, ["arch"])
+    table["family"] = table["measure"].map(lambda m: measures.info(m).family)
+    per_test = ranked.pivot_table(index="measure", columns="test", values="rank", aggfunc="mean")
+    full = table.set_index("measure").join(per_test).reset_index()
+    full.to_csv(ctx.table_path("ranks"), index=False)
+    ctx.table_path("ranks").with_suffix(".tex").write_text(
+        full.to_latex(index=False, float_format="%.1f", na_rep="--"))
+    _plot_ranks(ranked, table, ctx)
+    evaluations = pd.concat([
+        table.melt(id_vars=["measure"], value_vars=["rank_score", "median_rank", "mean_rank"],
+                   var_name="statistic", value_name="value"),
+        ranked.drop(columns="value").rename(columns={"rank": "value"}).assign(
+            statistic=lambda d: "rank_" + d["test"])[["measure", "statistic", "value", "arch"]],
+    ], ignore_index=True)
+    top = ", ".join(f"{r.measure} {r.rank_score:.1f}" for r in table.head(5).itertuples())
+    bottom = ", ".join(f"{r.measure} {r.rank_score:.1f}" for r in table.tail(3).itertuples())
+    return AnalysisResult(evaluations, f"{ranked['test'].nunique()} tests; best: {top}; worst: {bottom}")
+
+
+def _plot_ranks(ranked: pd.DataFrame, table: pd.DataFrame, ctx: AnalysisContext) -> None:
+    order = list(table["measure"])
+    data = [ranked.loc[ranked["measure"].eq(m), "rank"].dropna().to_numpy() for m in order]
+    fig, ax = plt.subplots(figsize=(7, 0.25 * len(order) + 2))
+    ax.boxplot(data, vert=False, tick_labels=order, showfliers=True)
+    ax.invert_yaxis()
+    ax.set_xlabel("rank per (test, architecture); 1 = best")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title("Measures ranked over all benchmark tests (ReSi rule)")
+    fig.tight_layout()
+    fig.savefig(ctx.figure_path("ranks"), dpi=110)
+    plt.close(fig)
