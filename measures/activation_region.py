@@ -491,7 +491,8 @@ def _chance_corrected(score: float, chance: float) -> float | None:
         "Hennadii. Functional Similarity Metric for Neural Networks: Overcoming Parametric Ambiguity via "
         "Activation Region Analysis. arXiv 2604.16426, 2026 (aggregation and degenerate-unit rule: this project)"
     ),
-    cost="O(N·n_a·n_b) GEMM (exact) or O(n·k/p) sketches + O(n_a·n_b·k) comparisons (MinHash), plus O(n³) LSA per layer",
+    cost="O(N·n_a·n_b) GEMM (exact) or O(k·N + n·k/p) sketches + O(n_a·n_b·k) comparisons (MinHash); "
+    "O(n³) LSA per layer",
 )
 def activation_region(
     pre_a: list[torch.Tensor],
@@ -518,8 +519,11 @@ def activation_region(
     Range [0, 1]; higher is more similar; 1 iff every unit has a partner with an identical signature.
     Symmetric. Invariant to permutations of the units of any layer and to positive per-unit scaling of
     pre-activations (signatures only see signs), hence to canonical scaling; not to translation.
-    For equal widths D = 1 − S_l is the Wasserstein-1 distance between the uniform measures on the two
-    layers' units under the Jaccard metric 1 − J, hence a pseudometric (also with MinHash for a fixed seed).
+    Metric structure: 1 − J is a metric on sets (with J(∅, ∅) = 1); for equal widths 1 − S_l is the
+    Wasserstein-1 distance between the uniform measures on the two layers' units under it, so 1 − S is
+    a pseudometric (also with MinHash for a fixed seed, since 1 − Ĵ is then a pseudometric). For
+    unequal widths unmatched units act as points at distance 1; the triangle inequality then holds in
+    every randomised check (tests), but is not proven for unit weights that change with the pair.
 
     Conventions [ours]: strict z > 0; ties resolved by scipy's deterministic assignment. Dead units
     (never active) and always-on units carry no region information. ``degenerate="match"`` (default)
@@ -559,7 +563,8 @@ def activation_region_details(pre_a: Sequence[Any], pre_b: Sequence[Any], **para
     unknown = set(params) - set(spec.params)
     if unknown:
         raise ValueError(
-            f"measure 'activation_region': unknown parameter(s) {sorted(unknown)}; valid parameters: {sorted(spec.params)}"
+            f"measure 'activation_region': unknown parameter(s) {sorted(unknown)}; "
+            f"valid parameters: {sorted(spec.params)}"
         )
     pre_a, pre_b = _validation.validate(spec, (pre_a, pre_b))
     return _details(pre_a, pre_b, **{**spec.params, **params})

@@ -19,6 +19,7 @@ semantics, so no measure here declares any.
 from __future__ import annotations
 
 import math
+from numbers import Real
 
 import torch
 
@@ -44,7 +45,9 @@ def _check_labels(name: str, labels: torch.Tensor, n_classes: int, device: torch
     return labels.to(device)
 
 
-def _error_rates(name: str, O_a: torch.Tensor, O_b: torch.Tensor, labels: torch.Tensor):
+def _error_rates(
+    name: str, O_a: torch.Tensor, O_b: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Predictions of both models and their error rates on ``labels``."""
     labels = _check_labels(name, labels, O_a.shape[1], O_a.device)
     pred_a, pred_b = O_a.argmax(dim=1), O_b.argmax(dim=1)
@@ -54,7 +57,7 @@ def _error_rates(name: str, O_a: torch.Tensor, O_b: torch.Tensor, labels: torch.
 
 
 def _positive_number(name: str, what: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
         raise ValueError(f"measure {name!r}: {what} must be a positive number, got {value!r}")
     return float(value)
 
@@ -325,8 +328,10 @@ def kl_divergence(P: torch.Tensor, Q: torch.Tensor, *, epsilon: float = 1e-10, b
     in the base (nats are common); both are recorded as parameters.
     """
     n_classes = P.shape[1]
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0 <= epsilon < 1 / n_classes:
-        raise ValueError(f"measure 'kl_divergence': epsilon must lie in [0, 1/C) = [0, {1 / n_classes:.3g}), got {epsilon!r}")
+    if isinstance(epsilon, bool) or not isinstance(epsilon, Real) or not 0 <= epsilon < 1 / n_classes:
+        raise ValueError(
+            f"measure 'kl_divergence': epsilon must lie in [0, 1/C) = [0, {1 / n_classes:.3g}), got {epsilon!r}"
+        )
     base = _positive_number("kl_divergence", "base", base)
     if base == 1:
         raise ValueError("measure 'kl_divergence': base must not be 1")
@@ -422,7 +427,7 @@ def prediction_difference(P: torch.Tensor, Q: torch.Tensor, *, p: float = 1.0) -
     (a mean of norm distances). Shamir et al. also define a multi-model version relative to the mean
     prediction and a relative (normalised) version; this is the pairwise absolute one.
     """
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p >= 1:
+    if isinstance(p, bool) or not isinstance(p, Real) or not p >= 1:
         raise ValueError(f"measure 'prediction_difference': p must be >= 1 (a norm), got {p!r}")
     P, Q = _on_simplex(P), _on_simplex(Q)
     return torch.linalg.vector_norm(P - Q, ord=float(p), dim=1).mean()

@@ -44,7 +44,9 @@ def permute_hidden_units(model: nn.Sequential, permutations: Mapping[str, Any]) 
             g = groups[name]
             idx = torch.as_tensor(np.asarray(perm), dtype=torch.long)
             if idx.shape != (g.units,) or not torch.equal(idx.sort().values, torch.arange(g.units)):
-                raise ValueError(f"permute_hidden_units: the entry for {name!r} must be a permutation of range({g.units})")
+                raise ValueError(
+                    f"permute_hidden_units: the entry for {name!r} must be a permutation of range({g.units})"
+                )
             layer = out.get_submodule(name)
             tensors = [layer.weight, layer.bias]
             if g.batchnorm is not None:
@@ -58,7 +60,9 @@ def permute_hidden_units(model: nn.Sequential, permutations: Mapping[str, Any]) 
     return out
 
 
-def _affine_parameters(model: nn.Sequential, groups: list[HiddenLayer]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+def _affine_parameters(
+    model: nn.Sequential, groups: list[HiddenLayer]
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
     """(weight as out x in_units x positions, bias) of every affine layer, float64 on the CPU.
 
     Affine layer l > 0 is the consumer of hidden group l − 1, so axis 1 of its weight indexes that group.
@@ -287,5 +291,7 @@ def weight_distance(
         return distance
     scale = torch.linalg.vector_norm(theta_a) + torch.linalg.vector_norm(theta_b)
     if scale == 0:
-        raise UndefinedMeasureError("weight_distance: both models have all-zero parameters; the relative distance is 0/0")
+        raise UndefinedMeasureError(
+            "weight_distance: both models have all-zero parameters; the relative distance is 0/0"
+        )
     return distance / scale

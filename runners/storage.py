@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 
 def content_key(obj: Any, length: int = 16) -> str:
@@ -49,10 +50,24 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
 def read_parquet(path: Path) -> pd.DataFrame | None:
     """The table at ``path``, or None if it is missing or unreadable (a corrupt file is never data).
 
-    The file is read into memory with one ``open``: pyarrow opens a path more than once (footer, then
-    pages), and a writer renaming a new version in between would make a valid shard look corrupt."""
+    Checks: the footer parses (truncation), every data page matches its CRC, and the column names agree
+    across the three copies a file holds (Parquet schema, Arrow schema, pandas metadata), so a damaged
+    footer cannot silently rename a column. The file is read into memory with one ``open``: pyarrow
+    opens a path more than once, and a writer renaming a new version in between would look like damage.
+    """
     try:
-        return pd.read_parquet(io.BytesIO(Path(path).read_bytes()), page_checksum_verification=True)
+        data = Path(path).read_bytes()
+        table = pq.read_table(io.BytesIO(data), page_checksum_verification=True)
+        names = table.column_names
+        pandas_meta = table.schema.pandas_metadata
+        copies = [pq.ParquetFile(io.BytesIO(data)).metadata.schema.names]
+        if pandas_meta is not None:
+            columns = pandas_meta["columns"]
+            copies += [[c["field_name"] for c in columns],
+                       [names[i] if c["name"] is None else c["name"] for i, c in enumerate(columns)]]
+        if any(copy != names for copy in copies):
+            return None
+        return table.to_pandas()
     except FileNotFoundError:
         return None
     except Exception:

@@ -48,7 +48,7 @@ def trained_ish(arch: str, seed: int = 0) -> nn.Sequential:
     model = build(arch, shape, 5, **cfg)
     x = torch.randn(256, *shape)
     y = (x.flatten(1) @ torch.randn(x[0].numel(), 5)).argmax(1)
-    for _ in range(30):  # plain gradient descent (torch.optim's first step imports torch._dynamo, ~10 s)
+    for _ in range(30):  # plain gradient descent: torch.optim's first step imports torch._dynamo (slow)
         model.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         with torch.no_grad():
@@ -86,7 +86,9 @@ def planted_copy(model: nn.Sequential, seed: int = 0, spread: float = 2.0):
     """A permuted and rescaled copy (scales e^U(−spread, spread)) and the permutations used."""
     gen = torch.Generator().manual_seed(seed)
     groups = hidden_layers(model)
-    scales = {g.name: torch.exp(spread * (2 * torch.rand(g.units, generator=gen, dtype=torch.float64) - 1)) for g in groups}
+    scales = {
+        g.name: torch.exp(spread * (2 * torch.rand(g.units, generator=gen, dtype=torch.float64) - 1)) for g in groups
+    }
     perms = {g.name: torch.randperm(g.units, generator=gen).numpy() for g in groups}
     return permute_hidden_units(rescaled_copy(model, scales), perms), perms
 
@@ -146,7 +148,8 @@ def test_gemm_route_equals_set_and_popcount_routes():
 
     packed_a, packed_b = np.packbits(a, axis=0), np.packbits(b, axis=0)  # bits along N, 8 per byte
     inter = np.bitwise_count(packed_a[:, :, None] & packed_b[:, None, :]).sum(0, dtype=np.int64)
-    count_a, count_b = np.bitwise_count(packed_a).sum(0, dtype=np.int64), np.bitwise_count(packed_b).sum(0, dtype=np.int64)
+    count_a = np.bitwise_count(packed_a).sum(0, dtype=np.int64)
+    count_b = np.bitwise_count(packed_b).sum(0, dtype=np.int64)
     union = count_a[:, None] + count_b[None, :] - inter
     by_popcount = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
@@ -304,7 +307,8 @@ def test_rescaled_copy_canonicalises_to_identical_parameters(arch, model, spread
         assert torch.allclose(a[name], b[name], rtol=1e-6, atol=1e-6 * a[name].abs().max().item()), name
     # Signatures see only signs: bit-identical, and the score is exactly 1.
     x = probe(arch)
-    assert all(torch.equal(s, t) for s, t in zip(signatures(flat_preacts(model, x)), signatures(flat_preacts(rescaled, x))))
+    before, after = signatures(flat_preacts(model, x)), signatures(flat_preacts(rescaled, x))
+    assert all(torch.equal(s, t) for s, t in zip(before, after))
 
 
 def test_canonical_form_is_unique_up_to_the_permutation(arch, model):
@@ -398,7 +402,9 @@ def test_preactivations_are_the_relu_inputs():
 # --------------------------------------------------------------------------------------------------
 
 
-def _random_network(rng: np.random.Generator, latent: np.ndarray, widths: tuple[int, ...], noise: float) -> list[np.ndarray]:
+def _random_network(
+    rng: np.random.Generator, latent: np.ndarray, widths: tuple[int, ...], noise: float
+) -> list[np.ndarray]:
     """Pre-activations that share structure through ``latent`` (so Jaccards spread over (0, 1))."""
     return [latent @ rng.standard_normal((latent.shape[1], w)) + noise * rng.standard_normal((len(latent), w))
             + rng.normal(0, 0.5, w) for w in widths]
@@ -519,3 +525,14 @@ def test_errors_name_the_measure():
         activation_region_details([z], [z], k=3)
     with pytest.raises(ValueError, match="NaN or Inf"):
         activation_region_details([z * np.nan], [z])
+
+
+def test_benchmark_script_prints_the_table_and_crossovers(monkeypatch, capsys):
+    from benchmarks import bench_activation_region as bench
+
+    monkeypatch.setattr(bench, "QUICK", {"n": (8,), "N": (64, 128), "k": (4,)})
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # keep the session's thread count
+    bench.main(["--quick"])
+    out = capsys.readouterr().out
+    assert "| 8 | 64 | 4 |" in out and "| 8 | 128 | 4 |" in out
+    assert "Where MinHash beats the exact GEMM" in out and "\n| 8 | 4 | " in out

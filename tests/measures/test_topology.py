@@ -59,7 +59,11 @@ def test_zero_for_similarity_transforms(name, rng):
 @pytest.mark.parametrize("name", TOPOLOGY)
 def test_seed_determinism(name, rng):
     x, y = representations(rng, 150, 6, 5)
-    small = {"rtd": {"n_points": 40}, "imd": {"n_probes": 20}, "geometry_score": {"n_landmarks": 30, "n_draws": 4}}[name]
+    small = {
+        "rtd": {"n_points": 40},
+        "imd": {"n_probes": 20},
+        "geometry_score": {"n_landmarks": 30, "n_draws": 4},
+    }[name]
     first = measures.compute(name, x, y, seed=3, **small)
     assert measures.compute(name, x, y, seed=3, **small) == first  # bit-identical
     assert measures.compute(name, x, y, seed=4, **small) != first  # the seed is really used

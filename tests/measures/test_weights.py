@@ -108,7 +108,9 @@ def test_activation_matching_recovers_every_unit_that_is_not_dead(arch, model):
 
 def test_rescaled_copy_is_at_distance_zero_after_canonical_scaling(arch, model):
     gen = torch.Generator().manual_seed(5)
-    scales = {g.name: torch.exp(4 * torch.rand(g.units, generator=gen, dtype=torch.float64) - 2) for g in hidden_layers(model)}
+    scales = {
+        g.name: torch.exp(4 * torch.rand(g.units, generator=gen, dtype=torch.float64) - 2) for g in hidden_layers(model)
+    }
     rescaled = rescaled_copy(model, scales)
     assert distance(model, rescaled) > 1
     assert distance(model, rescaled, alignment="canonical", relative=True) < 1e-9
@@ -135,8 +137,10 @@ def test_matching_lowers_the_distance_of_an_unrelated_pair():
 
 def test_models_are_validated_with_the_measure_name():
     mlp = trained_ish("mlp")
-    narrow = nn.Sequential(OrderedDict([("flatten", nn.Flatten()), ("fc1", nn.Linear(20, 16)), ("relu1", nn.ReLU()),
-                                        ("fc2", nn.Linear(16, 32)), ("relu2", nn.ReLU()), ("logits", nn.Linear(32, 5))]))
+    narrow = nn.Sequential(OrderedDict([
+        ("flatten", nn.Flatten()), ("fc1", nn.Linear(20, 16)), ("relu1", nn.ReLU()),
+        ("fc2", nn.Linear(16, 32)), ("relu2", nn.ReLU()), ("logits", nn.Linear(32, 5)),
+    ]))
     with pytest.raises(ValueError, match="measure 'weight_distance': the models have different architectures"):
         distance(mlp, narrow.double())
     gelu = nn.Sequential(OrderedDict([("fc1", nn.Linear(4, 8)), ("act1", nn.GELU()), ("logits", nn.Linear(8, 2))]))
