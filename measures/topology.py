@@ -180,6 +180,20 @@ def _knn_graph_edges(name: str, x: torch.Tensor, k: int) -> tuple[torch.Tensor, 
     return rows, cols, degrees
 
 
+#: ``imd(method="auto")`` uses the exact spectrum up to this many rows (a dense N x N eigenproblem).
+IMD_EXACT_MAX_ROWS = 2000
+
+
+def _exact_heat_traces(rows: torch.Tensor, cols: torch.Tensor, degrees: torch.Tensor,
+                       temperatures: torch.Tensor) -> torch.Tensor:
+    """tr exp(−t𝓛) / n from the full spectrum of the normalised Laplacian (dense eigvalsh)."""
+    n = degrees.shape[0]
+    laplacian = torch.eye(n, dtype=degrees.dtype, device=degrees.device)
+    laplacian[rows, cols] -= (degrees[rows] * degrees[cols]).rsqrt()
+    eigenvalues = torch.linalg.eigvalsh(laplacian)
+    return torch.exp(-temperatures[:, None] * eigenvalues[None, :]).mean(dim=1)
+
+
 def _lanczos_heat_traces(
     rows: torch.Tensor,
     cols: torch.Tensor,
@@ -258,6 +272,7 @@ def imd(
     n_probes: int = 500,
     lanczos_steps: int = 10,
     temperatures: tuple[float, float, int] = (0.1, 10.0, 256),
+    method: str = "auto",
     seed: int = 0,
 ) -> float:
     """Multi-scale intrinsic distance: the largest weighted gap between the heat traces of kNN graphs.
@@ -278,6 +293,10 @@ def imd(
     Estimation noise: at N = 720 the value varies by about ±15% across seeds with 100 probes, ±5% with
     300 and ±4% with 500 (against the exact spectrum); the standard error falls as n_probes^{-1/2}, and
     the max over t biases small-probe estimates upwards.
+
+    ``method``: ``"slq"`` (the estimator above), ``"exact"`` (the full spectrum of 𝓛 by a dense
+    symmetric eigensolver: no estimation noise, O(N³), and ``seed``/``n_probes`` are unused) or
+    ``"auto"`` (default: exact for N <= 2000, where it is also faster, SLQ above).
 
     Differences from msid (``xgfs/imd``): 500 instead of 100 probes by default (see above), Rademacher
     instead of Gaussian probes (lower Hutchinson variance), probes shared between the sides (msid draws
@@ -301,13 +320,19 @@ def imd(
     if k > n - 1:
         raise ValueError(f"measure {name!r}: k={k} neighbours need at least {k + 1} rows, got {n}")
 
+    if method not in ("auto", "exact", "slq"):
+        raise ValueError(f"measure {name!r}: method must be 'auto', 'exact' or 'slq', got {method!r}")
+    exact = method == "exact" or (method == "auto" and n <= IMD_EXACT_MAX_ROWS)
     ts = torch.logspace(math.log10(t_min), math.log10(t_max), int(count), dtype=X.dtype, device=X.device)
     generator = torch.Generator().manual_seed(seed)
     probes = (torch.randint(0, 2, (n_probes, n), generator=generator) * 2 - 1).to(dtype=X.dtype, device=X.device)
     traces = []
     for z in (X, Y):
         rows, cols, degrees = _knn_graph_edges(name, z, k)
-        traces.append(_lanczos_heat_traces(rows, cols, degrees, probes, lanczos_steps, ts))
+        if exact:
+            traces.append(_exact_heat_traces(rows, cols, degrees, ts))
+        else:
+            traces.append(_lanczos_heat_traces(rows, cols, degrees, probes, lanczos_steps, ts))
     weight = torch.exp(-2.0 * (ts + 1.0 / ts))
     return IMD_SCALE * (weight * (traces[0] - traces[1]).abs()).amax()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,7 +22,8 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig
+from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig, OmegaConf
 
 from runners.config import ConfigError, validate_config
 from runners.job import results_root, run_job
@@ -47,8 +49,8 @@ class Plan:
 def plan(overrides: list[str]) -> Plan:
     """Compose and validate the config of every job the sweep will launch; raise on the first bad one."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        master = compose(config_name="config", overrides=[o for o in overrides if not _is_sweep(o)],
-                         return_hydra_config=True)
+        master = _compose([o for o in overrides if not _is_sweep(o)])
+    _check_launcher(master)
     parts = list(master.get("parts") or [])
     if parts:
         others = [o for o in overrides if not o.startswith("sweep=")]
@@ -64,12 +66,52 @@ def plan(overrides: list[str]) -> Plan:
             raise ConfigError(f"limits.max_jobs: the sweep would launch {len(jobs)} jobs, more than the limit "
                               f"{limit}; narrow the grid or raise limits.max_jobs")
         for job in jobs:
-            cfg = compose(config_name="config", overrides=list(job), return_hydra_config=True)
+            cfg = _compose(list(job))
             try:
                 validate_config(cfg)
             except ConfigError as exc:
                 raise ConfigError(f"{exc}\n  (in the job with overrides: {' '.join(job)})") from None
     return Plan(sweep_dir=results_root(master) / master.name, n_jobs=len(jobs), parts=[])
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    """Compose one job's config; an override of a key that does not exist fails naming the valid keys
+    of its parent node (Hydra itself only suggests ``+key=...``, which is rarely what was meant)."""
+    try:
+        return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    except ConfigCompositionException as exc:
+        unknown = re.match(r"Could not override '([^']+)'", str(exc))
+        if unknown is None:
+            if exc.__cause__ is None:
+                raise
+            raise ConfigError(f"{exc}: {str(exc.__cause__).splitlines()[0]}") from None
+        key = unknown.group(1)
+        parent = key.rpartition(".")[0]
+        try:
+            cfg = compose(config_name="config", overrides=[o for o in overrides if not o.startswith(f"{key}=")],
+                          return_hydra_config=True)
+            node = OmegaConf.select(cfg, parent) if parent else cfg
+        except Exception:
+            raise exc from None
+        if not isinstance(node, DictConfig):
+            raise exc from None
+        hint = ("; launcher keys depend on hydra/launcher, and site settings belong under cluster.* "
+                "(conf/local/default.yaml)") if key.startswith("hydra.launcher.") else ""
+        raise ConfigError(f"{key}: no such key; valid keys of {parent or 'the config'!r}: "
+                          f"{', '.join(sorted(map(str, node.keys())))}{hint}") from None
+
+
+def _check_launcher(master: DictConfig) -> None:
+    """The launcher's settings, most of them interpolated from ``cluster.*``, have valid types and ranges."""
+    try:
+        launcher = OmegaConf.to_container(master.hydra.launcher, resolve=True)
+    except Exception as exc:  # e.g. cluster.timeout_min=abc: OmegaConf names the launcher key
+        raise ConfigError(f"hydra.launcher: {' '.join(str(exc).split())} (site values come from cluster.*)") from None
+    for key in ("timeout_min", "array_parallelism", "mem_gb", "cpus_per_task", "gpus_per_node"):
+        value = launcher.get(key)
+        if value is not None and value < 1:
+            source = {"cpus_per_task": "runtime.num_threads"}.get(key, f"cluster.{key}")
+            raise ConfigError(f"hydra.launcher.{key} (from {source}): must be >= 1 or null, got {value!r}")
 
 
 def _is_sweep(override: str) -> bool:

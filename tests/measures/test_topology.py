@@ -61,7 +61,7 @@ def test_seed_determinism(name, rng):
     x, y = representations(rng, 150, 6, 5)
     small = {
         "rtd": {"n_points": 40},
-        "imd": {"n_probes": 20},
+        "imd": {"n_probes": 20, "method": "slq"},  # the exact route has no randomness
         "geometry_score": {"n_landmarks": 30, "n_draws": 4},
     }[name]
     first = measures.compute(name, x, y, seed=3, **small)
@@ -326,3 +326,24 @@ def test_circle_has_one_persistent_loop_and_geometry_score_separates_shapes(rng)
     same = measures.compute("geometry_score", points, other_circle, n_draws=8)
     different = measures.compute("geometry_score", points, line, n_draws=8)
     assert different > 2 * same
+
+
+def test_imd_exact_spectrum_matches_numpy_and_slq(rng):
+    """The exact route equals a heat trace from numpy's eigvalsh of the same normalised Laplacian built
+    here with scikit-learn's kNN graph, and the stochastic estimator agrees with it within its noise."""
+    from sklearn.neighbors import kneighbors_graph
+
+    x, y = representations(rng, 200, 6, 5)
+    ts = np.logspace(-1, 1, 256)
+
+    def trace(z):
+        a = kneighbors_graph(z, 5, include_self=False).toarray()
+        a = np.maximum(a, a.T)
+        d = a.sum(1)
+        lap = np.eye(len(z)) - a / np.sqrt(np.outer(d, d))
+        return np.exp(-ts[:, None] * np.linalg.eigvalsh(lap)[None, :]).mean(1)
+
+    expected = 1e6 * np.max(np.exp(-2 * (ts + 1 / ts)) * np.abs(trace(x) - trace(y)))
+    assert measures.compute("imd", x, y, method="exact") == pytest.approx(expected, rel=1e-8)
+    assert measures.compute("imd", x, y) == pytest.approx(expected, rel=1e-8)  # auto = exact at N = 200
+    assert measures.compute("imd", x, y, method="slq", n_probes=2000) == pytest.approx(expected, rel=0.1)
