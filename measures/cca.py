@@ -19,6 +19,9 @@ The helpers without a leading underscore (``centred``, ``principal_directions``,
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+
 import torch
 
 from measures._registry import UndefinedMeasureError, register
@@ -57,13 +60,35 @@ def centred(x: torch.Tensor) -> torch.Tensor:
     return xc.masked_fill(constant, 0.0)
 
 
+#: Recent thin SVDs by content: a sweep calls a dozen CCA-, alignment- and RSM-family measures on the
+#: same layer, and the SVD dominates their cost at large D. Keyed by a hash of the bytes, so a hit is
+#: exactly the same input; CPU tensors only (hashing a GPU tensor would need a copy to the host).
+_SVD_CACHE: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
+_SVD_CACHE_SIZE = 8
+
+
+def thin_svd(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``torch.linalg.svd(x, full_matrices=False)``, memoised by content for CPU tensors."""
+    if x.device.type != "cpu":
+        return torch.linalg.svd(x, full_matrices=False)
+    key = (x.dtype, tuple(x.shape), hashlib.blake2b(x.contiguous().numpy().tobytes(), digest_size=16).digest())
+    if key in _SVD_CACHE:
+        _SVD_CACHE.move_to_end(key)
+        return _SVD_CACHE[key]
+    result = torch.linalg.svd(x, full_matrices=False)
+    _SVD_CACHE[key] = result
+    if len(_SVD_CACHE) > _SVD_CACHE_SIZE:
+        _SVD_CACHE.popitem(last=False)
+    return result
+
+
 def principal_directions(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Orthonormal basis U_r (N x r) of col(x) and the r singular values, numerically null directions dropped.
 
     A singular value counts as null when s_i <= s_1 · max(N, D) · eps (the numerical-rank rule of
     LAPACK and ``numpy.linalg.matrix_rank``). Returns an N x 0 basis for an all-zero ``x``.
     """
-    u, s, _ = torch.linalg.svd(x, full_matrices=False)
+    u, s, _ = thin_svd(x)
     if s.numel() == 0 or s[0] == 0:
         return u[:, :0], s[:0]
     rank = int((s > s[0] * rank_tolerance(x)).sum())

@@ -268,6 +268,9 @@ def weight_distance(
     same layers and parameter shapes, and for any alignment built from supported layers (Linear, Conv2d,
     eval BatchNorm, ReLU/LeakyReLU, pooling, Flatten, Dropout, Identity); otherwise ``ValueError`` naming
     the measure. Computation runs on float64 CPU copies; the models are not modified.
+
+    Reference: Ainsworth, Hayase, Srinivasa. Git Re-Basin. ICLR 2023 (weight and activation matching);
+    canonical scaling after Hennadii, arXiv 2604.16426 (2026).
     """
     who = "measure 'weight_distance'"
     if alignment not in _ALIGNMENTS:

@@ -76,7 +76,7 @@ def mlp(input_shape: tuple[int, ...], n_classes: int, depth: int = 2, width: int
 
 @architecture("cnn")
 def cnn(
-    input_shape: tuple[int, ...], n_classes: int, channels: tuple[int, ...] = (8, 16), hidden: int = 64
+    input_shape: tuple[int, ...], n_classes: int, channels: tuple[int, ...] = (4, 8), hidden: int = 64
 ) -> nn.Sequential:
     """Small conv net for 8x8 images: [3x3 conv, ReLU, 2x2 max-pool] per entry of ``channels``, one
     hidden dense layer of ``hidden`` units, then the logits. Inputs must be (C, H, W)."""
