@@ -10,6 +10,9 @@ Public API::
 Each family lives in its own module; importing this package registers every measure.
 """
 
+import importlib
+import pkgutil
+
 from measures._registry import (
     FAMILIES,
     INPUT_KINDS,
@@ -22,19 +25,11 @@ from measures._registry import (
     register,
 )
 
-# Importing the family modules registers their measures (order is irrelevant: names are sorted).
-from measures import (  # noqa: E402,F401  isort: skip
-    activation_region,
-    alignment,
-    cca,
-    functional,
-    functional_models,
-    neighbours,
-    rsm,
-    statistics,
-    topology,
-    weights,
-)
+# Importing every public module of this package registers its measures: a new measure needs only a
+# new file here (or a function in an existing family module). Sorted, so the order is reproducible;
+# the registry sorts names anyway.
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
+    importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = [
     "FAMILIES",
