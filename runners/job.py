@@ -65,7 +65,8 @@ def model_spec(cfg: DictConfig, seed: int | None = None, level: Any = None) -> M
     plain = OmegaConf.to_container(cfg, resolve=True)
     if level is not None:
         node, key = _axis(plain, cfg.compare.groups.axis)
-        node[key] = level
+        # a level may be a mapping (e.g. train.warm_start levels); the spec holds plain containers
+        node[key] = OmegaConf.to_container(level) if isinstance(level, DictConfig) else level
     return ModelSpec(
         arch=plain["arch"],
         data=plain["data"],
@@ -125,6 +126,9 @@ def job_key(cfg: DictConfig) -> str:
     """Identity of the job: the semantic config of its cell (not measures, paths, launcher, threads)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     semantic = {k: plain[k] for k in ("arch", "data", "train", "intervention", "perturbation", "seed", "compare")}
+    # the model spec's form of the training config: warm_start normalised, and left out when null (the
+    # default), so job keys from before the option existed stay valid
+    semantic["train"] = model_spec(cfg).as_dict()["train"]
     return content_key(semantic)
 
 
@@ -275,6 +279,8 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         "seed_b": b.model.seed,
         **{f"{axis}_{side}": _axis_value(v.model.intervention.get(axis)) for axis in INTERVENTION_AXES
            for side, v in (("a", a), ("b", b))},
+        "warm_start_a": _warm_start_label(a),
+        "warm_start_b": _warm_start_label(b),
         "scale_a": a.scale,
         "scale_b": b.scale,
         "perturb_seed_a": a.perturb_seed,
@@ -301,6 +307,12 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         "device": cache.device,
         "timestamp": pd.Timestamp.now(tz="UTC"),
     }
+
+
+def _warm_start_label(variant: Variant) -> str | None:
+    """``train.warm_start`` of the variant's model as sorted JSON (None for a model trained from scratch)."""
+    warm_start = variant.model.warm_start
+    return None if warm_start is None else json.dumps(warm_start, sort_keys=True)
 
 
 def _axis_value(value: Any) -> float:

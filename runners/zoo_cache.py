@@ -4,6 +4,12 @@ A model is keyed by its semantic spec (architecture, data, training, interventio
 representation set by (model spec, weight perturbation, probe set, extraction version). Both are
 computed at most once: a file lock per key makes concurrent jobs wait for the one that computes it.
 Corrupt files (truncated, failed CRC) are detected on load and recomputed, never read as data.
+
+A model file also holds the model's probe-set predictions recorded during training (its function-space
+trajectory, :class:`tasks.zoo.training.ProbeHistory`), so maps of models and checkpoints need no extra
+training; files written before these were recorded load as before, without them. A spec whose
+``train.warm_start`` is set is retrained from a perturbed copy of its origin, the same spec without the
+warm start, which is taken from (or first put into) the cache.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from filelock import FileLock
 
 from runners.storage import atomic_write, content_key, read_arrays, write_arrays
 from tasks.zoo import architectures, datasets
-from tasks.zoo.training import perturb, prepare_data, seed_streams, train
+from tasks.zoo.training import ProbeHistory, perturb, perturbation_seed, prepare_data, train, warm_start_config
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +49,16 @@ class ModelSpec:
     seed: int
 
     def as_dict(self) -> dict[str, Any]:
+        # ``warm_start: null`` (the default) is left out, so models trained before the option existed keep
+        # their keys; a set warm start enters the key in its normalised form.
+        train = {k: v for k, v in self.train.items() if k != "warm_start"}
+        warm_start = warm_start_config(self.train.get("warm_start"))
+        if warm_start is not None:
+            train["warm_start"] = warm_start
         return {
             "arch": self.arch,
             "data": self.data,
-            "train": self.train,
+            "train": train,
             "intervention": self.intervention,
             "seed": self.seed,
             "training_version": TRAINING_VERSION,
@@ -55,6 +67,23 @@ class ModelSpec:
     @property
     def key(self) -> str:
         return content_key(self.as_dict())
+
+    @property
+    def warm_start(self) -> dict[str, Any] | None:
+        """The normalised ``train.warm_start`` ({scale, seed, epochs}) or None."""
+        return warm_start_config(self.train.get("warm_start"))
+
+    @property
+    def origin(self) -> "ModelSpec | None":
+        """For a warm-started spec, the spec it restarts from (the same without the warm start)."""
+        if self.warm_start is None:
+            return None
+        return ModelSpec(self.arch, self.data, {**self.train, "warm_start": None}, self.intervention, self.seed)
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any]) -> "ModelSpec":
+        """The spec stored in a model file (the inverse of :meth:`as_dict`, ``training_version`` aside)."""
+        return cls(spec["arch"], spec["data"], spec["train"], spec["intervention"], int(spec["seed"]))
 
 
 @dataclass(frozen=True)
@@ -98,25 +127,84 @@ class ZooCache:
         arch = dict(spec.arch)
         return architectures.build(arch.pop("name"), data.input_shape, data.n_classes, **arch)
 
+    def model_path(self, spec: ModelSpec) -> Path:
+        return self.root / "models" / f"{spec.key}.pt"
+
     def model(self, spec: ModelSpec) -> torch.nn.Sequential:
-        """The trained model of ``spec``, from the cache or trained now (once, under a lock)."""
-        path = self.root / "models" / f"{spec.key}.pt"
+        """The trained model of ``spec``, from the cache or trained now (once, under a lock).
+
+        A warm-started spec starts from its origin's trained weights (:attr:`ModelSpec.origin`, from the
+        cache or trained first); ``train`` perturbs and retrains them (:func:`tasks.zoo.training.train`).
+        """
+        path = self.model_path(spec)
         path.parent.mkdir(parents=True, exist_ok=True)
         model = self.build(spec)
         with FileLock(str(path) + ".lock"):
             state = _load_state(path)
             if state is None:
+                settings = {k: v for k, v in spec.train.items() if k != "warm_start"}
+                if spec.origin is not None:
+                    model.load_state_dict(self.model(spec.origin).state_dict())
+                history = ProbeHistory()
                 metrics = train(model, self.data_for(spec), seed=spec.seed, device=self.device,
-                                intervention=spec.intervention, **spec.train)
-                log.info("trained %s seed=%d: probe accuracy %.3f", spec.arch["name"], spec.seed, metrics["probe_accuracy"])
+                                intervention=spec.intervention, warm_start=spec.warm_start, history=history,
+                                **settings)
+                log.info("trained %s seed=%d%s: probe accuracy %.3f", spec.arch["name"], spec.seed,
+                         f" warm start {spec.warm_start}" if spec.warm_start else "", metrics["probe_accuracy"])
+                recorded = {"epochs": torch.tensor(history.epochs, dtype=torch.int64),
+                            "probabilities": torch.from_numpy(np.stack(history.probabilities))}
                 buffer = {"state_dict": model.state_dict(), "spec": spec.as_dict(), "metrics": metrics,
-                          "sha256": state_digest(model.state_dict())}
+                          "sha256": state_digest(model.state_dict()),
+                          "probe_history": recorded, "probe_history_sha256": state_digest(recorded)}
                 atomic_write(path, lambda fh: torch.save(buffer, fh))
                 self.trained += 1
                 return model
         model.load_state_dict(state)
         model.to(self.device).eval()
         return model
+
+    def cached_model(self, spec: ModelSpec) -> torch.nn.Sequential | None:
+        """The trained model of ``spec`` if the cache holds it, else None (never trains: for analyses)."""
+        state = _load_state(self.model_path(spec), consequence="treated as missing")
+        if state is None:
+            return None
+        model = self.build(spec)
+        model.load_state_dict(state)
+        return model.to(self.device).eval()
+
+    def probe_history(self, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray] | None:
+        """(epochs, probabilities: checkpoints x N x C float32) recorded while ``spec`` was trained, or None
+        when the cache lacks the model or it was trained before the history was recorded."""
+        try:
+            checkpoint = torch.load(self.model_path(spec), map_location="cpu", weights_only=True)
+            recorded = checkpoint["probe_history"]
+            if checkpoint["probe_history_sha256"] != state_digest(recorded):
+                raise ValueError("checksum mismatch")
+        except FileNotFoundError:
+            return None
+        except KeyError:
+            return None  # written before probe histories were recorded
+        except Exception as exc:
+            log.warning("unreadable probe history in %s (%s: %s)", self.model_path(spec), type(exc).__name__, exc)
+            return None
+        return recorded["epochs"].numpy(), recorded["probabilities"].numpy()
+
+    def specs(self) -> list[ModelSpec]:
+        """The specs of every model in the cache (read from the model files; unreadable ones and models of
+        another training version are skipped), in file-name order."""
+        out = []
+        for path in sorted((self.root / "models").glob("*.pt")):
+            try:
+                stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["spec"]
+            except Exception as exc:
+                log.warning("skipping unreadable model file %s (%s: %s)", path.name, type(exc).__name__, exc)
+                continue
+            if stored.get("training_version") != TRAINING_VERSION:
+                continue
+            spec = ModelSpec.from_dict(stored)
+            if spec.key == path.stem:
+                out.append(spec)
+        return out
 
     def representations(self, variant: Variant) -> dict[str, np.ndarray]:
         """Per-layer representations, pre-activations, logits and probabilities on the probe set.
@@ -142,8 +230,7 @@ class ZooCache:
         model = self.model(variant.model)
         if variant.scale == 0:
             return model
-        seed = seed_streams(variant.model.seed * 1_000_003 + variant.perturb_seed, "perturbation")["perturbation"]
-        return perturb(model, variant.scale, seed)
+        return perturb(model, variant.scale, perturbation_seed(variant.model.seed, variant.perturb_seed))
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:
@@ -157,7 +244,7 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _load_state(path: Path) -> dict[str, torch.Tensor] | None:
+def _load_state(path: Path, consequence: str = "retraining") -> dict[str, torch.Tensor] | None:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         state = checkpoint["state_dict"]
@@ -167,7 +254,7 @@ def _load_state(path: Path) -> dict[str, torch.Tensor] | None:
     except FileNotFoundError:
         return None
     except Exception as exc:  # damaged, truncated, or written before checkpoints carried a digest
-        log.warning("corrupt model checkpoint %s (%s: %s): retraining", path, type(exc).__name__, exc)
+        log.warning("corrupt model checkpoint %s (%s: %s): %s", path, type(exc).__name__, exc, consequence)
         return None
 
 

@@ -76,7 +76,7 @@ def analysis(name: str) -> Callable[[Callable[[AnalysisContext], AnalysisResult]
     return decorator
 
 
-TASK_MODULES = ("invariance", "robustness", "seed_variability", "benchmark_tests")
+TASK_MODULES = ("invariance", "robustness", "seed_variability", "flicker", "solutions", "benchmark_tests")
 
 
 def load_analyses() -> dict[str, Callable[[AnalysisContext], AnalysisResult]]:

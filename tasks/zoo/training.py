@@ -1,10 +1,13 @@
-"""Deterministic training on the CPU, training interventions and weight perturbations."""
+"""Deterministic training on the CPU, training interventions, weight perturbations and warm starts."""
 
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 import zlib
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,8 +24,71 @@ def seed_streams(seed: int, *names: str) -> dict[str, int]:
     return {n: int(np.random.SeedSequence([seed, zlib.crc32(n.encode())]).generate_state(1)[0]) for n in names}
 
 
+#: Probe inputs per forward pass when probe predictions are recorded during training.
+PROBE_BATCH = 4096
+#: Probe predictions are recorded at epoch 0 (the starting point), at the last epoch and about this many
+#: times in between (every ceil(epochs / RECORDINGS) epochs), whatever the number of epochs.
+RECORDINGS = 10
+
+
+@dataclass
+class ProbeHistory:
+    """Class probabilities on the probe set recorded during training: a model's trajectory in function
+    space (Erhan et al., JMLR 2010). ``probabilities[i]`` (N x C, float32) belongs to ``epochs[i]``;
+    epoch 0 is the starting point (the initialisation, or the perturbed model of a warm start)."""
+
+    epochs: list[int] = field(default_factory=list)
+    probabilities: list[np.ndarray] = field(default_factory=list)
+
+
+def recorded_epochs(epochs: int) -> list[int]:
+    """The epochs after which :func:`train` records probe predictions: 0, every ceil(epochs / RECORDINGS)
+    epochs, and the last one."""
+    every = max(1, math.ceil(epochs / RECORDINGS))
+    return sorted({0, epochs, *range(every, epochs, every)})
+
+
+@torch.no_grad()
+def probe_probabilities(model: nn.Module, x_probe: np.ndarray) -> np.ndarray:
+    """Softmax of ``model``'s logits on the probe inputs (in eval mode, float64 softmax as the extraction
+    computes it, returned as float32). Restores the model's train/eval mode; uses no random numbers, so
+    recording during training leaves the trained weights bit-identical."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        logits = torch.cat([model(batch.to(device)).cpu() for batch in torch.from_numpy(x_probe).split(PROBE_BATCH)])
+    finally:
+        model.train(was_training)
+    return torch.softmax(logits.double(), dim=1).float().numpy()
+
+
+def perturbation_seed(model_seed: int, perturb_seed: int) -> int:
+    """The noise seed of perturbation ``perturb_seed`` of the model trained from ``model_seed`` (the
+    ``perturbation`` stream). Weight-perturbed variants and warm starts share it, so a warm start with
+    0 epochs is exactly the perturbed variant with the same scale and perturbation seed."""
+    return seed_streams(model_seed * 1_000_003 + perturb_seed, "perturbation")["perturbation"]
+
+
+def warm_start_config(value: Any) -> dict[str, Any] | None:
+    """Validate and normalise ``train.warm_start``: None, or {scale: float >= 0, seed: int >= 0,
+    epochs: int >= 0} (scale as a float, so ``1`` and ``1.0`` give the same model key)."""
+    if value is None:
+        return None
+    if not hasattr(value, "keys") or set(value.keys()) != {"scale", "seed", "epochs"}:
+        raise ValueError(f"train.warm_start: must be null or {{scale: ..., seed: ..., epochs: ...}}, got {value!r}")
+    scale, seed, epochs = value["scale"], value["seed"], value["epochs"]
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale >= 0 or not math.isfinite(scale):
+        raise ValueError(f"train.warm_start.scale: must be a number >= 0, got {scale!r}")
+    for key, v in (("seed", seed), ("epochs", epochs)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+            raise ValueError(f"train.warm_start.{key}: must be an integer >= 0, got {v!r}")
+    return {"scale": float(scale), "seed": int(seed), "epochs": int(epochs)}
+
+
 def train(model: nn.Module, data: Dataset, *, seed: int, epochs: int, batch_size: int, lr: float,
-          weight_decay: float = 0.0, intervention: dict | None = None, device: str = "cpu") -> dict[str, float]:
+          weight_decay: float = 0.0, intervention: dict | None = None, device: str = "cpu",
+          warm_start: dict | None = None, history: ProbeHistory | None = None) -> dict[str, float]:
     """Train ``model`` in place with Adam and cross-entropy; deterministic for a given seed on the CPU
     (on a GPU, cuDNN/cuBLAS kernels may differ in the last bits between runs).
 
@@ -30,14 +96,36 @@ def train(model: nn.Module, data: Dataset, *, seed: int, epochs: int, batch_size
     :func:`prepare_data`). The seed is split into named streams: ``init`` (weights), ``data_order``
     (mini-batch shuffling), ``labels`` (the label-randomisation draw) and ``augmentation`` (input
     noise), so changing one axis leaves the others unchanged.
+
+    ``warm_start`` ({scale, seed, epochs}, see :func:`warm_start_config`): instead of initialising,
+    ``model`` must hold the trained weights of the same configuration; they get relative Gaussian noise
+    :func:`perturb` of ``scale`` with noise seed :func:`perturbation_seed` (seed, warm_start.seed), then
+    training continues for ``warm_start.epochs`` epochs (``epochs`` is the base model's and is ignored)
+    with a fresh Adam state, the same labels (``labels`` stream) and new named streams for the data order
+    and input noise (``warm_start_data_order``, ``warm_start_augmentation`` of the (seed, warm-start
+    seed) pair). Scale 0 with 0 epochs returns the weights unchanged.
+
+    ``history``: if given, probe-set probabilities are appended to it at :func:`recorded_epochs`.
+    Recording uses no random numbers and leaves the model's mode as it was, so it does not change
+    the trained weights.
     """
     intervention = intervention or {}
+    warm_start = warm_start_config(warm_start)
     streams = seed_streams(seed, "init", "data_order", "labels", "augmentation")
-    torch.manual_seed(streams["init"])
-    for module in model.modules():
-        if hasattr(module, "reset_parameters") and module is not model:
-            module.reset_parameters()
-    model.to(device)
+    if warm_start is None:
+        torch.manual_seed(streams["init"])
+        for module in model.modules():
+            if hasattr(module, "reset_parameters") and module is not model:
+                module.reset_parameters()
+        model.to(device)
+    else:
+        model.to(device)
+        pair = seed * 1_000_003 + warm_start["seed"]
+        restart = seed_streams(pair, "warm_start_data_order", "warm_start_augmentation")
+        streams.update(data_order=restart["warm_start_data_order"], augmentation=restart["warm_start_augmentation"])
+        noisy = perturb(model, warm_start["scale"], perturbation_seed(seed, warm_start["seed"]))
+        model.load_state_dict(noisy.state_dict())
+        epochs = warm_start["epochs"]
     y = randomize_labels(data.y_train, intervention.get("label_randomization", 0.0), data.n_classes, streams["labels"])
     sigma_max = float(intervention.get("input_noise", 0.0))
     noise_gen = torch.Generator().manual_seed(streams["augmentation"])
@@ -45,8 +133,17 @@ def train(model: nn.Module, data: Dataset, *, seed: int, epochs: int, batch_size
     order = torch.Generator().manual_seed(streams["data_order"])
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
+    record = set(recorded_epochs(epochs)) if history is not None else set()
+
+    def checkpoint(epoch: int) -> None:
+        if epoch in record:
+            history.epochs.append(epoch)
+            history.probabilities.append(probe_probabilities(model, data.x_probe))
+
+    checkpoint(0)
     model.train()
-    for _ in range(epochs):
+    loss = torch.tensor(float("nan"))
+    for epoch in range(1, epochs + 1):
         perm = torch.randperm(x_train.shape[0], generator=order).to(device)
         for start in range(0, x_train.shape[0], batch_size):
             idx = perm[start : start + batch_size]
@@ -54,6 +151,7 @@ def train(model: nn.Module, data: Dataset, *, seed: int, epochs: int, batch_size
             loss = loss_fn(model(gaussian_input_noise(x_train[idx], sigma_max, noise_gen)), y_train[idx])
             loss.backward()
             optimizer.step()
+        checkpoint(epoch)
     model.eval()
     with torch.no_grad():
         train_acc = (model(x_train).argmax(1).cpu() == torch.from_numpy(data.y_train)).double().mean().item()

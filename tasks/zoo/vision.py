@@ -145,8 +145,8 @@ def _load_vision(name: str, root: str | os.PathLike | None, probe_size: int, max
     if missing:
         raise FileNotFoundError(
             f"dataset {name!r}: data files not found under {folder} (data.root / $SIMBENCH_DATA); "
-            f"missing: {', '.join(missing)}. simbench never downloads data at run time. {source.how_to_obtain.format(root=folder)} "
-            "See docs/vision.md."
+            f"missing: {', '.join(missing)}. simbench never downloads data at run time. "
+            f"{source.how_to_obtain.format(root=folder)} See docs/vision.md."
         )
     if not isinstance(probe_size, int) or probe_size < 1:
         raise ValueError(f"data.probe_size must be an integer >= 1, got {probe_size!r}")
@@ -280,19 +280,20 @@ class SmallResNet(nn.Module):
         c = widths[0]
         blocks = []
         for s, width in enumerate(widths, start=1):
-            stage = [ResidualBlock(c if b == 0 else width, width, 2 if b == 0 and s > 1 else 1) for b in range(blocks_per_stage)]
+            stride = 1 if s == 1 else 2
+            stage = [ResidualBlock(c if b == 0 else width, width, stride if b == 0 else 1) for b in range(blocks_per_stage)]
             self.add_module(f"layer{s}", nn.Sequential(*stage))
             blocks += [f"layer{s}.{b}" for b in range(blocks_per_stage)]
             c = width
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.logits = nn.Linear(c, n_classes)
-        self.stages = [f"layer{s}" for s in range(1, len(widths) + 1)]
+        self.stage_names = [f"layer{s}" for s in range(1, len(widths) + 1)]
         self.simbench_layers = [f"{b}.readout" for b in blocks] + ["avgpool", "logits"]
         self.simbench_preactivations: list[str] = []  # residual streams: no per-unit ReLU regions
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
-        for stage in self.stages:
+        for stage in self.stage_names:
             x = self.get_submodule(stage)(x)
         return self.logits(torch.flatten(self.avgpool(x), 1))
 
@@ -438,7 +439,9 @@ def vgg_small(input_shape: tuple[int, ...], n_classes: int, channels: tuple[int,
     activation-region metric's per-unit signatures and matching."""
     c, h, w = _image_shape("vgg_small", input_shape)
     if not channels or min(channels) < 1 or convs_per_stage < 1 or hidden < 1:
-        raise ValueError(f"vgg_small needs channels, convs_per_stage and hidden >= 1, got {channels}, {convs_per_stage}, {hidden}")
+        raise ValueError(
+            f"vgg_small needs channels, convs_per_stage and hidden >= 1, got {channels}, {convs_per_stage}, {hidden}"
+        )
     layers: list[tuple[str, nn.Module]] = []
     stage_outputs = []
     i = 0

@@ -3,7 +3,6 @@ and concurrent writers of the same shards never corrupt or duplicate results."""
 
 from __future__ import annotations
 
-import re
 import shutil
 
 from runners.collect import collect
@@ -31,8 +30,6 @@ def test_parallel_jobs_train_a_shared_model_once(baseline, tmp_path):
     logs = _job_logs(results)
     for seed in range(2):
         assert count(rf"trained mlp seed={seed}:", logs) == 1, f"model seed={seed} trained more than once:\n{logs}"
-    trained = sum(int(n) for n in re.findall(r"trained (\d+) models", logs))
-    assert trained == baseline.n_models
     assert len(list((results / "cache").glob("models/*.pt"))) == baseline.n_models
     # Parallel jobs give bit-identical values to the sequential launcher.
     assert_same_values(scores(results), baseline.scores)

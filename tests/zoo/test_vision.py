@@ -364,7 +364,8 @@ def test_vgg_small_supports_the_weight_space_measures():
 
     model = architectures.build("vgg_small", (3, 32, 32), 4, **TINY["vgg_small"]).eval()
     rng = np.random.default_rng(0)
-    permuted = permute_hidden_units(model, {"conv1": rng.permutation(4), "conv2": rng.permutation(8), "fc3": rng.permutation(8)})
+    permutations = {"conv1": rng.permutation(4), "conv2": rng.permutation(8), "fc3": rng.permutation(8)}
+    permuted = permute_hidden_units(model, permutations)
     x = torch.rand(3, 3, 32, 32)
     torch.testing.assert_close(model(x), permuted(x))
     assert compute("weight_distance", model, permuted) > 0.1

@@ -1,0 +1,226 @@
+"""The smoke sweep on a real single-node SLURM cluster (scripts/slurm_cluster.sh), through
+``hydra/launcher=slurm``: its scores equal the basic launcher's, also when jobs are requeued, preempted
+(SIGUSR2, submitit's checkpoint-and-requeue) or cancelled while the submitting process is killed.
+
+The cluster is started for the session where this machine can host one (root, Debian, apt-get or the
+packages already installed) and stopped afterwards; elsewhere the tests are skipped with the reason.
+Set SIMBENCH_REQUIRE_SLURM=1 to turn that skip into a failure (CI does, when it runs as root).
+
+To hold jobs deterministically in the middle of their work, the test takes the file lock of the
+seed-0 model in the cache before the sweep starts: the two jobs that need that model start, compose
+their config, load the data and then wait on the lock until the test releases it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+from hydra import compose, initialize_config_dir
+
+from runners.job import model_spec
+from runners.sweep import CONF_DIR
+from tests.integration.conftest import (
+    ROOT,
+    SMOKE,
+    assert_same_values,
+    count,
+    kill_group,
+    run_sweep,
+    scores,
+    start_sweep,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slurm
+
+SCRIPT = ROOT / "scripts" / "slurm_cluster.sh"
+#: The SLURM launcher with site values from the `cluster:` node, as conf/local/default.yaml would set them.
+SLURM = ("hydra/launcher=slurm", "cluster.partition=debug", "cluster.timeout_min=15", "cluster.array_parallelism=4")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    def unavailable(reason: str):
+        if os.environ.get("SIMBENCH_REQUIRE_SLURM") == "1":
+            pytest.fail(f"SIMBENCH_REQUIRE_SLURM=1 but {reason}")
+        pytest.skip(reason)
+
+    if sys.platform != "linux" or shutil.which("bash") is None:
+        unavailable("the single-node SLURM cluster needs Linux and bash")
+    was_up = subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True, text=True).returncode == 0
+    if not was_up:
+        start = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=1200)
+        if start.returncode != 0:
+            unavailable(f"no SLURM cluster on this machine ({SCRIPT.name} start exited {start.returncode}): "
+                        + " ".join(start.stderr.strip().splitlines()[-3:]))
+    try:
+        yield
+    finally:
+        if not was_up:  # a cluster someone else started keeps running
+            subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, timeout=300)
+
+
+@pytest.fixture
+def cleanup():
+    """Sweeps started in the background and their job arrays, ended if a test fails half-way."""
+    started: list[tuple[subprocess.Popen, Path]] = []
+    yield started
+    for proc, results in started:
+        if proc.poll() is None:
+            kill_group(proc)
+        for folder in (results / "logs").glob("smoke/multirun/*/.submitit/*"):
+            if folder.name.isdigit():
+                subprocess.run(["scancel", folder.name], capture_output=True)
+
+
+def _scheduler(*command: str) -> None:
+    """Run an scontrol/scancel command; SLURM answers "try again later" while it is changing the array."""
+    for _ in range(20):
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{' '.join(command)} failed: {done.stderr}")
+
+
+def _sweep_dir(results: Path) -> Path:
+    return wait_for(lambda: next(iter((results / "logs" / "smoke" / "multirun").glob("*")), None), 300,
+                    "the sweep's log folder")
+
+
+def _array_id(sweep_dir: Path) -> str:
+    first = wait_for(lambda: next(iter((sweep_dir / ".submitit").glob("*_0")), None), 300, "the job array")
+    return first.name.split("_")[0]
+
+
+def _task_log(sweep_dir: Path, array: str, task: int, stream: str = "out") -> str:
+    path = sweep_dir / ".submitit" / f"{array}_{task}" / f"{array}_{task}_0_log.{stream}"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _states(array: str) -> dict[int, str]:
+    """Array task -> SLURM state (tasks that left the queue are absent)."""
+    out = subprocess.run(["squeue", "-h", "-r", "-j", array, "-o", "%i %T"], capture_output=True, text=True).stdout
+    return {int(i.split("_")[1]): s for i, s in (line.split() for line in out.splitlines()) if "_" in i}
+
+
+def _started(sweep_dir: Path, array: str, task: int) -> int:
+    """How many times the task's Python process started (submitit logs one line per start)."""
+    return count(rf"Starting with JobEnvironment\(job_id={array}_{task},", _task_log(sweep_dir, array, task))
+
+
+def _in_job(sweep_dir: Path, task: int) -> bool:
+    """The task is inside Hydra's job (its output folder exists): past unpickling, signal handlers set."""
+    return (sweep_dir / str(task) / ".hydra" / "config.yaml").exists()
+
+
+def _release_requeued(array: str, task: int) -> None:
+    """SLURM holds a requeued job for two minutes (EligibleTime); make it eligible now."""
+    wait_for(lambda: _states(array).get(task) == "PENDING", 120, f"task {task} to be requeued")
+    _scheduler("scontrol", "update", f"jobid={array}_{task}", "StartTime=now")
+
+
+def _seed0_model_lock(results: Path) -> FileLock:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[*SMOKE, "seed=0"])
+    path = results / "cache" / "models" / f"{model_spec(cfg).key}.pt.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path))
+
+
+def test_slurm_sweep_equals_basic_launcher(slurm_cluster, baseline, tmp_path):
+    results = tmp_path / "results"
+    run_sweep(results, *SLURM)
+    assert_same_values(scores(results), baseline.scores)
+
+    sweep_dir = _sweep_dir(results)
+    array = _array_id(sweep_dir)
+    # One job array; the venv's interpreter runs every task (submitit writes sys.executable into srun).
+    script = (sweep_dir / ".submitit" / array / f"{array}_submission.sh").read_text()
+    assert "#SBATCH --array=0-3%4" in script and "#SBATCH --partition=debug" in script
+    assert "#SBATCH --cpus-per-task=1" in script and "#SBATCH --time=15" in script
+    assert "export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1" in script
+    assert f"{shlex.quote(sys.executable)} -u -m submitit.core._submit" in script
+    for task in range(4):
+        assert _started(sweep_dir, array, task) == 1, _task_log(sweep_dir, array, task)
+        assert "Job completed successfully" in _task_log(sweep_dir, array, task)
+
+
+def test_requeued_and_preempted_jobs_resume(slurm_cluster, baseline, tmp_path, cleanup):
+    """Task 0 is requeued by the scheduler (scontrol requeue: killed, restarted from scratch); task 1 is
+    preempted (SIGUSR2: submitit checkpoints the launcher's call and requeues itself). Both restart, redo
+    their (idempotent) job, and the sweep completes by itself with exactly the uninterrupted rows."""
+    results = tmp_path / "results"
+    lock = _seed0_model_lock(results)
+    lock.acquire()
+    try:
+        proc = start_sweep(results, tmp_path / "sweep.log", *SLURM)
+        cleanup.append((proc, results))
+        sweep_dir = _sweep_dir(results)
+        array = _array_id(sweep_dir)
+        wait_for(lambda: _in_job(sweep_dir, 0) and _in_job(sweep_dir, 1), 300, "tasks 0 and 1 to start their jobs")
+        time.sleep(1.0)  # both now wait on the model lock, in the middle of their job
+
+        # Preemption: SLURM signals the job step. scancel may report an error although the signal was
+        # delivered (the job requeues itself meanwhile), so success is read from the job's log.
+        subprocess.run(["scancel", "--signal=USR2", f"{array}_1"], capture_output=True)
+        wait_for(lambda: "Requeued job" in _task_log(sweep_dir, array, 1), 60, "task 1 to checkpoint and requeue")
+        _scheduler("scontrol", "requeue", f"{array}_0")
+        for task in (0, 1):
+            _release_requeued(array, task)
+    finally:
+        lock.release()
+    assert proc.wait(timeout=900) == 0, (tmp_path / "sweep.log").read_text()[-4000:]
+    assert_same_values(scores(results), baseline.scores)
+
+    requeued, preempted = _task_log(sweep_dir, array, 0), _task_log(sweep_dir, array, 1)
+    assert _started(sweep_dir, array, 0) == 2 and "DUE TO JOB REQUEUE" in _task_log(sweep_dir, array, 0, "err")
+    assert _started(sweep_dir, array, 1) == 2
+    assert "Caught signal SIGUSR2" in preempted and "Calling checkpoint method" in preempted
+    assert f"Requeued job {array}_1" in preempted or re.search(rf"Requeued job \d+", preempted)
+    for log in (requeued, preempted):
+        assert log.rstrip().endswith("Exiting after successful completion"), log[-2000:]
+
+
+def test_cancelled_job_and_killed_submitter_resume_by_rerun(slurm_cluster, baseline, tmp_path, cleanup):
+    """Task 1 is cancelled for good (scancel) and the submitting process is SIGKILLed: the other jobs still
+    finish and write their shards on their own; rerunning the same command computes only the cancelled
+    job's rows and ends with the uninterrupted scores."""
+    results = tmp_path / "results"
+    lock = _seed0_model_lock(results)
+    lock.acquire()
+    try:
+        proc = start_sweep(results, tmp_path / "first.log", *SLURM)
+        cleanup.append((proc, results))
+        sweep_dir = _sweep_dir(results)
+        array = _array_id(sweep_dir)
+        wait_for(lambda: _in_job(sweep_dir, 1), 300, "task 1 to start its job")
+        _scheduler("scancel", f"{array}_1")
+        kill_group(proc)  # the user's shell is gone
+        killed_at = time.time()
+    finally:
+        lock.release()
+    wait_for(lambda: not _states(array), 600, "the remaining jobs to finish without their submitter")
+    shards = sorted((results / "smoke" / "shards").glob("*.parquet"))
+    assert len(shards) == baseline.n_shards - 1, "every job but the cancelled one writes its shard"
+    assert max(p.stat().st_mtime for p in shards) > killed_at, "no job finished after the submitter died"
+    assert "Job completed successfully" not in _task_log(sweep_dir, array, 1)
+
+    rerun = run_sweep(results, *SLURM)
+    assert_same_values(scores(results), baseline.scores)
+    cancelled_rows = int((baseline.scores["job_key"] == _job_key_of_task(baseline, seed=0, scale=0.05)).sum())
+    assert f"{cancelled_rows} rows computed in this run, {len(baseline.scores) - cancelled_rows} reused" in rerun.stdout
+
+
+def _job_key_of_task(baseline, seed: int, scale: float) -> str:
+    rows = baseline.scores[(baseline.scores["seed_b"] == seed) & (baseline.scores["scale_b"] == scale)]
+    return rows["job_key"].iloc[0]
