@@ -6,6 +6,7 @@ available ones); this module checks values: ranges, measure names, compare modes
 
 from __future__ import annotations
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 import measures
@@ -72,7 +73,57 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"compare.layers: {cfg.compare.layers!r}; valid choices: {list(COMPARE_LAYERS)}")
     if not isinstance(cfg.runtime.num_threads, int) or cfg.runtime.num_threads < 1:
         raise ConfigError(f"runtime.num_threads: must be an integer >= 1, got {cfg.runtime.num_threads!r}")
+    seed = cfg.perturbation.seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"perturbation.seed: must be an integer >= 0, got {seed!r}")
     device = str(cfg.runtime.device)
     if device not in ("cpu", "auto") and not device.startswith("cuda"):
         raise ConfigError(f"runtime.device: {device!r}; valid choices: cpu, cuda, cuda:<index>, auto")
-    selected_measures(cfg)
+    chosen = selected_measures(cfg)
+    _check_model(cfg, chosen)
+
+
+def _input(cfg: DictConfig) -> tuple[tuple[int, ...], int]:
+    """The input shape and class count the model of ``cfg`` sees (no data loaded)."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    name = data.pop("name")
+    try:
+        shape, n_classes = datasets.describe(name, **data)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"data ({name}): {exc}") from None
+    if cfg.intervention.shortcut is not None and len(shape) == 1:
+        shape = (shape[0] + n_classes,)  # vector inputs get one marker feature per class
+    return shape, n_classes
+
+
+def _build_on_meta(name: str, shape: tuple[int, ...], n_classes: int, **params) -> torch.nn.Module:
+    """Build an architecture without allocating weights (the meta device), to check its config."""
+    with torch.device("meta"):
+        return architectures.build(name, shape, n_classes, **params)
+
+
+def _check_model(cfg: DictConfig, chosen: list[str]) -> None:
+    """The architecture builds for this data, and the chosen measures can apply to it."""
+    shape, n_classes = _input(cfg)
+    params = OmegaConf.to_container(cfg.arch, resolve=True)
+    name = params.pop("name")
+    try:
+        model = _build_on_meta(name, shape, n_classes, **params)
+    except (TypeError, ValueError) as exc:
+        fitting = [a for a in sorted(architectures.ARCHITECTURES) if _builds(a, shape, n_classes)]
+        raise ConfigError(f"arch ({name}) on data {cfg.data.name!r} with input shape {shape}: {exc}; "
+                          f"architectures that fit this data: {', '.join(fitting)}") from None
+    if "activation_region" in chosen and not architectures.preactivation_layers(model):
+        relu = [a for a in sorted(architectures.ARCHITECTURES)
+                if _builds(a, shape, n_classes) and architectures.preactivation_layers(_build_on_meta(a, shape, n_classes))]
+        raise ConfigError(f"measures: activation_region needs ReLU pre-activations, and arch {name!r} has none "
+                          f"(GELU, attention or residual streams); use an architecture with ReLU units "
+                          f"({', '.join(relu)}) or measures.exclude=[activation_region]")
+
+
+def _builds(name: str, shape: tuple[int, ...], n_classes: int) -> bool:
+    try:
+        _build_on_meta(name, shape, n_classes)
+        return True
+    except (TypeError, ValueError):
+        return False

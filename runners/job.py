@@ -60,10 +60,14 @@ class JobResult:
     seconds: float
 
 
-def model_spec(cfg: DictConfig, seed: int | None = None, level: Any = None) -> ModelSpec:
+#: ``model_spec``'s default level: the cell's own (a group level itself may be None, e.g. warm_start: null)
+_OWN_LEVEL = object()
+
+
+def model_spec(cfg: DictConfig, seed: int | None = None, level: Any = _OWN_LEVEL) -> ModelSpec:
     """The model spec of the job's cell, or of the same cell with another seed or group level."""
     plain = OmegaConf.to_container(cfg, resolve=True)
-    if level is not None:
+    if level is not _OWN_LEVEL:
         node, key = _axis(plain, cfg.compare.groups.axis)
         # a level may be a mapping (e.g. train.warm_start levels); the spec holds plain containers
         node[key] = OmegaConf.to_container(level) if isinstance(level, DictConfig) else level

@@ -231,7 +231,7 @@ def solutions(ctx: AnalysisContext) -> AnalysisResult:
     points = trajectories(specs, cache, ctx)
     if len(points) >= 5:
         evaluations = pd.concat([evaluations, nearest_base_is_origin(points, specs)], ignore_index=True)
-        figures.append(_plot_map(points, ctx))
+        figures.append(_plot_map(points, specs, ctx))
     evaluations = evaluations[["arch", "warm_start", "measure", "layer", "statistic", "value", "n"]]
     evaluations.to_csv(ctx.table_path("solutions"), index=False)
     missing = int((~points.drop_duplicates("model")["recorded"]).sum()) if len(points) else 0
@@ -275,10 +275,12 @@ def _plot_distances(evaluations: pd.DataFrame, ctx: AnalysisContext):
             ax.scatter(values.to_numpy(dtype=float), np.arange(len(names)), marker=markers[i % len(markers)],
                        label=label, s=28, color=f"C{i}")
         ax.axvline(1.0, color="grey", ls=":", lw=1)
-        ax.text(1.02, -0.8, "another seed", color="grey", fontsize=8)
+        ax.text(1.05, 1.0, "another seed", color="grey", fontsize=8, va="bottom",
+                transform=ax.get_xaxis_transform())
         ax.set_yticks(np.arange(len(names)), names, fontsize=7)
         ax.invert_yaxis()
         ax.set_xscale("symlog", linthresh=1e-2)
+        ax.set_xlim(left=0)
         ax.set_xlabel("distance to the origin model, in units of a seed pair")
         ax.set_title(f"{arch}: where did the perturbed / retrained model land?")
         ax.legend(fontsize=7, loc="lower right")
@@ -289,20 +291,28 @@ def _plot_distances(evaluations: pd.DataFrame, ctx: AnalysisContext):
     return path
 
 
-def _plot_map(points: pd.DataFrame, ctx: AnalysisContext):
+def _plot_map(points: pd.DataFrame, specs: dict[str, ModelSpec], ctx: AnalysisContext):
     archs = sorted(points["arch"].unique())
+    jumps: dict[str, list[tuple[int, int]]] = {}
     fig, axes = plt.subplots(2 * len(archs), 2, figsize=(12, 10.5 * len(archs)), squeeze=False)
     labels = sorted(points["warm_start"].unique(), key=lambda s: (s != NONE, s))
     markers = dict(zip(labels, "ov^sD<>p*h"))
     for i, arch in enumerate(archs):
         part = points[points["arch"].eq(arch)].reset_index(drop=True)
         coords = embed(np.stack(part["vector"].to_list()))
+        first = part[part["epoch"].eq(part.groupby("model")["epoch"].transform("min"))]
+        last = {m: i for i, m in zip(part.index[part["final"]], part.loc[part["final"], "model"])}
+        origins = {key: Variant(spec.origin).key for key, spec in specs.items() if spec.origin is not None}
+        jumps[arch] = [(i, last[origins[m]]) for i, m in zip(first.index, first["model"])
+                       if m in origins and origins[m] in last]
         for row, (method, xy) in enumerate(zip(("t-SNE", "MDS"), coords)):
             for col, colour_by in enumerate(("seed", "epoch")):
                 ax = axes[2 * i + row][col]
                 for _, traj in part.groupby("model"):
                     idx = traj.sort_values("epoch").index
                     ax.plot(xy[idx, 0], xy[idx, 1], color="0.8", lw=0.6, zorder=1)
+                for start, origin in jumps.get(arch, []):  # the perturbation: origin's end -> warm start
+                    ax.plot(xy[[origin, start], 0], xy[[origin, start], 1], color="0.6", lw=0.6, ls="--", zorder=1)
                 for label in labels:
                     sel = part.index[part["warm_start"].eq(label)]
                     if colour_by == "seed":
@@ -314,15 +324,16 @@ def _plot_map(points: pd.DataFrame, ctx: AnalysisContext):
                                          vmin=0, vmax=part["epoch"].max(), marker=markers[label], s=18, zorder=2,
                                          label=label, edgecolors="none")
                 if colour_by == "epoch":
-                    fig.colorbar(art, ax=ax, label="epoch")
+                    fig.colorbar(art, ax=ax, label="epoch of the model's own training run")
                 ax.set_title(f"{arch}: {method} of probe predictions, colour = {colour_by}")
                 ax.set_xticks([])
                 ax.set_yticks([])
                 legend = ax.legend(fontsize=7, title="warm start (marker)", title_fontsize=7)
                 for handle in legend.legend_handles:
                     handle.set_color("0.3")
-    fig.suptitle("Map of models and checkpoints (Erhan et al. 2010): each point is a model at one epoch, "
-                 "its probe-set class probabilities concatenated; lines join checkpoints of one model", fontsize=9)
+    fig.suptitle("Map of models and checkpoints (Erhan et al. 2010): each point is a model at one epoch, its "
+                 "probe-set class probabilities concatenated;\nlines join checkpoints of one model, dashed lines a "
+                 "converged model to its perturbed copy", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.99))
     path = ctx.figure_path("model_map")
     fig.savefig(path, dpi=100)

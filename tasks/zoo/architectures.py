@@ -13,6 +13,7 @@ following the naming convention, decorate it with ``@architecture("name")`` and 
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from typing import Callable
 
@@ -63,10 +64,11 @@ def preactivation_layers(model: nn.Module) -> list[str]:
 @architecture("mlp")
 def mlp(input_shape: tuple[int, ...], n_classes: int, depth: int = 2, width: int = 64) -> nn.Sequential:
     """Fully connected ReLU network: ``depth`` hidden layers of ``width`` units, then the logits."""
-    if depth < 1 or width < 1:
-        raise ValueError(f"mlp needs depth >= 1 and width >= 1, got depth={depth}, width={width}")
+    for key, value in (("depth", depth), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"arch.{key} must be an integer >= 1, got {value!r}")
     layers: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
-    fan_in = int(torch.tensor(input_shape).prod())
+    fan_in = math.prod(input_shape)
     for i in range(1, depth + 1):
         layers += [(f"fc{i}", nn.Linear(fan_in, width)), (f"relu{i}", nn.ReLU())]
         fan_in = width
@@ -82,6 +84,8 @@ def cnn(
     hidden dense layer of ``hidden`` units, then the logits. Inputs must be (C, H, W)."""
     if len(input_shape) != 3:
         raise ValueError(f"cnn needs image inputs (C, H, W), got input shape {input_shape}")
+    if not channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in (*channels, hidden)):
+        raise ValueError(f"arch.channels and arch.hidden must be integers >= 1, got {list(channels)}, {hidden!r}")
     c, h, w = input_shape
     layers: list[tuple[str, nn.Module]] = []
     for i, out in enumerate(channels, start=1):

@@ -3,7 +3,8 @@
 The probe set (the held-out split) is what every model's representations are extracted on, so every
 compared representation holds the same N instances in the same order.
 
-To add a dataset: write ``name(**cfg) -> Dataset`` decorated with ``@dataset("name")`` and add
+To add a dataset: write ``name(**cfg) -> Dataset`` decorated with ``@dataset("name", shape=...)`` (a
+function of the same config returning the input shape and class count without loading data) and add
 ``conf/data/name.yaml`` with ``name: name`` and the function's keyword arguments.
 """
 
@@ -17,6 +18,9 @@ from sklearn.datasets import load_digits, make_classification
 from sklearn.model_selection import train_test_split
 
 DATASETS: dict[str, Callable[..., "Dataset"]] = {}
+#: name -> function(**cfg) -> (input shape, number of classes), answered from the config alone (no data
+#: is loaded), so a sweep can check architectures against the data before any job runs.
+SHAPES: dict[str, Callable[..., tuple[tuple[int, ...], int]]] = {}
 
 
 @dataclass(frozen=True)
@@ -35,14 +39,46 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
 
-def dataset(name: str) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+def dataset(name: str, *, shape: Callable[..., tuple[tuple[int, ...], int]]) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+    """Register a dataset function under ``name``; ``shape(**cfg)`` returns (input shape, n_classes)
+    from the config alone and raises ``ValueError`` for invalid size parameters."""
+
     def decorator(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
         if name in DATASETS:
             raise ValueError(f"dataset {name!r} is already registered")
         DATASETS[name] = fn
+        SHAPES[name] = shape
         return fn
 
     return decorator
+
+
+def describe(name: str, **cfg) -> tuple[tuple[int, ...], int]:
+    """(input shape, number of classes) of dataset ``name`` with ``cfg``, without loading it."""
+    if name not in SHAPES:
+        raise ValueError(f"unknown dataset {name!r}; valid choices: {sorted(DATASETS)}")
+    return SHAPES[name](**cfg)
+
+
+def _fixed_shape(input_shape: tuple[int, ...], n_classes: int) -> Callable[..., tuple[tuple[int, ...], int]]:
+    def shape(probe_fraction: float = 0.4, **_: object) -> tuple[tuple[int, ...], int]:
+        if not 0 < probe_fraction < 1:
+            raise ValueError(f"data.probe_fraction must be in (0, 1), got {probe_fraction}")
+        return input_shape, n_classes
+
+    return shape
+
+
+def _synthetic_shape(n_samples: int = 600, n_features: int = 16, n_classes: int = 4, probe_fraction: float = 0.5,
+                     **_: object) -> tuple[tuple[int, ...], int]:
+    for key, value, low in (("n_samples", n_samples, 4), ("n_features", n_features, 2), ("n_classes", n_classes, 2)):
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"data.{key} must be an integer >= {low}, got {value!r}")
+    if n_samples < 4 * n_classes:
+        raise ValueError(f"data.n_samples must be >= 4 x n_classes = {4 * n_classes}, got {n_samples}")
+    if not 0 < probe_fraction < 1:
+        raise ValueError(f"data.probe_fraction must be in (0, 1), got {probe_fraction}")
+    return (n_features,), n_classes
 
 
 def load(name: str, **cfg) -> Dataset:
@@ -68,7 +104,7 @@ def _split(name: str, x: np.ndarray, y: np.ndarray, probe_fraction: float, split
     )
 
 
-@dataset("digits")
+@dataset("digits", shape=_fixed_shape((1, 8, 8), 10))
 def digits(probe_fraction: float = 0.4, split_seed: int = 0) -> Dataset:
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes), pixels scaled to
     [0, 1], shape (1, 8, 8); stratified split, the probe set is the held-out part."""
@@ -77,7 +113,7 @@ def digits(probe_fraction: float = 0.4, split_seed: int = 0) -> Dataset:
     return _split("digits", x, bunch.target, probe_fraction, split_seed)
 
 
-@dataset("synthetic")
+@dataset("synthetic", shape=_synthetic_shape)
 def synthetic(
     n_samples: int = 600,
     n_features: int = 16,

@@ -185,14 +185,27 @@ def _load_vision(name: str, root: str | os.PathLike | None, probe_size: int, max
     )
 
 
-@dataset("mnist")
+def _vision_shape(input_shape: tuple[int, int, int], n_classes: int):
+    """Shape of a vision dataset from its config, with the size parameters checked (no files read)."""
+
+    def shape(probe_size: int = 2000, max_train: int | None = None, **_: object) -> tuple[tuple[int, ...], int]:
+        if isinstance(probe_size, bool) or not isinstance(probe_size, int) or probe_size < 1:
+            raise ValueError(f"data.probe_size must be an integer >= 1, got {probe_size!r}")
+        if max_train is not None and (isinstance(max_train, bool) or not isinstance(max_train, int) or max_train < 1):
+            raise ValueError(f"data.max_train must be null or an integer >= 1, got {max_train!r}")
+        return input_shape, n_classes
+
+    return shape
+
+
+@dataset("mnist", shape=_vision_shape((1, 28, 28), 10))
 def mnist(root: str | None = None, probe_size: int = 2000, max_train: int | None = None, split_seed: int = 0) -> Dataset:
     """MNIST handwritten digits (torchvision.datasets.MNIST): 60,000 training and 10,000 test images,
     (1, 28, 28), 10 classes. Reads ``<root>/MNIST/raw/`` (the uncompressed IDX files)."""
     return _load_vision("mnist", root, probe_size, max_train, split_seed)
 
 
-@dataset("fashion_mnist")
+@dataset("fashion_mnist", shape=_vision_shape((1, 28, 28), 10))
 def fashion_mnist(root: str | None = None, probe_size: int = 2000, max_train: int | None = None,
                   split_seed: int = 0) -> Dataset:
     """Fashion-MNIST clothing images (torchvision.datasets.FashionMNIST): 60,000 / 10,000 images, (1, 28, 28),
@@ -200,14 +213,14 @@ def fashion_mnist(root: str | None = None, probe_size: int = 2000, max_train: in
     return _load_vision("fashion_mnist", root, probe_size, max_train, split_seed)
 
 
-@dataset("cifar10")
+@dataset("cifar10", shape=_vision_shape((3, 32, 32), 10))
 def cifar10(root: str | None = None, probe_size: int = 2000, max_train: int | None = None, split_seed: int = 0) -> Dataset:
     """CIFAR-10 (torchvision.datasets.CIFAR10): 50,000 / 10,000 colour images, (3, 32, 32), 10 classes.
     Reads ``<root>/cifar-10-batches-py/`` (the python pickles of the official archive)."""
     return _load_vision("cifar10", root, probe_size, max_train, split_seed)
 
 
-@dataset("cifar100")
+@dataset("cifar100", shape=_vision_shape((3, 32, 32), 100))
 def cifar100(root: str | None = None, probe_size: int = 2000, max_train: int | None = None, split_seed: int = 0) -> Dataset:
     """CIFAR-100 (torchvision.datasets.CIFAR100): 50,000 / 10,000 colour images, (3, 32, 32), the 100 fine
     classes. Reads ``<root>/cifar-100-python/`` (the python pickles of the official archive)."""

@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from runners.config import ConfigError, validate_config
+from runners.sweep import plan
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ["arch", "data", "train", "intervention", "perturbation", "measures", "sweep"]
@@ -23,22 +24,37 @@ def _compose(overrides: list[str]):
         return compose(config_name="config", overrides=overrides, return_hydra_config=True)
 
 
-@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+FITS = {"synthetic": ["arch=mlp"], "mnist": ["arch=resnet_small", "measures.exclude=[activation_region]"],
+        "fashion_mnist": ["arch=resnet_small", "measures.exclude=[activation_region]"],
+        "cifar10": ["arch=resnet_small", "measures.exclude=[activation_region]"],
+        "cifar100": ["arch=resnet_small", "measures.exclude=[activation_region]"]}
+NO_RELU = {"resnet_small", "resnet18", "vit_tiny"}  # architectures without ReLU pre-activations
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS if g != "sweep" for o in options(g)])
 def test_every_group_option_composes(group, option):
-    overrides = [f"{group}={option}"]
-    if group == "data" and option == "synthetic":
-        overrides.append("arch=mlp")
+    overrides = [f"{group}={option}", *FITS.get(option, [])]
+    if group == "arch" and option in NO_RELU:
+        overrides.append("measures.exclude=[activation_region]")
     cfg = _compose(overrides)
     OmegaConf.resolve(cfg.arch)
     validate_config(cfg)
 
 
-def test_default_sweep_is_the_benchmark_grid():
+@pytest.mark.parametrize("option", options("sweep"))
+def test_every_sweep_plans(option):
+    """Every sweep config composes, and every job of its grid validates (as before a real launch)."""
+    sweep = plan([f"sweep={option}"])
+    assert sweep.n_jobs >= 1 and sweep.sweep_dir.name
+
+
+def test_default_sweep_is_the_whole_benchmark():
     cfg = _compose([])
-    assert cfg.hydra.mode.name == "MULTIRUN"
-    params = cfg.hydra.sweeper.params
-    assert params["arch"] == "mlp,cnn" and params["seed"] == "range(0,5)"
-    assert cfg.data.name == "digits" and cfg.measures.include == "all"
+    assert cfg.name == "benchmark" and cfg.data.name == "digits" and cfg.measures.include == "all"
+    assert list(cfg.parts) == ["noise", "layer_id", "resi_labels", "resi_shortcut", "resi_augmentation"]
+    noise = _compose(["sweep=noise"])
+    assert noise.hydra.mode.name == "MULTIRUN"
+    assert noise.hydra.sweeper.params["arch"] == "mlp,cnn" and noise.hydra.sweeper.params["seed"] == "range(0,5)"
 
 
 @pytest.mark.parametrize(
