@@ -29,7 +29,7 @@ from tqdm import tqdm
 import measures
 from runners.config import selected_measures, validate_config
 from runners.storage import content_key, read_parquet, write_parquet
-from runners.zoo_cache import ModelSpec, Variant, ZooCache, layer_names
+from runners.zoo_cache import ModelSpec, Variant, ZooCache, layer_names, semantic_data
 from tasks.zoo.architectures import representation_layers
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ def job_key(cfg: DictConfig) -> str:
     # the model spec's form of the training config: warm_start normalised, and left out when null (the
     # default), so job keys from before the option existed stay valid
     semantic["train"] = model_spec(cfg).as_dict()["train"]
+    semantic["data"] = semantic_data(semantic["data"])
     return content_key(semantic)
 
 

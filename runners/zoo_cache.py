@@ -38,6 +38,15 @@ EXTRACT_BATCH = 4096
 TRAINING_VERSION = "1"
 
 
+#: data-config keys that say where files are, not what the data is: never part of a key
+LOCATION_KEYS = ("root",)
+
+
+def semantic_data(data: dict[str, Any]) -> dict[str, Any]:
+    """The data config without its location keys (moving the data folder changes no key)."""
+    return {k: v for k, v in data.items() if k not in LOCATION_KEYS}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything that determines a trained model's weights."""
@@ -57,7 +66,7 @@ class ModelSpec:
             train["warm_start"] = warm_start
         return {
             "arch": self.arch,
-            "data": self.data,
+            "data": semantic_data(self.data),
             "train": train,
             "intervention": self.intervention,
             "seed": self.seed,

@@ -14,6 +14,7 @@
 # Never point it at a machine that is part of a real cluster: it writes /etc/slurm/slurm.conf (only when
 # that file is absent or was written by this script), runs the daemons as root and clears saved job state.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"   # the daemons live in sbin, which a non-login shell may lack
 
 CONF_DIR=/etc/slurm
 CONF="$CONF_DIR/slurm.conf"
