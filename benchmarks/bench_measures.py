@@ -6,8 +6,9 @@ Usage::
     uv run python -m benchmarks.bench_measures --sizes 720x512 --repeats 3
     uv run python -m benchmarks.bench_measures --device cuda      # on a GPU machine
 
-Each cell is the median wall time of ``--repeats`` calls after one warm-up call, with torch limited to
-``--threads`` threads. Representational measures get two N x D inputs; output measures N x 10
+Each cell is the median time of ``--repeats`` calls after one warm-up call, with torch limited to
+``--threads`` threads: wall-clock time by default, or CPU time of this process with ``--clock cpu``
+(robust to other load on a shared machine; equals wall time for single-threaded runs on an idle one). Representational measures get two N x D inputs; output measures N x 10
 probabilities; group-wise measures a list of 5 of them. Model-based measures are timed elsewhere.
 """
 
@@ -46,7 +47,7 @@ def inputs_for(name: str, n: int, d: int, device: str, rng: np.random.Generator)
     return args, kwargs
 
 
-def time_measure(name: str, n: int, d: int, device: str, repeats: int) -> tuple[float, str]:
+def time_measure(name: str, n: int, d: int, device: str, repeats: int, clock=time.perf_counter) -> tuple[float, str]:
     rng = np.random.default_rng(0)
     prepared = inputs_for(name, n, d, device, rng)
     if prepared is None:
@@ -57,12 +58,12 @@ def time_measure(name: str, n: int, d: int, device: str, repeats: int) -> tuple[
         for i in range(repeats + 1):
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0 = clock()
             measures.compute(name, *args, **kwargs)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             if i:  # the first call is a warm-up
-                times.append(time.perf_counter() - t0)
+                times.append(clock() - t0)
     except measures.UndefinedMeasureError as exc:
         return float("nan"), f"undefined: {exc}"
     except Exception as exc:  # report, do not hide, a measure that fails at this size
@@ -77,13 +78,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--measures", default="", help="comma-separated names (default: all array measures)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="wall-clock or process CPU time")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     names = args.measures.split(",") if args.measures else [
         n for n in measures.names() if measures.info(n).inputs != "models"]
     header = ["measure", "family", "cost"] + [f"{n}x{d} (s)" for n, d in sizes]
-    print(f"device={args.device}, torch threads={args.threads}, torch {torch.__version__}, repeats={args.repeats}\n")
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    print(f"device={args.device}, torch threads={args.threads}, torch {torch.__version__}, repeats={args.repeats}, "
+          f"clock={args.clock}\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     totals = [0.0] * len(sizes)
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         info = measures.info(name)
         cells = []
         for i, (n, d) in enumerate(sizes):
-            seconds, note = time_measure(name, n, d, args.device, args.repeats)
+            seconds, note = time_measure(name, n, d, args.device, args.repeats, clock)
             cells.append(f"{seconds:.3f}" if np.isfinite(seconds) else "—")
             if np.isfinite(seconds) and info.family != TOPOLOGY:
                 totals[i] += seconds
