@@ -153,6 +153,11 @@ def cli(argv: list[str]) -> int:
     from runners.collect import collect
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not any((sweep.sweep_dir / "shards").glob("*.parquet")):
+        # e.g. measures.include=[]: a train-and-extract stage (GPU) whose caches a later stage measures
+        print(f"[simbench] done in {time.perf_counter() - tic:.1f}s: models and representations are cached; "
+              "no result rows yet, so nothing to collect or analyse")
+        return 0
     scores = collect(sweep.sweep_dir)
     analyze(sweep.sweep_dir, scores=scores)
     fresh = int((scores["timestamp"] >= start).sum())

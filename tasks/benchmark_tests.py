@@ -41,7 +41,7 @@ from tasks import stats  # noqa: E402
 from tasks.base import INTERVENTION_AXES, AnalysisContext, AnalysisResult, analysis, is_default  # noqa: E402
 from tasks.robustness import last_hidden_layer  # noqa: E402
 
-N_BOOT = 200  # bootstrap replicates per statistic (seeded; enough for a 95% percentile interval)
+N_BOOT = 100  # bootstrap replicates per statistic (seeded; a coarse 95% percentile interval, kept cheap)
 N_PERM = 999  # permutation resamples for p-values
 SEED = 0
 

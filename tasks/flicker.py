@@ -16,7 +16,9 @@ relative Gaussian weight noise of scale σ) and from near-tie fixtures built her
   fraction of signature bits (z > 0) that change, per hidden layer and over all units.
 * **match flicker**, per matcher: *self*, the fraction of A's units not matched to their own copy in Ã;
   *cross*, the fraction of A's units whose partner in B (another seed's model) changes when A is
-  replaced by Ã. Matchers: activation region (exact Jaccard and MinHash, k = 128, + Hungarian),
+  replaced by Ã. Matchers: activation region (exact Jaccard and MinHash, k = 128, + Hungarian; and
+  exact with ``degenerate="exclude"``: dead and always-on units, whose signatures are all identical and
+  so tie with each other, are left out of the assignment and count as unmatched, −1, before and after),
   correlation matching (Pearson on post-ReLU activations + Hungarian; Li et al. 2016), Git Re-Basin
   weight matching, and the sort-canonical order (units sorted by their bias after canonical scaling:
   the canonical form the seed question proposes and its commenter warns about). Array matchers treat
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import matplotlib
 
@@ -46,13 +48,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from scipy import sparse  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 from torch import nn  # noqa: E402
 
 import measures  # noqa: E402
-from measures import UndefinedMeasureError  # noqa: E402
-from measures.activation_region import activation_region_details, canonicalize, hidden_layers, preactivations  # noqa: E402
-from measures.alignment import _correlation_matrix  # noqa: E402
+from measures.activation_region import (  # noqa: E402
+    canonicalize,
+    hidden_layers,
+    jaccard_exact,
+    minhash_sketch,
+    preactivations,
+    signatures,
+)
 from measures.weights import weight_matching  # noqa: E402
 from runners.storage import content_key  # noqa: E402
 from runners.zoo_cache import ModelSpec, Variant, ZooCache  # noqa: E402
@@ -62,11 +70,16 @@ from tasks.seed_variability import equivalent_scale  # noqa: E402
 from tasks.zoo.training import perturb, perturbation_seed, seed_streams  # noqa: E402
 
 #: matchers whose partner flicker is measured; the first three work on arrays, the last two on models
-MATCHERS = ("activation_region", "activation_region_minhash", "correlation_matching", "weight_matching",
-            "sort_canonical")
+MATCHERS = ("activation_region", "activation_region_exclude", "activation_region_minhash", "correlation_matching",
+            "weight_matching", "sort_canonical")
 NUM_PERM = 128  # MinHash permutations (the measure's default)
 TWIN_FRACTION = 8  # fixtures twin ceil(units / 8) informative units (channels) of every hidden layer
-N_DRAWS = 4  # noise draws per (fixture, model, scale)
+#: Weight matching starts from the identity and only accepts strict improvements, so A vs Ã is the
+#: identity unless noise creates a better swap (it never did in our runs); it is run across models only.
+SELF_MATCHERS = tuple(m for m in MATCHERS if m != "weight_matching")
+FIXTURE_SEEDS = 2  # fixtures are built from the first two seeds' models, each the other's reference B
+FIXTURE_SCALES = 4  # ... at this many of the sweep's noise scales, evenly spread from the smallest to the largest
+N_DRAWS = 2  # noise draws per (fixture, model, scale)
 FIXTURES = ("duplicated", "split")
 ALL_UNITS = "all"  # the layer label of statistics pooled over every hidden unit
 
@@ -198,11 +211,58 @@ def build_fixture(model: nn.Sequential, kind: str, probe: torch.Tensor, seed: in
 
 @dataclass
 class Side:
-    """What the matchers need of one network: flattened pre-activations per hidden layer, the model."""
+    """What the matchers need of one network: flattened pre-activations per hidden layer (N x units), the
+    model (None: array matchers only) and the layer names; derived arrays are computed once and cached."""
 
     pre: list[np.ndarray]
     model: nn.Sequential | None
     layers: list[str]
+    derived: dict = field(default_factory=dict, repr=False)
+
+    def _cached(self, key, compute):
+        if key not in self.derived:
+            self.derived[key] = compute()
+        return self.derived[key]
+
+    def signatures(self) -> list[torch.Tensor]:
+        return self._cached("signatures", lambda: signatures(self.pre))
+
+    def informative(self) -> list[np.ndarray]:
+        """Per layer, the units active on some but not all probe inputs (not dead, not always on)."""
+        return self._cached("informative", lambda: [np.flatnonzero((s.any(0) & ~s.all(0)).numpy())
+                                                    for s in self.signatures()])
+
+    def sketches(self, hash_seed: int) -> list[torch.Tensor]:
+        """MinHash sketches of every unit; one call per side is comparable with any other side's with the
+        same probe size and ``hash_seed`` (the permutations depend only on those)."""
+        def compute():
+            sigs = self.signatures()
+            return minhash_sketch(torch.cat(sigs, 1), num_perm=NUM_PERM, seed=hash_seed).split([x.shape[1] for x in sigs])
+        return self._cached(("sketches", hash_seed), compute)
+
+    def unit_columns(self) -> list[np.ndarray]:
+        """Post-ReLU activations centred and scaled to unit norm per unit (constant units: 0), so that
+        Uₐᵀ U_b holds the Pearson correlations (the convention of correlation_match_hard)."""
+        def compute():
+            out = []
+            for z in self.pre:
+                x = np.maximum(z, 0).astype(np.float64)
+                x -= x.mean(0)
+                norms = np.linalg.norm(x, axis=0)
+                out.append(x / np.where(norms > 0, norms, 1.0))
+            return out
+        return self._cached("unit_columns", compute)
+
+    def canonical_keys(self) -> list[np.ndarray]:
+        """Per hidden layer, each unit's bias after canonical scaling (its signed distance term)."""
+        def compute():
+            canonical = canonicalize(copy.deepcopy(self.model).double())
+            keys = []
+            for g in hidden_layers(canonical, "sort_canonical"):
+                bias = canonical.get_submodule(g.name).bias
+                keys.append(np.zeros(g.units) if bias is None else bias.detach().numpy())
+            return keys
+        return self._cached("canonical_keys", compute)
 
 
 def side_of_model(model: nn.Sequential, probe: torch.Tensor) -> Side:
@@ -210,52 +270,89 @@ def side_of_model(model: nn.Sequential, probe: torch.Tensor) -> Side:
     return Side(pre, model, [g.name for g in hidden_layers(model, "flicker")])
 
 
-def partners(matcher: str, a: Side, b: Side, hash_seed: int = 0) -> tuple[list[np.ndarray], float]:
-    """Per hidden layer, the unit of B matched to each unit of A (−1: unmatched), and the matched
-    score where the matcher has one (NaN otherwise)."""
-    if matcher in ("activation_region", "activation_region_minhash"):
-        params = {"method": "minhash", "num_perm": NUM_PERM, "seed": hash_seed} if matcher.endswith("minhash") else {}
-        details = activation_region_details(a.pre, b.pre, **params)
-        return [layer["partner"] for layer in details["layers"]], details["score"]
-    if matcher == "correlation_matching":
-        out, matched = [], []
-        for pa, pb in zip(a.pre, b.pre):
-            try:
-                c = _correlation_matrix("correlation_matching", torch.from_numpy(np.maximum(pa, 0)).double(),
-                                        torch.from_numpy(np.maximum(pb, 0)).double()).numpy()
-            except UndefinedMeasureError:  # a layer that is constant on the probe set has no correlations
-                out.append(np.full(pa.shape[1], -1))
+def _assign(similarity: np.ndarray, rows: np.ndarray | None = None, cols: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """linear_sum_assignment (maximise) on similarity[rows][:, cols]: the partner of every row unit (−1:
+    unmatched or left out) and the matched similarities."""
+    rows = np.arange(similarity.shape[0]) if rows is None else rows
+    cols = np.arange(similarity.shape[1]) if cols is None else cols
+    partner = np.full(similarity.shape[0], -1, dtype=np.int64)
+    r, c = linear_sum_assignment(similarity[np.ix_(rows, cols)], maximize=True)
+    partner[rows[r]] = cols[c]
+    return partner, similarity[rows[r], cols[c]]
+
+
+def minhash_jaccard(sketch_a: torch.Tensor, sketch_b: torch.Tensor, n_samples: int) -> np.ndarray:
+    """The MinHash estimate Ĵ_ij = (1/k) Σ_t 1[m_t(S_i) = m_t(T_j)], equal to
+    :func:`measures.activation_region.jaccard_minhash` to the last bit, computed as one sparse product of
+    one-hot codes of (t, m_t) (k nonzeros per unit), which is tens of times faster for many small layers."""
+    def one_hot(sketch: torch.Tensor) -> sparse.csr_matrix:
+        values = sketch.cpu().numpy()
+        n, k = values.shape
+        columns = (np.arange(k)[None, :] * (n_samples + 1) + values).ravel()
+        return sparse.csr_matrix((np.ones(n * k, np.float32), (np.repeat(np.arange(n), k), columns)),
+                                 shape=(n, k * (n_samples + 1)))
+
+    counts = (one_hot(sketch_a) @ one_hot(sketch_b).T).toarray()  # integers <= k, exact in float32
+    return counts.astype(np.float64) / sketch_a.shape[1]
+
+
+def matchings(a: Side, b: Side, matchers: tuple[str, ...] = MATCHERS, hash_seed: int = 0
+              ) -> dict[str, tuple[list[np.ndarray], float]]:
+    """For every matcher: per hidden layer, the unit of B matched to each unit of A (−1: unmatched), and
+    the matched score where the matcher has one (NaN otherwise). Model matchers are skipped when a side
+    has no model.
+
+    The activation-region matchers follow :func:`measures.activation_region.activation_region_details`
+    exactly (the same Jaccard matrices and assignment, score Σ matched J / Σ max(n_a, n_b)), computed on
+    signatures and sketches cached per side; ``correlation_matching`` follows ``correlation_match_hard``
+    (score: the mean matched correlation over all layers' pairs). Tests check both against the measures.
+    """
+    out: dict[str, tuple[list[np.ndarray], float]] = {}
+    n_samples = a.pre[0].shape[0]
+    exact = [m for m in matchers if m in ("activation_region", "activation_region_exclude")]
+    if exact or "activation_region_minhash" in matchers:
+        found: dict[str, list] = {m: [[], 0.0, 0] for m in (*exact, "activation_region_minhash") if m in matchers}
+        for layer, (sa, sb) in enumerate(zip(a.signatures(), b.signatures())):
+            sims = {}
+            if exact:
+                jac = jaccard_exact(sa, sb).numpy()
+                sims.update({m: jac for m in exact})
+            if "activation_region_minhash" in matchers:
+                sims["activation_region_minhash"] = minhash_jaccard(
+                    a.sketches(hash_seed)[layer], b.sketches(hash_seed)[layer], n_samples)
+            for m, sim in sims.items():
+                if m == "activation_region_exclude":
+                    partner, matched = _assign(sim, a.informative()[layer], b.informative()[layer])
+                else:
+                    partner, matched = _assign(sim)
+                found[m][0].append(partner)
+                found[m][1] += matched.sum()
+                found[m][2] += max(sim.shape)
+        out.update({m: (p, float(total / width)) for m, (p, total, width) in found.items()})
+    if "correlation_matching" in matchers:
+        partners, matched = [], []
+        for ua, ub in zip(a.unit_columns(), b.unit_columns()):
+            if not (ua.any() and ub.any()):  # every unit constant: no correlation is defined
+                partners.append(np.full(ua.shape[1], -1, dtype=np.int64))
                 continue
-            rows, cols = linear_sum_assignment(c, maximize=True)
-            partner = np.full(pa.shape[1], -1)
-            partner[rows] = cols
-            out.append(partner)
-            matched.append(c[rows, cols])
-        return out, float(np.concatenate(matched).mean()) if matched else np.nan
+            partner, values = _assign(np.clip(ua.T @ ub, -1.0, 1.0))
+            partners.append(partner)
+            matched.append(values)
+        out["correlation_matching"] = (partners, float(np.concatenate(matched).mean()) if matched else np.nan)
     if a.model is None or b.model is None:
-        return [], np.nan
-    if matcher == "weight_matching":
-        found = weight_matching(a.model, b.model)
-        return [found[name] for name in a.layers], np.nan
-    if matcher == "sort_canonical":
-        keys_a, keys_b = _canonical_keys(a.model), _canonical_keys(b.model)
-        out = []
-        for ka, kb in zip(keys_a, keys_b):
+        return out
+    if "weight_matching" in matchers:
+        found_wm = weight_matching(a.model, b.model)
+        out["weight_matching"] = ([found_wm[name] for name in a.layers], np.nan)
+    if "sort_canonical" in matchers:
+        partners = []
+        for ka, kb in zip(a.canonical_keys(), b.canonical_keys()):
             rank_a = np.empty(len(ka), dtype=np.int64)
             rank_a[np.argsort(ka, kind="stable")] = np.arange(len(ka))
-            out.append(np.argsort(kb, kind="stable")[rank_a])
-        return out, np.nan
-    raise ValueError(f"unknown matcher {matcher!r}; valid: {MATCHERS}")
-
-
-def _canonical_keys(model: nn.Sequential) -> list[np.ndarray]:
-    """Per hidden layer, each unit's bias after canonical scaling (its signed distance term)."""
-    canonical = canonicalize(copy.deepcopy(model).double())
-    keys = []
-    for g in hidden_layers(canonical, "sort_canonical"):
-        bias = canonical.get_submodule(g.name).bias
-        keys.append(np.zeros(g.units) if bias is None else bias.detach().numpy())
-    return keys
+            partners.append(np.argsort(kb, kind="stable")[rank_a])
+        out["sort_canonical"] = (partners, np.nan)
+    return out
 
 
 def changed(p: list[np.ndarray], q: list[np.ndarray]) -> list[np.ndarray]:
@@ -280,25 +377,22 @@ def _per_layer(flags: list[np.ndarray], layers: list[str]) -> dict[str, float]:
 def pair_flicker(a: Side, noisy: Side, b: Side | None, reference: dict[str, tuple[list[np.ndarray], float]] | None,
                  fixture: Fixture | None = None) -> list[dict]:
     """Every flicker statistic of one (A, Ã) pair against reference B; ``reference`` holds each matcher's
-    (partners, score) for (A, B), computed once per A; ``fixture``: A's twins (for twin flicker)."""
+    (partners, score) for (A, B), computed once per A (:func:`matchings`); ``fixture``: A's twins."""
     records = []
     bits = bit_flicker(a.pre, noisy.pre)
     for name, value in zip(a.layers, bits):
         records.append({"measure": "signature_bits", "statistic": "bit_flicker", "layer": name, "value": value})
-    total = sum(p.shape[1] for p in a.pre)
+    widths = [p.shape[1] for p in a.pre]
     records.append({"measure": "signature_bits", "statistic": "bit_flicker", "layer": ALL_UNITS,
-                    "value": float(np.dot(bits, [p.shape[1] for p in a.pre]) / total)})
-    for matcher in MATCHERS:
-        if matcher in ("weight_matching", "sort_canonical") and a.model is None:
-            continue
-        self_partner, _ = partners(matcher, a, noisy)
+                    "value": float(np.dot(bits, widths) / sum(widths))})
+    for matcher, (self_partner, _) in matchings(a, noisy, SELF_MATCHERS).items():
         identity = [np.arange(len(p)) for p in self_partner]
         for layer, value in _per_layer(changed(self_partner, identity), a.layers).items():
             records.append({"measure": matcher, "statistic": "match_flicker_self", "layer": layer, "value": value})
-        if b is None or reference is None:
-            continue
+    if b is None or reference is None:
+        return records
+    for matcher, (new_partner, new_score) in matchings(noisy, b).items():
         ref_partner, ref_score = reference[matcher]
-        new_partner, new_score = partners(matcher, noisy, b)
         flags = changed(ref_partner, new_partner)
         for layer, value in _per_layer(flags, a.layers).items():
             records.append({"measure": matcher, "statistic": "match_flicker_cross", "layer": layer, "value": value})
@@ -314,14 +408,10 @@ def pair_flicker(a: Side, noisy: Side, b: Side | None, reference: dict[str, tupl
     return records
 
 
-def references(a: Side, b: Side) -> dict[str, tuple[list[np.ndarray], float]]:
-    return {m: partners(m, a, b) for m in MATCHERS if a.model is not None or m not in ("weight_matching", "sort_canonical")}
-
-
 def minhash_seed_flicker(a: Side, b: Side) -> dict[str, float]:
     """Fraction of partners (A vs B) that differ between MinHash hash seeds 0 and 1, weights fixed."""
-    first, _ = partners("activation_region_minhash", a, b, hash_seed=0)
-    second, _ = partners("activation_region_minhash", a, b, hash_seed=1)
+    first = matchings(a, b, ("activation_region_minhash",), hash_seed=0)["activation_region_minhash"][0]
+    second = matchings(a, b, ("activation_region_minhash",), hash_seed=1)["activation_region_minhash"][0]
     return _per_layer(changed(first, second), a.layers)
 
 
@@ -387,7 +477,9 @@ def flicker(ctx: AnalysisContext) -> AnalysisResult:
     with torch.no_grad():
         for family in found:
             records += _zoo_flicker(ctx, cache, family, variant_rows)
-            records += _fixture_flicker(cache, family, sorted(family.pairs["scale_b"].unique()))
+            scales = np.sort(family.pairs["scale_b"].unique())
+            scales = scales[np.unique(np.linspace(0, len(scales) - 1, FIXTURE_SCALES).round().astype(int))]
+            records += _fixture_flicker(cache, family, scales)
     drift = drift_table(pd.concat([ctx.scores, pd.DataFrame(variant_rows)], ignore_index=True))
     evaluations = pd.concat([_aggregate(pd.DataFrame(records)), _drift_statistics(drift)], ignore_index=True)
     evaluations = evaluations[["arch", "fixture", "measure", "layer", "scale", "statistic", "value", "n"]]
@@ -407,7 +499,7 @@ def _zoo_flicker(ctx: AnalysisContext, cache: ZooCache, family: Family, variant_
     for s in seeds:
         b = seeds[(seeds.index(s) + 1) % len(seeds)] if len(seeds) > 1 else None
         if b is not None:
-            refs[s] = references(sides[s], sides[b])
+            refs[s] = matchings(sides[s], sides[b])
             for layer, value in minhash_seed_flicker(sides[s], sides[b]).items():
                 out.append({"arch": family.arch, "fixture": "zoo", "measure": "activation_region_minhash",
                             "layer": layer, "scale": 0.0, "statistic": "minhash_seed_flicker", "value": value})
@@ -431,7 +523,7 @@ def _variant_rows(family: Family, a: Side, b: Side, pair_type: str, scale: float
     """Rows in the scores' schema for measure variants the sweep cannot hold (one parameter set per
     measure and sweep): the variant is named in the layer column, so drift_table keeps them apart."""
     values = {("activation_region", "network[minhash]"):
-              activation_region_details(a.pre, b.pre, method="minhash", num_perm=NUM_PERM)["score"]}
+              matchings(a, b, ("activation_region_minhash",))["activation_region_minhash"][1]}
     if a.model is not None and b.model is not None:
         for alignment in ("canonical", "weight_matching"):
             values[("weight_distance", f"weights[{alignment}]")] = measures.compute(
@@ -448,7 +540,7 @@ def _fixture_flicker(cache: ZooCache, family: Family, scales: list[float]) -> li
     scale, with the same fixture of the next seed's model as reference B."""
     models = {s: cache.cached_model(family.specs[s]) for s in sorted(family.specs)}
     models = {s: m for s, m in models.items() if m is not None}
-    seeds = sorted(models)
+    seeds = sorted(models)[:FIXTURE_SEEDS]
     if not seeds:
         return []
     probe = torch.from_numpy(cache.data_for(family.specs[seeds[0]]).x_probe)
@@ -459,7 +551,7 @@ def _fixture_flicker(cache: ZooCache, family: Family, scales: list[float]) -> li
         sides = {s: side_of_model(f.model, probe) for s, f in fixtures.items()}
         for s in seeds:
             b = seeds[(seeds.index(s) + 1) % len(seeds)] if len(seeds) > 1 else None
-            ref = references(sides[s], sides[b]) if b is not None else None
+            ref = matchings(sides[s], sides[b]) if b is not None else None
             if b is not None:
                 for layer, value in minhash_seed_flicker(sides[s], sides[b]).items():
                     out.append({"arch": family.arch, "fixture": kind, "measure": "activation_region_minhash",
@@ -537,6 +629,7 @@ HIGHLIGHT = {
     ("disagreement", "output"): ("disagreement", "black"),
 }
 MATCHER_STYLE = {"activation_region": ("C3", "activation region (exact)"),
+                 "activation_region_exclude": ("C7", "activation region (exact, degenerate excluded)"),
                  "activation_region_minhash": ("C1", "activation region (MinHash)"),
                  "correlation_matching": ("C5", "correlation matching"),
                  "weight_matching": ("C4", "weight matching"),

@@ -1,10 +1,6 @@
 """Bad configurations are refused before any job runs, with a message that names the offending key and
 what would be valid. One table, every row planned in-process exactly as ``python -m runners.sweep``
 plans a sweep (compose + validate every job); one row also through the command line.
-
-Rows marked ``xfail(strict=True)`` are checks the runners do not make yet (the value reaches the job
-and fails there, or silently does something else); they turn into failures the day the check exists,
-so the mark can be dropped.
 """
 
 from __future__ import annotations
@@ -19,10 +15,6 @@ from runners.sweep import plan
 from tests.integration.conftest import ROOT
 
 SMOKE = ["sweep=smoke", "measures=fast"]
-
-
-def _not_checked_yet(reason: str):
-    return pytest.mark.xfail(strict=True, reason=f"not validated yet: {reason}")
 
 
 # (overrides, the key the message must name, words the message must list as valid)
@@ -67,14 +59,10 @@ TABLE = [
                  id="zero-array-parallelism"),
     pytest.param(["hydra/launcher=slurm_gpu", "cluster.mem_gb=-1"], "cluster.mem_gb", [">= 1", "null"],
                  id="negative-memory"),
-    pytest.param(["arch.width=0"], "arch.width", [">= 1"], id="zero-width",
-                 marks=_not_checked_yet("architecture parameters (width, depth, channels) are not range-checked")),
-    pytest.param(["arch.depth=-1"], "arch.depth", [">= 1"], id="negative-depth",
-                 marks=_not_checked_yet("architecture parameters (width, depth, channels) are not range-checked")),
-    pytest.param(["data.n_samples=0"], "data.n_samples", [">= 1"], id="empty-dataset",
-                 marks=_not_checked_yet("dataset sizes are not range-checked")),
-    pytest.param(["perturbation.seed=-1"], "perturbation.seed", [">= 0"], id="negative-perturbation-seed",
-                 marks=_not_checked_yet("perturbation.seed is not range-checked")),
+    pytest.param(["arch.width=0"], "arch.width", [">= 1"], id="zero-width"),
+    pytest.param(["arch.depth=-1"], "arch.depth", [">= 1"], id="negative-depth"),
+    pytest.param(["data.n_samples=0"], "data.n_samples", [">= 4"], id="empty-dataset"),
+    pytest.param(["perturbation.seed=-1"], "perturbation.seed", [">= 0"], id="negative-perturbation-seed"),
     # -- values outside a closed set
     pytest.param(["compare.layers=diagonal"], "compare.layers", ["same", "all", "last"], id="unknown-layer-mode"),
     pytest.param(["compare.seed_pairs=higher"], "compare.seed_pairs", ["lower", "none"], id="unknown-pair-mode"),
@@ -91,13 +79,10 @@ TABLE = [
     pytest.param(["limits.max_jobs=3"], "limits.max_jobs", ["4 jobs", "limit 3"], id="over-the-job-limit"),
     pytest.param(["seed=range(0,5000)"], "limits.max_jobs", ["10000 jobs", "limit 2000"], id="huge-grid"),
     # -- combinations that cannot work
-    pytest.param(["arch=cnn"], "arch", ["mlp"], id="conv-net-on-vector-data",
-                 marks=_not_checked_yet("arch/data compatibility (cnn needs images; synthetic is vectors)")),
-    # The activation-region measure needs ReLU units; vit_tiny has none (GELU, attention). Hydra composes
-    # it, the measure then fails in every job instead of the sweep being refused up front.
+    pytest.param(["arch=cnn"], "arch", ["mlp"], id="conv-net-on-vector-data"),
+    # The activation-region measure needs ReLU units; vit_tiny has none (GELU, attention).
     pytest.param(["data=digits", "arch=vit_tiny", "measures.include=[activation_region]"], "activation_region",
-                 ["mlp", "cnn"], id="activation-region-without-relu",
-                 marks=_not_checked_yet("measure/architecture compatibility (activation_region needs ReLUs)")),
+                 ["mlp", "cnn"], id="activation-region-without-relu"),
 ]
 
 

@@ -18,8 +18,8 @@ from tasks.flicker import (
     bit_flicker,
     build_fixture,
     duplicate_units,
+    matchings,
     pair_flicker,
-    references,
     side_of_model,
     split_units,
 )
@@ -104,7 +104,7 @@ def test_match_flicker_appears_on_twins_and_not_on_the_plain_model(mlps, probe):
     duplicated-unit fixture's twins change partners in some draws (the tie breaks one way or the other)."""
     def cross_flicker(model, reference, fixture=None):
         a, b = side_of_model(model, probe), side_of_model(reference, probe)
-        refs = references(a, b)
+        refs = matchings(a, b)
         values = []
         for draw in range(8):
             noisy = side_of_model(perturb(model, 0.05, 100 + draw), probe)
