@@ -16,7 +16,7 @@ import pandas as pd
 from scipy.stats import ConstantInputWarning
 
 from runners.storage import read_parquet, write_parquet
-from tasks.base import AnalysisContext, load_analyses
+from tasks.base import OWN_SWEEP_ONLY, AnalysisContext, load_analyses
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,10 @@ def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None) -> pd.DataFrame
     (sweep_dir / "tables").mkdir(parents=True, exist_ok=True)
     frames, lines = [], []
     for name, analysis in load_analyses().items():
+        own = OWN_SWEEP_ONLY.get(name)
+        if own is not None and sweep_dir.name != own:
+            lines.append(f"{name}: runs on `sweep={own}` results only")
+            continue
         with warnings.catch_warnings():
             # NaN cells (undefined measures, too few pairs) are expected and handled explicitly;
             # numpy's and scipy's warnings about them would only bury the summary.

@@ -37,7 +37,7 @@ def test_smoke_sweep_writes_tables_and_figures(smoke):
             "label_randomization_a", "label_randomization_b", "arch_a", "arch_b", "runtime_s", "git_commit",
             "versions", "status"} <= set(scores.columns)
     assert {"task", "measure", "statistic", "value"} <= set(evaluations.columns)
-    assert set(evaluations["task"]) == {"invariance", "robustness", "seed_variability"}
+    assert {"invariance", "robustness", "seed_variability"} <= set(evaluations["task"])
     assert len(list((out / "figures").glob("*.png"))) >= 3
     # 2 seeds x scales {0, 0.05}: one seed pair and two perturbation pairs.
     assert set(scores["pair_type"]) == {"seed", "perturbation"}

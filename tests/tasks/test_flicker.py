@@ -12,13 +12,21 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from measures.activation_region import activation_region_details, jaccard_exact, preactivations, signatures
+from measures import compute
+from measures.activation_region import (
+    activation_region_details,
+    jaccard_exact,
+    jaccard_minhash,
+    preactivations,
+    signatures,
+)
 from tasks.flicker import (
     Side,
     bit_flicker,
     build_fixture,
     duplicate_units,
     matchings,
+    minhash_jaccard,
     pair_flicker,
     side_of_model,
     split_units,
@@ -70,7 +78,7 @@ def test_fixtures_keep_the_function_of_a_cnn(build):
     x = torch.randn(32, 1, 8, 8)
     # conv -> conv (input channels), conv -> flatten -> linear (H*W columns per channel), linear -> linear
     fixture = build(build(build(model, "conv1", [1]), "conv2", [0, 7]), "fc3", [2])
-    assert fixture.conv2.in_channels == 5 and fixture.fc3.in_features == 10 * 4 * 4
+    assert fixture.conv2.in_channels == 5 and fixture.fc3.in_features == 10 * 2 * 2
     with torch.no_grad():
         assert (fixture(x) - model(x)).abs().max() <= 1e-6
 
@@ -90,10 +98,11 @@ def test_twins_make_the_hungarian_partner_ambiguous(mlps, probe):
     assignments are optimal, and which one the solver returns is decided by index alone."""
     fixture = duplicate_units(mlps[0], "fc1", [4])
     sig_a = signatures(preactivations(fixture, probe))[0]
-    sig_b = signatures(preactivations(mlps[1], probe))[0]
+    sig_b = signatures(preactivations(split_units(mlps[1], "fc1", [9]), probe))[0]  # 17 units too
     jac = jaccard_exact(sig_a, sig_b).numpy()
     np.testing.assert_array_equal(jac[4], jac[16])
     rows, cols = linear_sum_assignment(jac, maximize=True)
+    assert np.array_equal(rows, np.arange(17))
     swapped = cols.copy()
     swapped[[4, 16]] = cols[[16, 4]]
     assert jac[rows, swapped].sum() == jac[rows, cols].sum()
@@ -125,6 +134,28 @@ def test_match_flicker_appears_on_twins_and_not_on_the_plain_model(mlps, probe):
         selected = twins[twins["measure"].eq(matcher) & twins["statistic"].eq("match_flicker_cross")
                          & twins["layer"].eq("all")]
         assert selected["value"].max() > 0, matcher
+
+
+def test_matchings_agree_with_the_measures(mlps, probe):
+    """The task's cached matchers give the measures' own partners and scores (activation_region exact,
+    degenerate units excluded, MinHash; correlation_match_hard), and the sparse MinHash Jaccard equals
+    jaccard_minhash bit for bit."""
+    a, b = side_of_model(mlps[0], probe), side_of_model(mlps[1], probe)
+    found = matchings(a, b)
+    for matcher, params in (("activation_region", {}), ("activation_region_exclude", {"degenerate": "exclude"}),
+                            ("activation_region_minhash", {"method": "minhash", "num_perm": 128, "seed": 0})):
+        details = activation_region_details(a.pre, b.pre, **params)
+        assert found[matcher][1] == pytest.approx(details["score"], abs=1e-12)
+        for partner, layer in zip(found[matcher][0], details["layers"]):
+            np.testing.assert_array_equal(partner, layer["partner"])
+    for layer in range(2):
+        expected = jaccard_minhash(a.sketches(0)[layer], b.sketches(0)[layer]).numpy()
+        np.testing.assert_array_equal(minhash_jaccard(a.sketches(0)[layer], b.sketches(0)[layer], probe.shape[0]),
+                                      expected)
+    one_layer = Side(a.pre[:1], None, a.layers[:1]), Side(b.pre[:1], None, b.layers[:1])
+    score = matchings(*one_layer, ("correlation_matching",))["correlation_matching"][1]
+    assert score == pytest.approx(compute("correlation_match_hard", np.maximum(a.pre[0], 0).astype(np.float64),
+                                          np.maximum(b.pre[0], 0).astype(np.float64)), abs=1e-9)
 
 
 def test_bit_flicker_equals_a_numpy_count():
