@@ -7,8 +7,9 @@ flickering" of neurons. Its own definitions are unknown; these are the project's
 relative Gaussian weight noise of scale σ) and from near-tie fixtures built here:
 
 * **score drift**: |m(A, Ã) − m(A, A)| in units of a seed pair, per measure and scale, is the robustness
-  task's table (:func:`tasks.robustness.drift_table`); this task adds σ₅₀, the scale at which a measure
-  has drifted half as far as another seed takes it (:func:`tasks.seed_variability.equivalent_scale`; the
+  task's table (:func:`tasks.robustness.drift_table`); this task adds σ₅₀ (σ₁₀), the scale at which a
+  measure has drifted half (a tenth) as far as another seed takes it
+  (:func:`tasks.seed_variability.equivalent_scale`; the
   drift counted from its value at the smallest scale, see :func:`_drift_statistics`), and the drift of
   variants the sweep's rows do not hold: MinHash activation region, and the weight
   distance after canonical scaling and after weight matching (in the layer column as
@@ -17,7 +18,7 @@ relative Gaussian weight noise of scale σ) and from near-tie fixtures built her
   fraction of signature bits (z > 0) that change, per hidden layer and over all units.
 * **match flicker**, per matcher: *self*, the fraction of A's units not matched to their own copy in Ã;
   *cross*, the fraction of A's units whose partner in B (another seed's model) changes when A is
-  replaced by Ã. Matchers: activation region (exact Jaccard and MinHash, k = 128, + Hungarian; and
+  replaced by Ã. Units a matcher leaves unmatched in both matchings are not counted. Matchers: activation region (exact Jaccard and MinHash, k = 128, + Hungarian; and
   exact with ``degenerate="exclude"``: dead and always-on units, whose signatures are all identical and
   so tie with each other, are left out of the assignment and count as unmatched, −1, before and after),
   correlation matching (Pearson on post-ReLU activations + Hungarian; Li et al. 2016), Git Re-Basin
@@ -80,6 +81,9 @@ TWIN_FRACTION = 8  # fixtures twin ceil(units / 8) informative units (channels) 
 FIXTURE_SEEDS = 2  # fixtures are built from the first two seeds' models, each the other's reference B
 FIXTURE_SCALES = 4  # ... at this many of the sweep's noise scales, evenly spread from the smallest to the largest
 N_DRAWS = 3  # noise draws per (fixture, model, scale)
+#: σ_f: the noise scale where a measure has drifted this fraction of a seed pair (σ₅₀ as in the reference;
+#: σ₁₀ still resolves measures that never reach half a seed pair on a grid of small scales)
+SIGMA_FRACTIONS = (0.1, 0.5)
 FIXTURES = ("duplicated", "split")
 ALL_UNITS = "all"  # the layer label of statistics pooled over every hidden unit
 
@@ -356,8 +360,13 @@ def matchings(a: Side, b: Side, matchers: tuple[str, ...] = MATCHERS, hash_seed:
 
 
 def changed(p: list[np.ndarray], q: list[np.ndarray]) -> list[np.ndarray]:
-    """Per layer, the boolean vector of units whose partner differs between two matchings."""
-    return [np.asarray(x) != np.asarray(y) for x, y in zip(p, q)]
+    """Per layer and unit, 1.0 if its partner differs between two matchings, 0.0 if not, NaN if it is
+    unmatched (−1) in both (a unit the matcher leaves out is not counted)."""
+    out = []
+    for x, y in zip(p, q):
+        x, y = np.asarray(x), np.asarray(y)
+        out.append(np.where((x < 0) & (y < 0), np.nan, (x != y).astype(np.float64)))
+    return out
 
 
 def bit_flicker(pre_a: list[np.ndarray], pre_b: list[np.ndarray]) -> list[float]:
@@ -366,12 +375,16 @@ def bit_flicker(pre_a: list[np.ndarray], pre_b: list[np.ndarray]) -> list[float]
 
 
 def _per_layer(flags: list[np.ndarray], layers: list[str]) -> dict[str, float]:
-    """Mean per layer and pooled over all units."""
+    """Mean per layer and pooled over all units (NaN entries, units unmatched in both, left out)."""
     if not flags or len(flags) != len(layers):
         return {}
-    out = {name: float(f.mean()) for name, f in zip(layers, flags)}
-    out[ALL_UNITS] = float(np.concatenate(flags).mean())
+    out = {name: _nanmean(f) for name, f in zip(layers, flags)}
+    out[ALL_UNITS] = _nanmean(np.concatenate(flags))
     return out
+
+
+def _nanmean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
 
 
 def pair_flicker(a: Side, noisy: Side, b: Side | None, reference: dict[str, tuple[list[np.ndarray], float]] | None,
@@ -387,6 +400,8 @@ def pair_flicker(a: Side, noisy: Side, b: Side | None, reference: dict[str, tupl
                     "value": float(np.dot(bits, widths) / sum(widths))})
     for matcher, (self_partner, _) in matchings(a, noisy).items():
         identity = [np.arange(len(p)) for p in self_partner]
+        if matcher == "activation_region_exclude":  # A's dead and always-on units are not matched to themselves
+            identity = [np.where(np.isin(i, kept), i, -1) for i, kept in zip(identity, a.informative())]
         for layer, value in _per_layer(changed(self_partner, identity), a.layers).items():
             records.append({"measure": matcher, "statistic": "match_flicker_self", "layer": layer, "value": value})
     if b is None or reference is None:
@@ -404,7 +419,7 @@ def pair_flicker(a: Side, noisy: Side, b: Side | None, reference: dict[str, tupl
             index = fixture.twin_units if on_models else fixture.twin_columns
             twins = np.concatenate([f[i] for f, i in zip(flags, index)])
             records.append({"measure": matcher, "statistic": "twin_flicker_cross", "layer": ALL_UNITS,
-                            "value": float(twins.mean())})
+                            "value": _nanmean(twins)})
     return records
 
 
@@ -570,9 +585,9 @@ def _fixture_flicker(cache: ZooCache, family: Family, scales: list[float]) -> li
 
 
 def _drift_statistics(drift: pd.DataFrame) -> pd.DataFrame:
-    """σ₅₀ of every measure (and variant) at every layer, and the in-task variants' drift curves.
+    """σ₁₀ and σ₅₀ of every measure (and variant) at every layer, and the in-task variants' drift curves.
 
-    σ₅₀ is the noise scale at which the drift has grown by half a seed pair's drift beyond its value at
+    σ_f is the noise scale at which the drift has grown by f % of a seed pair's drift beyond its value at
     the smallest scale: some measures do not reach their identity value on real representations (e.g.
     hard correlation matching scores dead units 0 against themselves, so m(A, A) < 1), and that offset
     is not a response to the noise."""
@@ -583,9 +598,10 @@ def _drift_statistics(drift: pd.DataFrame) -> pd.DataFrame:
         g = g.sort_values("scale")
         unit = g["seed_drift"].iloc[0]
         growth = (g["drift"] - g["drift"].iloc[0]).to_numpy()
-        sigma = equivalent_scale(g["scale"].to_numpy(), growth, 0.5 * unit) if unit > 0 else np.nan
-        rows.append({"arch": arch, "fixture": "zoo", "measure": measure, "layer": layer, "scale": np.nan,
-                     "statistic": "sigma50", "value": sigma, "n": int(g["n_pairs"].sum())})
+        for fraction in SIGMA_FRACTIONS:
+            sigma = equivalent_scale(g["scale"].to_numpy(), growth, fraction * unit) if unit > 0 else np.nan
+            rows.append({"arch": arch, "fixture": "zoo", "measure": measure, "layer": layer, "scale": np.nan,
+                         "statistic": f"sigma{round(100 * fraction)}", "value": sigma, "n": int(g["n_pairs"].sum())})
         if "[" in layer:  # variants computed here: their curves are in no other task's table
             rows += [{"arch": arch, "fixture": "zoo", "measure": measure, "layer": layer, "scale": r.scale,
                       "statistic": "drift_in_seed_units", "value": r.drift_in_seed_units, "n": r.n_pairs}

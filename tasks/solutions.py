@@ -263,21 +263,21 @@ def _summary(evaluations: pd.DataFrame, missing: int) -> str:
 def _plot_distances(evaluations: pd.DataFrame, ctx: AnalysisContext):
     drift = evaluations[evaluations["statistic"].eq("drift_in_seed_units")]
     archs = sorted(drift["arch"].unique())
-    labels = sorted(drift["warm_start"].unique(), key=lambda s: (s.split(",")[0], "epochs=0" not in s, s))
-    cells = drift[["measure", "layer"]].drop_duplicates().sort_values(["layer", "measure"])
-    names = [f"{m} ({l})" for m, l in cells.itertuples(index=False)]
-    fig, axes = plt.subplots(1, len(archs), figsize=(7 * len(archs), 0.3 * len(names) + 2.5), squeeze=False)
+    labels = sorted(drift["warm_start"].unique(), key=_label_order)
+    rows = max(len(drift[drift["arch"].eq(a)][["measure", "layer"]].drop_duplicates()) for a in archs)
+    fig, axes = plt.subplots(1, len(archs), figsize=(7 * len(archs), 0.32 * rows + 2.5), squeeze=False)
     markers = "ovs^D<>p*h"
     for ax, arch in zip(axes[0], archs):
-        part = drift[drift["arch"].eq(arch)].set_index(["measure", "layer"])
+        part = drift[drift["arch"].eq(arch)]
+        cells = part[["measure", "layer"]].drop_duplicates().sort_values(["layer", "measure"])
+        index = pd.MultiIndex.from_frame(cells)
         for i, label in enumerate(labels):
-            values = part[part["warm_start"].eq(label)]["value"].reindex(pd.MultiIndex.from_frame(cells))
-            ax.scatter(values.to_numpy(dtype=float), np.arange(len(names)), marker=markers[i % len(markers)],
+            values = part[part["warm_start"].eq(label)].set_index(["measure", "layer"])["value"].reindex(index)
+            ax.scatter(values.to_numpy(dtype=float), np.arange(len(cells)), marker=markers[i % len(markers)],
                        label=label, s=28, color=f"C{i}")
         ax.axvline(1.0, color="grey", ls=":", lw=1)
-        ax.text(1.05, 1.0, "another seed", color="grey", fontsize=8, va="bottom",
-                transform=ax.get_xaxis_transform())
-        ax.set_yticks(np.arange(len(names)), names, fontsize=7)
+        ax.text(1.05, 1.0, "another seed", color="grey", fontsize=8, va="bottom", transform=ax.get_xaxis_transform())
+        ax.set_yticks(np.arange(len(cells)), [f"{m} ({l})" for m, l in cells.itertuples(index=False)], fontsize=7)
         ax.invert_yaxis()
         ax.set_xscale("symlog", linthresh=1e-2)
         ax.set_xlim(left=0)
@@ -291,11 +291,19 @@ def _plot_distances(evaluations: pd.DataFrame, ctx: AnalysisContext):
     return path
 
 
+def _label_order(label: str) -> tuple:
+    """"none" first, then by scale, the perturbed copy (0 epochs) before its retrained model."""
+    if label == NONE:
+        return (0.0, 0, "")
+    fields = dict(part.split("=") for part in label.split(", "))
+    return (float(fields["scale"]), int(fields["epochs"]), label)
+
+
 def _plot_map(points: pd.DataFrame, specs: dict[str, ModelSpec], ctx: AnalysisContext):
     archs = sorted(points["arch"].unique())
     jumps: dict[str, list[tuple[int, int]]] = {}
     fig, axes = plt.subplots(2 * len(archs), 2, figsize=(12, 10.5 * len(archs)), squeeze=False)
-    labels = sorted(points["warm_start"].unique(), key=lambda s: (s != NONE, s))
+    labels = sorted(points["warm_start"].unique(), key=_label_order)
     markers = dict(zip(labels, "ov^sD<>p*h"))
     for i, arch in enumerate(archs):
         part = points[points["arch"].eq(arch)].reset_index(drop=True)

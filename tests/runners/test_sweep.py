@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,7 +73,10 @@ def test_adding_a_measure_computes_only_its_rows(smoke, tmp_path):
     sweep(tmp_path, "measures=fast")
     proc = sweep(tmp_path, "measures.include=[cka_linear,disagreement,cka_linear_debiased]")
     scores = pd.read_parquet(tmp_path / "smoke" / "scores.parquet")
-    assert "trained" not in proc.stdout + proc.stderr
+    log = proc.stdout + proc.stderr
+    assert "trained mlp" not in log and "trained 0 models, extracted 0" in log  # models and reps from the cache
+    # every job with pairs computed only the new measure's rows (3 layers) and reused the 4 old ones
+    assert re.findall(r"computed (\d+) rows \((\d+) cached", log) == [("3", "4")] * 3, log[-2000:]
     assert set(scores["measure"]) == {"cka_linear", "disagreement", "cka_linear_debiased"}
 
 
@@ -91,7 +95,7 @@ def test_bad_sweeps_fail_before_training(tmp_path, override, message):
     proc = sweep(tmp_path, override, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert message in out or __import__("re").search(message, out), out[-2000:]
+    assert message in out or re.search(message, out), out[-2000:]
     assert not (tmp_path / "cache" / "models").exists() or not any((tmp_path / "cache" / "models").glob("*.pt"))
 
 

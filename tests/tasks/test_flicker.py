@@ -193,7 +193,7 @@ def test_flicker_task_runs_end_to_end(tiny_sweep):
     table = pd.read_csv(out / "tables" / "flicker.csv")
     assert (out / "figures" / "flicker.png").stat().st_size > 10_000
     assert {"bit_flicker", "match_flicker_self", "match_flicker_cross", "twin_flicker_cross", "score_change_cross",
-            "minhash_seed_flicker", "sigma50", "drift_in_seed_units", "max_output_change"} <= set(table["statistic"])
+            "minhash_seed_flicker", "sigma10", "sigma50", "drift_in_seed_units", "max_output_change"} <= set(table["statistic"])
     assert set(table["fixture"]) == {"zoo", "duplicated", "split"}
     assert {"activation_region", "activation_region_minhash", "correlation_matching", "weight_matching",
             "sort_canonical"} <= set(table["measure"])
