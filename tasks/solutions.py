@@ -188,7 +188,7 @@ def embed(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tsne, mds
 
 
-def nearest_base_is_origin(points: pd.DataFrame, specs: dict[str, ModelSpec]) -> pd.DataFrame:
+def nearest_base_is_origin(points: pd.DataFrame) -> pd.DataFrame:
     """Per (arch, warm start): how often the nearest converged seed model of a warm-started model's final
     predictions (Euclidean, in function space) is its own origin."""
     final = points[points["final"]]
@@ -230,7 +230,7 @@ def solutions(ctx: AnalysisContext) -> AnalysisResult:
     figures = [_plot_distances(evaluations, ctx)]
     points = trajectories(specs, cache, ctx)
     if len(points) >= 5:
-        evaluations = pd.concat([evaluations, nearest_base_is_origin(points, specs)], ignore_index=True)
+        evaluations = pd.concat([evaluations, nearest_base_is_origin(points)], ignore_index=True)
         figures.append(_plot_map(points, specs, ctx))
     evaluations = evaluations[["arch", "warm_start", "measure", "layer", "statistic", "value", "n"]]
     evaluations.to_csv(ctx.table_path("solutions"), index=False)

@@ -229,6 +229,9 @@ def test_cancelled_job_and_killed_submitter_resume_by_rerun(slurm_cluster, basel
         _scheduler("scancel", f"{array}_1")
         kill_group(proc)  # the user's shell is gone
         killed_at = time.time()
+        # submitit bypasses the SIGTERM of scancel; SLURM sends SIGKILL after KillWait. Keep task 1 held
+        # until it has left the queue, or it may finish its job within KillWait once the locks go.
+        wait_for(lambda: 1 not in _states(array), 120, "the cancelled task 1 to leave the queue")
     wait_for(lambda: not _states(array), 600, "task 0 to finish without its submitter")
     shards = sorted((results / "smoke" / "shards").glob("*.parquet"))
     assert len(shards) == 1 and shards[0].stat().st_mtime > killed_at, "task 0 finished after the submitter died"

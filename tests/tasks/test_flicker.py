@@ -198,6 +198,7 @@ def test_flicker_task_runs_end_to_end(tiny_sweep):
     assert {"activation_region", "activation_region_minhash", "correlation_matching", "weight_matching",
             "sort_canonical"} <= set(table["measure"])
     assert table.loc[table["statistic"].eq("max_output_change"), "value"].max() <= 1e-5
+    assert table.loc[table["statistic"].eq("drift_in_seed_units"), "scale"].gt(0).all()
     bits = table[table["statistic"].eq("bit_flicker") & table["fixture"].eq("zoo") & table["layer"].eq("all")]
     assert bits.sort_values("scale")["value"].is_monotonic_increasing
     evaluations = pd.read_parquet(out / "evaluations.parquet")
