@@ -23,6 +23,7 @@ import math
 
 import torch
 
+from measures._memo import one_sided
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns
 
@@ -72,6 +73,12 @@ def prepare_rows(name: str, x: torch.Tensor, metric: str) -> torch.Tensor:
 
 
 def nearest_neighbours(z: torch.Tensor, k: int, metric: str) -> torch.Tensor:
+    """:func:`_search`, memoised per input (every kNN measure of a pair, and every pair of a sweep that
+    shares a representation, needs the same lists)."""
+    return one_sided("nearest_neighbours", z, lambda: _search(z, k, metric), k=k, metric=metric)
+
+
+def _search(z: torch.Tensor, k: int, metric: str) -> torch.Tensor:
     """The N x k indices of each row's k nearest other rows, nearest first, ties by (distance, index).
 
     ``z`` comes from :func:`prepare_rows`. Row i never lists itself (excluded by index); a duplicate

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 
+from measures._memo import one_sided
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns
 from measures.cca import centred, power_of_two_scale, principal_directions
@@ -256,8 +257,13 @@ def _rbf_blocks(name: str, x: torch.Tensor, which: int, fraction: float, median_
     n = x.shape[0]
     squared = _squared_distance_blocks(x)
     mask = torch.ones(n, n, dtype=torch.bool, device=x.device).triu_(1)
-    upper = torch.cat([squared(rows)[mask[rows]] for rows in _row_blocks(n)])
-    median = _median_squared_distance(upper, n, median_over)
+
+    def median_squared_distance() -> torch.Tensor:
+        upper = torch.cat([squared(rows)[mask[rows]] for rows in _row_blocks(n)])
+        return _median_squared_distance(upper, n, median_over)
+
+    # The bandwidth depends on this input alone: memoised per input.
+    median = one_sided("cka_rbf.median", x, median_squared_distance, median_over=median_over)
     if median <= 0:
         raise UndefinedMeasureError(
             f"{name}: the median squared distance of input {which} is 0 (constant or mostly duplicate rows), "
@@ -451,19 +457,24 @@ def rsa(X: torch.Tensor, Y: torch.Tensor, *, inner: str = "correlation", outer: 
     """
     _check_choice("rsa", "inner", inner, ("correlation", "euclidean", "sqeuclidean", "cosine"))
     _check_choice("rsa", "outer", outer, ("spearman", "pearson", "kendall_tau_a", "kendall_tau_b", "cosine"))
-    rdms = (_rdm_upper("rsa", X, 1, inner), _rdm_upper("rsa", Y, 2, inner))
-    for which, rdm in enumerate(rdms, start=1):
+
+    def side(z: torch.Tensor, which: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        rdm = _rdm_upper("rsa", z, which, inner)
         degenerate = not bool(rdm.any()) if outer == "cosine" else _is_constant(rdm)
         if degenerate:
             raise UndefinedMeasureError(
                 f"rsa: the {inner} RDM of input {which} is {'zero' if outer == 'cosine' else 'constant'} "
                 f"(all instances equally dissimilar), so its {outer} correlation is undefined"
             )
-    a, b = rdms
+        return rdm, (_average_ranks(rdm) if outer == "spearman" else None)
+
+    # The RDM (and its ranks) of each input depend on that input alone: memoised per input.
+    (a, rank_a), (b, rank_b) = (one_sided("rsa.rdm", z, lambda z=z, w=w: side(z, w), inner=inner,
+                                          outer=outer) for w, z in ((1, X), (2, Y)))
     if outer == "pearson":
         value = _pearson(a, b)
     elif outer == "spearman":
-        value = _pearson(_average_ranks(a), _average_ranks(b))
+        value = _pearson(rank_a, rank_b)
     elif outer == "cosine":
         value = (a @ b) / (torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b))
     else:
@@ -780,10 +791,17 @@ def riemannian_distance(
     """
     if not (math.isfinite(epsilon) and epsilon >= 0):
         raise ValueError(f"measure 'riemannian_distance': epsilon must be a finite number >= 0, got {epsilon!r}")
-    sx, log_ax = _normalised_rsm("riemannian_distance", X, 1, center, epsilon)
-    sy, log_ay = _normalised_rsm("riemannian_distance", Y, 2, center, epsilon)
-    chol, info = torch.linalg.cholesky_ex(sx)
-    if int(info) != 0:
+
+    def side(z: torch.Tensor, which: int) -> tuple[torch.Tensor, float, torch.Tensor, int]:
+        rsm, log_mean = _normalised_rsm("riemannian_distance", z, which, center, epsilon)
+        chol, info = torch.linalg.cholesky_ex(rsm)
+        return rsm, log_mean, chol, int(info)
+
+    # The normalised RSM and its Cholesky factor depend on one input only: memoised per input.
+    (_, log_ax, chol, info), (sy, log_ay, _, _) = (
+        one_sided("riemannian.rsm", z, lambda z=z, w=w: side(z, w), center=center, epsilon=epsilon)
+        for w, z in ((1, X), (2, Y)))
+    if info != 0:
         raise UndefinedMeasureError("riemannian_distance: the RSM of input 1 is not positive definite; use epsilon > 0")
     half = torch.linalg.solve_triangular(chol, sy, upper=False)
     whitened = torch.linalg.solve_triangular(chol, half.T, upper=False)

@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from measures._memo import one_sided
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns
 from measures.neighbours import BLOCK_ELEMENTS, nearest_neighbours, pair_values, prepare_rows, scale_to_unit, unit_rows
@@ -145,7 +146,9 @@ def uniformity_difference(
     """
     if not (isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0):
         raise ValueError(f"measure 'uniformity_difference': t must be a positive finite number, got {t!r}")
-    stats = [_log_uniformity("uniformity_difference", z, float(t), normalize, include_diagonal) for z in (X, Y)]
+    stats = [one_sided("uniformity", z, lambda z=z: _log_uniformity("uniformity_difference", z, float(t), normalize,
+                                                                    include_diagonal),
+                       t=float(t), normalize=normalize, include_diagonal=include_diagonal) for z in (X, Y)]
     return (stats[0] - stats[1]).abs()
 
 
@@ -231,5 +234,7 @@ def intrinsic_dimension_difference(
         raise ValueError(f"measure {name!r}: duplicates must be 'collapse' or 'drop', got {duplicates!r}")
     if not (isinstance(discard_fraction, (int, float)) and 0 <= discard_fraction < 1):
         raise ValueError(f"measure {name!r}: discard_fraction must lie in [0, 1), got {discard_fraction!r}")
-    estimates = [_two_nn(name, z, float(discard_fraction), method, duplicates) for z in (X, Y)]
+    estimates = [one_sided("two_nn", z, lambda z=z: _two_nn(name, z, float(discard_fraction), method, duplicates),
+                           discard_fraction=float(discard_fraction), method=method, duplicates=duplicates)
+                 for z in (X, Y)]
     return (estimates[0] - estimates[1]).abs()

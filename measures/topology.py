@@ -26,6 +26,7 @@ import numpy as np
 import ripser
 import torch
 
+from measures._memo import one_sided
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns
 from measures.neighbours import nearest_neighbours, prepare_rows
@@ -326,13 +327,17 @@ def imd(
     ts = torch.logspace(math.log10(t_min), math.log10(t_max), int(count), dtype=X.dtype, device=X.device)
     generator = torch.Generator().manual_seed(seed)
     probes = (torch.randint(0, 2, (n_probes, n), generator=generator) * 2 - 1).to(dtype=X.dtype, device=X.device)
-    traces = []
-    for z in (X, Y):
+
+    def heat_traces(z: torch.Tensor) -> torch.Tensor:
         rows, cols, degrees = _knn_graph_edges(name, z, k)
         if exact:
-            traces.append(_exact_heat_traces(rows, cols, degrees, ts))
-        else:
-            traces.append(_lanczos_heat_traces(rows, cols, degrees, probes, lanczos_steps, ts))
+            return _exact_heat_traces(rows, cols, degrees, ts)
+        return _lanczos_heat_traces(rows, cols, degrees, probes, lanczos_steps, ts)
+
+    # Each side's heat traces depend on that side alone: memoised per input (a sweep reuses them).
+    estimator = "exact" if exact else ("slq", seed, n_probes, lanczos_steps)
+    traces = [one_sided("imd.heat_traces", z, lambda z=z: heat_traces(z), k=k, temperatures=tuple(temperatures),
+                        estimator=estimator) for z in (X, Y)]
     weight = torch.exp(-2.0 * (ts + 1.0 / ts))
     return IMD_SCALE * (weight * (traces[0] - traces[1]).abs()).amax()
 
@@ -382,6 +387,29 @@ def _witness_h1_intervals(witness_landmark: torch.Tensor, gamma: float) -> tuple
     return np.asarray(tree.persistence_intervals_in_dimension(1)).reshape(-1, 2), alpha_max
 
 
+def _summed_living_times(name: str, z: torch.Tensor, draws: list[np.ndarray], gamma: float, i_max: int) -> np.ndarray:
+    """Σ over the landmark draws of the relative living times of the witness complex's H1 (one side)."""
+    # Centring and dividing by the largest entry keep the Gram expansion of distances accurate and
+    # finite; neither changes any distance ratio.
+    z = center_columns(z)
+    peak = z.abs().amax()
+    if peak == 0:
+        raise UndefinedMeasureError(f"{name}: a representation has all rows identical (no geometry)")
+    z = z / peak
+    sq = z.square().sum(dim=1)
+    total = np.zeros(i_max)
+    for landmark_rows in draws:
+        index = torch.as_tensor(landmark_rows, device=z.device)
+        squared = (sq[:, None] + sq[index][None, :] - 2.0 * z @ z[index].T).clamp_min(0.0)
+        # A landmark is its own nearest landmark at distance exactly 0; the Gram expansion would
+        # leave a round-off residue whose square root (~1e-8) is far above round-off level.
+        squared[index, torch.arange(len(index), device=z.device)] = 0.0
+        # alpha_max > 0 here: some row differs from each landmark, since not all rows coincide.
+        intervals, alpha_max = _witness_h1_intervals(squared.sqrt(), gamma)
+        total += relative_living_times(intervals, alpha_max, i_max)
+    return total
+
+
 @register(
     "geometry_score",
     family="topology",
@@ -429,26 +457,9 @@ def geometry_score(
     seed = _seed(name, seed)
     if isinstance(gamma, bool) or not isinstance(gamma, Real) or not gamma > 0:
         raise ValueError(f"measure {name!r}: gamma must be a positive number, got {gamma!r}")
-    sides = []
-    for z in (X, Y):
-        # Centring and dividing by the largest entry keep the Gram expansion of distances accurate and
-        # finite; neither changes any distance ratio.
-        z = center_columns(z)
-        peak = z.abs().amax()
-        if peak == 0:
-            raise UndefinedMeasureError(f"{name}: a representation has all rows identical (no geometry)")
-        sides.append(z / peak)
-    norms = [z.square().sum(dim=1) for z in sides]
-    mrlt = [np.zeros(i_max), np.zeros(i_max)]
     draws = _row_subsets(X.shape[0], n_landmarks, n_draws, seed)
-    for landmark_rows in draws:
-        index = torch.as_tensor(landmark_rows, device=X.device)
-        for side, (z, sq) in enumerate(zip(sides, norms)):
-            squared = (sq[:, None] + sq[index][None, :] - 2.0 * z @ z[index].T).clamp_min(0.0)
-            # A landmark is its own nearest landmark at distance exactly 0; the Gram expansion would
-            # leave a round-off residue whose square root (~1e-8) is far above round-off level.
-            squared[index, torch.arange(len(index), device=X.device)] = 0.0
-            # alpha_max > 0 here: some row differs from each landmark, since not all rows coincide.
-            intervals, alpha_max = _witness_h1_intervals(squared.sqrt(), gamma)
-            mrlt[side] += relative_living_times(intervals, alpha_max, i_max)
+    # Each side's mean relative living times depend on that side alone: memoised per input.
+    mrlt = [one_sided("geometry_score.mrlt", z, lambda z=z: _summed_living_times(name, z, draws, gamma, i_max),
+                      n_landmarks=n_landmarks, n_draws=n_draws, seed=seed, gamma=gamma, i_max=i_max)
+            for z in (X, Y)]
     return float(np.square((mrlt[0] - mrlt[1]) / len(draws)).sum())
