@@ -8,6 +8,7 @@ shard. When the jobs have returned, the shards are collected into ``scores.parqu
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -44,6 +45,16 @@ class Plan:
     sweep_dir: Path
     n_jobs: int
     parts: list[str]  # a composite sweep (``parts: [...]`` in its config) runs these sweeps in turn
+    part_args: list[str] = dataclasses.field(default_factory=list)  # overrides every part is run with
+
+
+def part_overrides(master: DictConfig, overrides: list[str]) -> list[str]:
+    """The overrides each part of a composite sweep runs with: the command line's (minus ``sweep=``),
+    preceded by the composite's ``part_launcher`` unless the command line chooses a launcher itself."""
+    others = [o for o in overrides if not o.startswith("sweep=")]
+    if any(o.lstrip("+~").startswith("hydra/launcher=") for o in others):
+        return others
+    return [*map(str, master.get("part_launcher") or []), *others]
 
 
 def plan(overrides: list[str]) -> Plan:
@@ -53,9 +64,9 @@ def plan(overrides: list[str]) -> Plan:
     _check_launcher(master)
     parts = list(master.get("parts") or [])
     if parts:
-        others = [o for o in overrides if not o.startswith("sweep=")]
+        others = part_overrides(master, overrides)
         n_jobs = sum(plan([f"sweep={part}", f"name={master.name}", *others]).n_jobs for part in parts)
-        return Plan(sweep_dir=results_root(master) / master.name, n_jobs=n_jobs, parts=parts)
+        return Plan(sweep_dir=results_root(master) / master.name, n_jobs=n_jobs, parts=parts, part_args=others)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         params = [f"{k}={v}" for k, v in (master.hydra.sweeper.get("params") or {}).items()]
         multirun = master.hydra.mode is not None and master.hydra.mode.name == "MULTIRUN"
@@ -136,10 +147,10 @@ def cli(argv: list[str]) -> int:
     tic = time.perf_counter()
     print(f"[simbench] {sweep.n_jobs} job(s) validated; results go to {sweep.sweep_dir}", flush=True)
     if sweep.parts:
-        others = [o for o in overrides if not o.startswith("sweep=")]
         for i, part in enumerate(sweep.parts, start=1):
             print(f"[simbench] part {i}/{len(sweep.parts)}: sweep={part} ({time.perf_counter() - tic:.0f}s elapsed)", flush=True)
-            command = [sys.executable, "-m", "runners.sweep", f"sweep={part}", f"name={sweep.sweep_dir.name}", *others]
+            command = [sys.executable, "-m", "runners.sweep", f"sweep={part}", f"name={sweep.sweep_dir.name}",
+                       *sweep.part_args]
             done = subprocess.run(command, env={**os.environ, NO_POST: "1"})
             if done.returncode != 0:
                 print(f"[simbench] part sweep={part} failed (exit {done.returncode}); rerun to resume", file=sys.stderr)

@@ -123,8 +123,8 @@ def output_correlation(ctx: AnalysisContext) -> AnalysisResult:
             rep = -stats.orient(_square(g, models, measures.info(measure).symmetric), _higher(measure))
             for fname, fmat in functional.items():
                 test = stats.correlation_test(rep, fmat, n_resamples=N_PERM, seed=SEED)
-                low, high = _boot(np.arange(len(models)), lambda idx: stats.correlation_test(
-                    rep[np.ix_(idx, idx)], fmat[np.ix_(idx, idx)], n_resamples=1, seed=SEED).statistic)
+                low, high = _boot(np.arange(len(models)), lambda idx: stats.correlation_statistic(
+                    rep[np.ix_(idx, idx)], fmat[np.ix_(idx, idx)]))
                 rows.append({"arch": arch, "layer": g["layer_a"].iloc[0], "measure": measure,
                              "statistic": f"spearman_{fname}", "value": test.statistic, "ci_low": low,
                              "ci_high": high, "p_pairings": test.pvalue_pairings, "p_mantel": test.pvalue_mantel,

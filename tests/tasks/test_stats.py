@@ -58,6 +58,15 @@ def test_auprc_matches_sklearn_on_hand_examples():
     assert stats.auprc([1.0], [1.0]) == pytest.approx(0.5)
 
 
+def test_auprc_matches_sklearn_on_random_inputs_with_ties():
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n_w, n_c = rng.integers(1, 15, size=2)
+        values = rng.integers(0, 6, size=n_w + n_c) / 5.0  # coarse values: many ties, across the groups
+        y = np.r_[np.ones(n_w), np.zeros(n_c)]
+        assert stats.auprc(values[:n_w], values[n_w:]) == pytest.approx(average_precision_score(y, values), abs=1e-12)
+
+
 def test_auprc_nan_rule_and_distance_orientation():
     assert stats.auprc([0.9, np.nan, 0.7, 0.6], [0.8, np.nan, 0.5]) == pytest.approx(29 / 36)
     assert np.isnan(stats.auprc([np.nan], [0.3, 0.2]))
@@ -597,3 +606,16 @@ def test_dose_response_hand_example():
     with_nan = stats.dose_response(levels + [1], scores + [np.nan])
     assert with_nan == res
     assert np.isnan(stats.dose_response([0, 1], [1.0, 0.5]).effect_size)  # no spread to pool
+
+
+def test_correlation_statistic_is_the_statistic_of_the_test():
+    rng = np.random.default_rng(11)
+    for symmetric in (True, False):
+        for _ in range(20):
+            rep, fun = rng.random((6, 6)), rng.random((6, 6))
+            if symmetric:
+                rep, fun = rep + rep.T, fun + fun.T
+            rep[0, 3] = rep[3, 0] = np.nan
+            expected = stats.correlation_test(rep, fun, n_resamples=5, seed=0).statistic
+            assert stats.correlation_statistic(rep, fun) == pytest.approx(expected, abs=1e-12)
+    assert np.isnan(stats.correlation_statistic(np.ones((2, 2)), np.ones((2, 2))))
