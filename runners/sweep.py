@@ -51,7 +51,8 @@ class Plan:
 def part_overrides(master: DictConfig, overrides: list[str]) -> list[str]:
     """The overrides each part of a composite sweep runs with: the command line's (minus ``sweep=``),
     preceded by the composite's ``part_launcher`` unless the command line chooses a launcher itself."""
-    others = [o for o in overrides if not o.startswith("sweep=")]
+    composite_keys = ("sweep=", "parts=", "part_launcher=")  # a part must not be a composite again
+    others = [o for o in overrides if not o.lstrip("+~").startswith(composite_keys)]
     if any(o.lstrip("+~").startswith("hydra/launcher=") for o in others):
         return others
     return [*map(str, master.get("part_launcher") or []), *others]

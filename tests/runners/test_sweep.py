@@ -103,3 +103,27 @@ def test_joblib_launcher_runs_jobs_in_parallel(tmp_path):
     sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     scores = pd.read_parquet(tmp_path / "smoke" / "scores.parquet")
     assert scores["row_key"].is_unique and len(scores) > 0
+
+
+def test_composite_sweep_runs_its_parts_in_parallel_then_analyses_once(tmp_path):
+    """A sweep with ``parts`` (the default benchmark has five) runs each part as its own sweep into one
+    results folder, with the composite's ``part_launcher`` (joblib here), then collects and analyses."""
+    proc = sweep(tmp_path, "sweep=none", "name=combo", "+parts=[smoke]", "measures=fast",
+                 '+part_launcher=["hydra/launcher=joblib","hydra.launcher.n_jobs=2"]')
+    log = proc.stdout + proc.stderr
+    assert "[simbench] part 1/1: sweep=smoke" in log
+    assert "Joblib.Parallel(n_jobs=2" in log
+    assert "Summary of sweep 'combo'" in proc.stdout
+    scores = pd.read_parquet(tmp_path / "combo" / "scores.parquet")
+    assert set(scores["pair_type"]) == {"seed", "perturbation"} and scores["row_key"].is_unique
+
+
+def test_a_launcher_on_the_command_line_replaces_the_part_launcher():
+    from omegaconf import OmegaConf
+
+    from runners.sweep import part_overrides
+
+    master = OmegaConf.create({"part_launcher": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=-1"]})
+    assert part_overrides(master, ["sweep=benchmark", "seed=1"]) == ["hydra/launcher=joblib",
+                                                                    "hydra.launcher.n_jobs=-1", "seed=1"]
+    assert part_overrides(master, ["hydra/launcher=slurm", "+parts=[a]"]) == ["hydra/launcher=slurm"]
