@@ -172,8 +172,8 @@ def run_job(cfg: DictConfig) -> JobResult:
         if not todo:
             continue
         arrays_a, arrays_b = cache.representations(pair.a), cache.representations(pair.b)
-        for task in tqdm(todo, desc=f"{pair.pair_type} pair", leave=False, disable=len(todo) < 20):
-            new_rows.append(_compute_row(task, pair, arrays_a, arrays_b, cache, cfg))
+        for task in tqdm(todo, desc=f"{pair.pair_type} pair", leave=False, disable=len(todo) < 20, mininterval=1.0):
+            new_rows.append(_compute_row(task, pair, arrays_a, arrays_b, cache, cfg, key))
 
     if new_rows:
         new = pd.DataFrame(new_rows)
@@ -238,7 +238,7 @@ def _layers(cache: ZooCache, pair: Pair) -> list[str]:
 
 
 def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dict, cache: ZooCache,
-                 cfg: DictConfig) -> dict[str, Any]:
+                 cfg: DictConfig, key: str) -> dict[str, Any]:
     name, la, lb = task["measure"], task["layer_a"], task["layer_b"]
     if task["swap"]:
         pair, arrays_a, arrays_b = Pair(pair.pair_type, pair.b, pair.a), arrays_b, arrays_a
@@ -273,7 +273,7 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
     return {
         "row_key": task["row_key"],
         "sweep": cfg.name,
-        "job_key": job_key(cfg),
+        "job_key": key,
         "pair_type": pair.pair_type,
         "model_a": a.key,
         "model_b": b.key,

@@ -136,6 +136,9 @@ def cli(argv: list[str]) -> int:
         main()  # Hydra's own flags (--help, --cfg, --info, ...): no planning or post-processing
         return 0
     overrides = [a for a in argv if a not in ("-m", "--multirun")]
+    if os.environ.get(NO_POST):
+        main()  # a part of a composite sweep: the parent has planned and validated its jobs already
+        return 0
     try:
         sweep = plan(overrides)
     except ConfigError as exc:
@@ -158,8 +161,6 @@ def cli(argv: list[str]) -> int:
                 return done.returncode
     else:
         main()
-    if os.environ.get(NO_POST):
-        return 0
 
     from runners.analyze import analyze
     from runners.collect import collect
