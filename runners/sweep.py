@@ -45,29 +45,41 @@ class Plan:
     sweep_dir: Path
     n_jobs: int
     parts: list[str]  # a composite sweep (``parts: [...]`` in its config) runs these sweeps in turn
+    launcher: list[str] = dataclasses.field(default_factory=list)  # the sweep's ``default_launcher`` overrides
     part_args: list[str] = dataclasses.field(default_factory=list)  # overrides every part is run with
 
 
-def part_overrides(master: DictConfig, overrides: list[str]) -> list[str]:
-    """The overrides each part of a composite sweep runs with: the command line's (minus ``sweep=``),
-    preceded by the composite's ``part_launcher`` unless the command line chooses a launcher itself."""
-    composite_keys = ("sweep=", "parts=", "part_launcher=")  # a part must not be a composite again
-    others = [o for o in overrides if not o.lstrip("+~").startswith(composite_keys)]
-    if any(o.lstrip("+~").startswith("hydra/launcher=") for o in others):
-        return others
-    return [*map(str, master.get("part_launcher") or []), *others]
+def launcher_overrides(master: DictConfig, overrides: list[str]) -> list[str]:
+    """The sweep config's ``default_launcher`` (e.g. joblib, one job per core), unless the command line
+    chooses a launcher itself (``hydra/launcher=basic`` runs jobs one at a time, ``=slurm`` submits them)."""
+    if any(o.lstrip("+~").startswith("hydra/launcher=") for o in overrides):
+        return []
+    return [str(o) for o in master.get("default_launcher") or []]
+
+
+def part_overrides(launcher: list[str], overrides: list[str]) -> list[str]:
+    """The overrides each part of a composite sweep runs with: the composite's launcher, then the
+    command line's minus the composite's own keys (a part must not be a composite again)."""
+    composite_keys = ("sweep=", "parts=", "default_launcher=")
+    return [*launcher, *(o for o in overrides if not o.lstrip("+~").startswith(composite_keys))]
 
 
 def plan(overrides: list[str]) -> Plan:
     """Compose and validate the config of every job the sweep will launch; raise on the first bad one."""
+    plain = [o for o in overrides if not _is_sweep(o)]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        master = _compose([o for o in overrides if not _is_sweep(o)])
+        master = _compose(plain)
+        launcher = launcher_overrides(master, overrides)
+        if launcher:
+            master = _compose([*launcher, *plain])
     _check_launcher(master)
+    overrides = [*launcher, *overrides]
     parts = list(master.get("parts") or [])
     if parts:
-        others = part_overrides(master, overrides)
+        others = part_overrides([], overrides)
         n_jobs = sum(plan([f"sweep={part}", f"name={master.name}", *others]).n_jobs for part in parts)
-        return Plan(sweep_dir=results_root(master) / master.name, n_jobs=n_jobs, parts=parts, part_args=others)
+        return Plan(sweep_dir=results_root(master) / master.name, n_jobs=n_jobs, parts=parts, launcher=launcher,
+                    part_args=others)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         params = [f"{k}={v}" for k, v in (master.hydra.sweeper.get("params") or {}).items()]
         multirun = master.hydra.mode is not None and master.hydra.mode.name == "MULTIRUN"
@@ -83,7 +95,7 @@ def plan(overrides: list[str]) -> Plan:
                 validate_config(cfg)
             except ConfigError as exc:
                 raise ConfigError(f"{exc}\n  (in the job with overrides: {' '.join(job)})") from None
-    return Plan(sweep_dir=results_root(master) / master.name, n_jobs=len(jobs), parts=[])
+    return Plan(sweep_dir=results_root(master) / master.name, n_jobs=len(jobs), parts=[], launcher=launcher)
 
 
 def _compose(overrides: list[str]) -> DictConfig:
@@ -160,6 +172,7 @@ def cli(argv: list[str]) -> int:
                 print(f"[simbench] part sweep={part} failed (exit {done.returncode}); rerun to resume", file=sys.stderr)
                 return done.returncode
     else:
+        sys.argv[1:1] = sweep.launcher  # the sweep's default launcher, before the command line's overrides
         main()
 
     from runners.analyze import analyze

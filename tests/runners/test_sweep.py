@@ -107,9 +107,9 @@ def test_joblib_launcher_runs_jobs_in_parallel(tmp_path):
 
 def test_composite_sweep_runs_its_parts_in_parallel_then_analyses_once(tmp_path):
     """A sweep with ``parts`` (the default benchmark has five) runs each part as its own sweep into one
-    results folder, with the composite's ``part_launcher`` (joblib here), then collects and analyses."""
+    results folder, with the composite's ``default_launcher`` (joblib here), then collects and analyses."""
     proc = sweep(tmp_path, "sweep=none", "name=combo", "+parts=[smoke]", "measures=fast",
-                 '+part_launcher=["hydra/launcher=joblib","hydra.launcher.n_jobs=2"]')
+                 '+default_launcher=["hydra/launcher=joblib","hydra.launcher.n_jobs=2"]')
     log = proc.stdout + proc.stderr
     assert "[simbench] part 1/1: sweep=smoke" in log
     assert "Joblib.Parallel(n_jobs=2" in log
@@ -118,12 +118,14 @@ def test_composite_sweep_runs_its_parts_in_parallel_then_analyses_once(tmp_path)
     assert set(scores["pair_type"]) == {"seed", "perturbation"} and scores["row_key"].is_unique
 
 
-def test_a_launcher_on_the_command_line_replaces_the_part_launcher():
+def test_a_launcher_on_the_command_line_replaces_the_default_launcher():
     from omegaconf import OmegaConf
 
-    from runners.sweep import part_overrides
+    from runners.sweep import launcher_overrides, part_overrides
 
-    master = OmegaConf.create({"part_launcher": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=-1"]})
-    assert part_overrides(master, ["sweep=benchmark", "seed=1"]) == ["hydra/launcher=joblib",
-                                                                    "hydra.launcher.n_jobs=-1", "seed=1"]
-    assert part_overrides(master, ["hydra/launcher=slurm", "+parts=[a]"]) == ["hydra/launcher=slurm"]
+    master = OmegaConf.create({"default_launcher": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=-1"]})
+    assert launcher_overrides(master, ["seed=1"]) == ["hydra/launcher=joblib", "hydra.launcher.n_jobs=-1"]
+    assert launcher_overrides(master, ["hydra/launcher=slurm"]) == []
+    assert launcher_overrides(OmegaConf.create({}), ["seed=1"]) == []
+    assert part_overrides(["hydra/launcher=basic"], ["sweep=benchmark", "+parts=[a]", "seed=1"]) == [
+        "hydra/launcher=basic", "seed=1"]
