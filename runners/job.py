@@ -95,7 +95,10 @@ def job_pairs(cfg: DictConfig) -> list[Pair]:
     * scale = 0, no groups: against the same config trained from every lower seed;
     * scale = 0, ``compare.groups`` set: against every (level, seed) of the group grid that comes before
       this cell (earlier level, any of ``n_seeds`` seeds; or same level, lower seed);
-    * ``compare.within_model``: also the model against itself across every ordered pair of layers.
+    * ``compare.within_model``: also the model against itself across every ordered pair of layers;
+    * ``compare.self_pairs`` (scale 0): also the model against itself, layer by layer: m(A, A), the
+      reference that drift is measured from (not every measure gives its range's end on identical
+      inputs, e.g. correlation matching gives dead units correlation 0).
     """
     spec = model_spec(cfg)
     base = Variant(spec)
@@ -114,6 +117,8 @@ def job_pairs(cfg: DictConfig) -> list[Pair]:
         pairs += [Pair("seed", Variant(model_spec(cfg, s)), base) for s in range(int(cfg.seed))]
     if cfg.compare.within_model:
         pairs.append(Pair("layers", base, base))
+    if cfg.compare.get("self_pairs"):
+        pairs.append(Pair("self", base, base))
     return pairs
 
 
@@ -202,7 +207,7 @@ def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache
         if info.inputs == "representations":
             if pair.pair_type == "layers":
                 lps = [(la, lb) for la in layers for lb in layers if la != lb]
-            elif cfg.compare.layers == "same":
+            elif cfg.compare.layers == "same" or (pair.pair_type == "self" and cfg.compare.layers == "all"):
                 lps = [(layer, layer) for layer in layers]
             elif cfg.compare.layers == "last":  # the final hidden layer only (ReSi's tests 1-5)
                 lps = [(layers[-2], layers[-2])] if len(layers) > 1 else [(layers[0], layers[0])]
@@ -220,7 +225,7 @@ def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache
             continue
         # Asymmetric measures are computed in both directions (B vs A as well), except within one
         # model, where every ordered layer pair is already there.
-        directions = (False, True) if not info.symmetric and pair.pair_type != "layers" else (False,)
+        directions = (False, True) if not info.symmetric and pair.pair_type not in ("layers", "self") else (False,)
         for la, lb in lps:
             for swap in directions:
                 first, second = (pair.b, pair.a) if swap else (pair.a, pair.b)

@@ -26,14 +26,21 @@ def identity_value(measure: str) -> float:
 
 
 def drift_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """Mean drift |value − identity| per (arch, measure, layer, pair type, scale), with the seed-pair
-    drift of the same (arch, measure, layer) as the unit."""
+    """Mean drift |m(A, B) − m(A, A)| per (arch, measure, layer, pair type, scale), with the seed-pair
+    drift of the same (arch, measure, layer) as the unit.
+
+    m(A, A) is read from the sweep's self pairs (``compare.self_pairs``) where it was computed, and is
+    the measure's identity value (the end of its range) otherwise; the two differ where a measure's
+    convention keeps it off its extreme on identical inputs (dead units in correlation matching)."""
     scores = standard_rows(scores)
     ok = scores[scores["status"].eq("ok") & scores["pair_type"].isin(["perturbation", "seed"])
                 & scores["layer_a"].eq(scores["layer_b"])].copy()
     if ok.empty:
         return pd.DataFrame()
-    ok["drift"] = (ok["value"] - ok["measure"].map(identity_value)).abs()
+    self_keys = ["model_a", "measure", "layer_a"]
+    selves = scores[scores["status"].eq("ok") & scores["pair_type"].eq("self")]
+    reference = ok.join(selves.groupby(self_keys)["value"].first().rename("self_value"), on=self_keys)["self_value"]
+    ok["drift"] = (ok["value"] - reference.fillna(ok["measure"].map(identity_value))).abs()
     ok["scale"] = np.where(ok["pair_type"].eq("perturbation"), ok["scale_b"], np.nan)
     keys = ["arch_a", "measure", "layer_a"]
     seed_unit = ok[ok["pair_type"].eq("seed")].groupby(keys)["drift"].mean().rename("seed_drift")

@@ -1,0 +1,31 @@
+"""Drift is measured from m(A, A): the self pair where the sweep computed it, the identity value otherwise."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.robustness import drift_table
+
+
+def _row(pair_type, model_a, model_b, value, scale_b=0.0, measure="correlation_match_hard", layer="relu1"):
+    return {"pair_type": pair_type, "model_a": model_a, "model_b": model_b, "value": value, "status": "ok",
+            "measure": measure, "layer_a": layer, "layer_b": layer, "arch_a": "mlp", "scale_b": scale_b,
+            "label_randomization_a": 0.0, "label_randomization_b": 0.0, "shortcut_a": np.nan, "shortcut_b": np.nan,
+            "input_noise_a": 0.0, "input_noise_b": 0.0}
+
+
+def test_drift_is_measured_from_the_self_pair():
+    # Dead units keep correlation matching at 0.8 on identical inputs: drift must start from 0.8, not 1.
+    rows = [_row("self", "A", "A", 0.8), _row("perturbation", "A", "A~", 0.79, scale_b=0.01),
+            _row("seed", "A", "B", 0.6)]
+    table = drift_table(pd.DataFrame(rows))
+    assert table["drift"].iloc[0] == pytest.approx(0.01)
+    assert table["seed_drift"].iloc[0] == pytest.approx(0.2)
+    assert table["drift_in_seed_units"].iloc[0] == pytest.approx(0.05)
+
+
+def test_without_self_pairs_the_identity_value_is_the_reference():
+    rows = [_row("perturbation", "A", "A~", 0.79, scale_b=0.01), _row("seed", "A", "B", 0.6)]
+    table = drift_table(pd.DataFrame(rows))
+    assert table["drift"].iloc[0] == pytest.approx(0.21)  # correlation_match_hard: identity value 1
+    assert np.isfinite(table["drift_in_seed_units"].iloc[0])
