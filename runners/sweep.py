@@ -57,11 +57,11 @@ def launcher_overrides(master: DictConfig, overrides: list[str]) -> list[str]:
     return [str(o) for o in master.get("default_launcher") or []]
 
 
-def part_overrides(launcher: list[str], overrides: list[str]) -> list[str]:
-    """The overrides each part of a composite sweep runs with: the composite's launcher, then the
-    command line's minus the composite's own keys (a part must not be a composite again)."""
+def part_overrides(overrides: list[str]) -> list[str]:
+    """The overrides each part of a composite sweep runs with: the composite's (its launcher included)
+    minus the composite's own keys (a part must not be a composite again)."""
     composite_keys = ("sweep=", "parts=", "default_launcher=")
-    return [*launcher, *(o for o in overrides if not o.lstrip("+~").startswith(composite_keys))]
+    return [o for o in overrides if not o.lstrip("+~").startswith(composite_keys)]
 
 
 def plan(overrides: list[str]) -> Plan:
@@ -76,7 +76,7 @@ def plan(overrides: list[str]) -> Plan:
     overrides = [*launcher, *overrides]
     parts = list(master.get("parts") or [])
     if parts:
-        others = part_overrides([], overrides)
+        others = part_overrides(overrides)
         n_jobs = sum(plan([f"sweep={part}", f"name={master.name}", *others]).n_jobs for part in parts)
         return Plan(sweep_dir=results_root(master) / master.name, n_jobs=n_jobs, parts=parts, launcher=launcher,
                     part_args=others)

@@ -127,5 +127,5 @@ def test_a_launcher_on_the_command_line_replaces_the_default_launcher():
     assert launcher_overrides(master, ["seed=1"]) == ["hydra/launcher=joblib", "hydra.launcher.n_jobs=-1"]
     assert launcher_overrides(master, ["hydra/launcher=slurm"]) == []
     assert launcher_overrides(OmegaConf.create({}), ["seed=1"]) == []
-    assert part_overrides(["hydra/launcher=basic"], ["sweep=benchmark", "+parts=[a]", "seed=1"]) == [
+    assert part_overrides(["hydra/launcher=basic", "sweep=benchmark", "+parts=[a]", "seed=1"]) == [
         "hydra/launcher=basic", "seed=1"]
