@@ -156,6 +156,17 @@ def _jobs_held(results: Path):
             lock.release()
 
 
+def _start_subgrid(results: Path, log: Path, cleanup: list) -> tuple[subprocess.Popen, Path, str]:
+    """Submit SUBGRID to the cluster and wait until tasks 0 and 1 are inside their jobs (held there by
+    :func:`_jobs_held`); returns the submitter, the sweep's log folder and the array's job id."""
+    proc = start_sweep(results, log, *SLURM, *SUBGRID)
+    cleanup.append((proc, results))
+    sweep_dir = _sweep_dir(results)
+    array = _array_id(sweep_dir)
+    wait_for(lambda: _in_job(sweep_dir, 0) and _in_job(sweep_dir, 1), 300, "tasks 0 and 1 to start their jobs")
+    return proc, sweep_dir, array
+
+
 def _subgrid_rows(baseline):
     """The baseline rows of SUBGRID's two jobs (the perturbation pairs)."""
     return baseline.scores[baseline.scores["scale_b"] == 0.05]
@@ -189,11 +200,7 @@ def test_requeued_and_preempted_jobs_resume(slurm_cluster, baseline, tmp_path, c
     their (idempotent) job, and the sweep completes by itself with exactly the uninterrupted rows."""
     results = tmp_path / "results"
     with _jobs_held(results):
-        proc = start_sweep(results, tmp_path / "sweep.log", *SLURM, *SUBGRID)
-        cleanup.append((proc, results))
-        sweep_dir = _sweep_dir(results)
-        array = _array_id(sweep_dir)
-        wait_for(lambda: _in_job(sweep_dir, 0) and _in_job(sweep_dir, 1), 300, "tasks 0 and 1 to start their jobs")
+        proc, sweep_dir, array = _start_subgrid(results, tmp_path / "sweep.log", cleanup)
         time.sleep(1.0)  # both now wait on a model lock, in the middle of their job
 
         # Preemption: SLURM signals the job step. scancel may report an error although the signal was
@@ -221,11 +228,7 @@ def test_cancelled_job_and_killed_submitter_resume_by_rerun(slurm_cluster, basel
     job's rows and ends with the uninterrupted scores."""
     results = tmp_path / "results"
     with _jobs_held(results):
-        proc = start_sweep(results, tmp_path / "first.log", *SLURM, *SUBGRID)
-        cleanup.append((proc, results))
-        sweep_dir = _sweep_dir(results)
-        array = _array_id(sweep_dir)
-        wait_for(lambda: _in_job(sweep_dir, 0) and _in_job(sweep_dir, 1), 300, "tasks 0 and 1 to start their jobs")
+        proc, sweep_dir, array = _start_subgrid(results, tmp_path / "first.log", cleanup)
         _scheduler("scancel", f"{array}_1")
         kill_group(proc)  # the user's shell is gone
         killed_at = time.time()

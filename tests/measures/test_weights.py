@@ -16,23 +16,15 @@ from torch import nn
 import measures
 from measures.activation_region import canonicalize, hidden_layers, preactivations
 from measures.weights import activation_matching, permute_hidden_units, weight_matching
-from tests.measures.test_activation_region import (
+from tests.measures.test_activation_region import (  # noqa: F401 (arch, model: the same fixtures here)
+    arch,
     assert_same_function,
+    model,
     planted_copy,
     probe,
     rescaled_copy,
     trained_ish,
 )
-
-
-@pytest.fixture(scope="module", params=["mlp", "cnn"])
-def arch(request) -> str:
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def model(arch) -> nn.Sequential:
-    return trained_ish(arch)
 
 
 def distance(a, b, **params) -> float:
