@@ -89,6 +89,11 @@ def count(pattern: str, text: str) -> int:
     return len(re.findall(pattern, text))
 
 
+def job_logs(results: Path) -> str:
+    """Every job's own log file (Hydra writes <sweep dir>/<job num>/<job name>.log), concatenated."""
+    return "".join(p.read_text(errors="replace") for p in sorted((results / "logs").rglob("simbench.log")))
+
+
 @dataclass
 class Baseline:
     results: Path

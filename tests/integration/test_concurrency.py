@@ -10,6 +10,7 @@ from runners.storage import read_parquet
 from tests.integration.conftest import (
     assert_same_values,
     count,
+    job_logs,
     run_sweep,
     scores,
     shard_files,
@@ -17,17 +18,12 @@ from tests.integration.conftest import (
 )
 
 
-def _job_logs(results) -> str:
-    """Every job's own log file (Hydra writes <sweep dir>/<job num>/<job name>.log), concatenated."""
-    return "".join(p.read_text() for p in sorted((results / "logs").rglob("simbench.log")))
-
-
 def test_parallel_jobs_train_a_shared_model_once(baseline, tmp_path):
     """joblib n_jobs=2: jobs #0 (seed 0) and #1 (seed 0 + weight noise) start together and both need the
     seed-0 model; one trains it while the other waits on its lock and then loads it."""
     results = tmp_path / "results"
     proc = run_sweep(results, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-    logs = _job_logs(results)
+    logs = job_logs(results)
     for seed in range(2):
         assert count(rf"trained mlp seed={seed}:", logs) == 1, f"model seed={seed} trained more than once:\n{logs}"
     assert len(list((results / "cache").glob("models/*.pt"))) == baseline.n_models

@@ -33,6 +33,7 @@ from tests.integration.conftest import (
     SMOKE,
     assert_same_values,
     count,
+    job_logs,
     kill_group,
     run_sweep,
     scores,
@@ -188,6 +189,11 @@ def test_slurm_sweep_equals_basic_launcher(slurm_cluster, baseline, tmp_path):
     for task in range(4):
         assert _started(sweep_dir, array, task) == 1, _task_log(sweep_dir, array, task)
         assert "Job completed successfully" in _task_log(sweep_dir, array, task)
+    # The four tasks run at once and pairs of them need the same model: each model is trained once.
+    logs = job_logs(results)
+    for seed in range(2):
+        assert count(rf"trained mlp seed={seed}:", logs) == 1, f"model seed={seed} trained more than once:\n{logs}"
+    assert len(list((results / "cache").glob("models/*.pt"))) == baseline.n_models
     # submitit refuses arrays whose pickles add up to more than 1 GB (max_pickle_size_gb, which launcher
     # 1.2.0 cannot raise): a job's pickle (launcher, Hydra state, task function) must stay small.
     pickles = list((sweep_dir / ".submitit").glob("*/*_submitted.pkl"))
