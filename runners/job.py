@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import subprocess
 import time
@@ -145,7 +146,13 @@ def job_key(cfg: DictConfig) -> str:
 def resolve_device(device: str) -> str:
     """``auto`` picks CUDA when available; the device never enters a result key."""
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        # Jobs run with torch.use_deterministic_algorithms(True), under which every cuBLAS call raises
+        # unless cuBLAS gets a fixed workspace. The variable is read when the first cuBLAS handle is
+        # made, so setting it here (before the job touches CUDA) suffices; a value set by the user or
+        # by the slurm_gpu launcher's setup lines is kept.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return device
 
 

@@ -1,18 +1,22 @@
 """Determinism and provenance. Bit-identical values across reruns and launchers are asserted where those
 runs happen (tests/runners/test_sweep.py: the same sweep twice from empty caches; test_concurrency:
 joblib; test_resume: killed and resumed; test_slurm: SLURM). Here: every row records what produced it,
-and a job's identity (job_key) depends on its semantic config only, never on where or how it runs."""
+and a job's identity (job_key) depends on its semantic config only, never on where or how it runs; on a
+GPU, jobs use deterministic cuBLAS and a rerun is bit-identical (the tolerances: docs/cluster.md §5)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 
+import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
-from runners.job import job_key
+from runners.job import job_key, resolve_device
 from runners.sweep import CONF_DIR
-from tests.integration.conftest import SMOKE
+from tests.integration.conftest import SMOKE, assert_same_values, run_sweep, scores
 
 PROVENANCE = ["job_key", "seed_a", "seed_b", "perturb_seed_a", "perturb_seed_b", "scale_a", "scale_b", "model_a",
               "model_b", "measure_version", "params", "git_commit", "git_dirty", "versions", "device", "hostname",
@@ -53,3 +57,29 @@ def test_job_key_ignores_launcher_paths_threads_and_site_settings():
     for overrides in (["seed=2"], ["perturbation.scale=0.1"], ["perturbation.seed=3"], ["train.epochs=6"],
                       ["arch.width=32"], ["intervention.label_randomization=0.5"], ["data.n_samples=601"]):
         assert _job_key("seed=1", *overrides) != reference, overrides
+
+
+def test_gpu_jobs_get_a_fixed_cublas_workspace(monkeypatch):
+    """Deterministic algorithms make every cuBLAS call raise without a fixed workspace: a CUDA job sets
+    one (no GPU is needed to check that), a user's own value is kept, CPU jobs leave the variable alone."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    assert resolve_device("cpu") == "cpu"
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    assert resolve_device("cuda:1") == "cuda:1"
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    resolve_device("cuda")
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_sweep_twice_is_bit_identical(tmp_path):
+    """The tolerance docs/cluster.md states for reruns on one GPU: none. Training, extraction and the
+    probe-based measures run on the GPU, from empty caches both times."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    run_sweep(first, "runtime.device=cuda")
+    run_sweep(second, "runtime.device=cuda")
+    table = scores(first)
+    assert table["device"].str.startswith("cuda").all()
+    assert_same_values(scores(second), table)
