@@ -2,13 +2,19 @@
 
 Usage: ``python -m runners.collect [--sweep default] [--results results]``.
 Rows are deduplicated by their row key (a finished value beats an error or undefined row, then the
-newest wins), so collecting twice, or after a resumed sweep, gives the same table.
+newest wins), so collecting twice, or after a resumed sweep, gives the same table. Rows a job flagged
+stale (its latest run no longer asks for them: a measure removed or excluded, changed parameters, an
+older measure version) are left out; they stay in the shard, so switching back reuses them.
+
+The sweep command collects only the shards of the jobs it planned (``jobs``), so a narrower rerun of a
+sweep gives the table of that grid; ``python -m runners.collect`` collects every shard in the folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -20,9 +26,17 @@ log = logging.getLogger(__name__)
 SORT_COLUMNS = ["pair_type", "arch_a", "label_randomization_a", "label_randomization_b", "seed_a", "seed_b", "scale_b", "layer_a", "layer_b", "measure"]
 
 
-def collect(sweep_dir: Path) -> pd.DataFrame:
+def collect(sweep_dir: Path, jobs: Iterable[str] | None = None) -> pd.DataFrame:
+    """Collect the shards of ``jobs`` (job keys; None: every shard) into ``scores.parquet``."""
     shard_dir = Path(sweep_dir) / "shards"
     shards = sorted(shard_dir.glob("*.parquet"))
+    if jobs is not None:
+        jobs = set(jobs)
+        others = [p for p in shards if p.stem not in jobs]
+        shards = [p for p in shards if p.stem in jobs]
+        if others:
+            log.info("%d shard(s) of jobs outside this sweep's grid left out (python -m runners.collect "
+                     "collects every shard)", len(others))
     tables = []
     for path in shards:
         table = read_parquet(path)
@@ -33,6 +47,12 @@ def collect(sweep_dir: Path) -> pd.DataFrame:
     if not tables:
         raise FileNotFoundError(f"no result shards under {shard_dir}; run the sweep first")
     scores = pd.concat(tables, ignore_index=True)
+    if "stale" in scores:
+        stale = scores.pop("stale").fillna(False).astype(bool)
+        if stale.any():
+            log.info("%d stale row(s) left out (measures or parameters the latest runs no longer ask for)",
+                     int(stale.sum()))
+        scores = scores.loc[~stale].copy()
     scores["_ok"] = scores["status"].eq("ok")
     scores = (
         scores.sort_values(["_ok", "timestamp"])

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from filelock import FileLock
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
@@ -176,10 +177,10 @@ def run_job(cfg: DictConfig) -> JobResult:
     # Every job materialises its own cell (train + extract, cached), so parallel jobs share the training.
     cache.representations(Variant(model_spec(cfg), float(cfg.perturbation.scale), int(cfg.perturbation.seed)))
     new_rows: list[dict[str, Any]] = []
-    n_expected = 0
+    expected: set[str] = set()
     for pair in pairs:
         tasks = _comparisons(pair, chosen, cfg, cache)
-        n_expected += len(tasks)
+        expected.update(t["row_key"] for t in tasks)
         todo = [t for t in tasks if t["row_key"] not in done]
         if not todo:
             continue
@@ -187,10 +188,10 @@ def run_job(cfg: DictConfig) -> JobResult:
         for task in tqdm(todo, desc=f"{pair.pair_type} pair", leave=False, disable=len(todo) < 20, mininterval=1.0):
             new_rows.append(_compute_row(task, pair, arrays_a, arrays_b, cache, cfg, key))
 
-    if new_rows:
-        new = pd.DataFrame(new_rows)
-        table = new if old is None else pd.concat([old, new], ignore_index=True)
-        write_parquet(table, path)
+    n_expected = len(expected)
+    # A job that measures nothing (a train-and-extract stage) leaves its shard as it is.
+    if chosen and (new_rows or _stale_flags(old, expected) is not None):
+        _update_shard(path, new_rows, expected)
     errors = sum(r["status"] == "error" for r in new_rows)
     result = JobResult(key, len(new_rows), n_expected - len(new_rows), errors, cache.trained, cache.extracted,
                        time.perf_counter() - start)
@@ -202,6 +203,34 @@ def run_job(cfg: DictConfig) -> JobResult:
     else:
         log.info("%s: nothing to compute, all %d rows already in %s", cell, n_expected, path.name)
     return result
+
+
+def _stale_flags(table: pd.DataFrame | None, expected: set[str]) -> pd.Series | None:
+    """The shard's ``stale`` column as it should be (rows the job's current config does not ask for: a
+    measure since removed or excluded, changed parameters, an older measure version), or None if the
+    table already has it right."""
+    if table is None:
+        return None
+    stale = ~table["row_key"].isin(expected)
+    current = table["stale"].fillna(False).astype(bool) if "stale" in table else pd.Series(False, index=table.index)
+    return None if current.equals(stale) else stale
+
+
+def _update_shard(path: Path, new_rows: list[dict[str, Any]], expected: set[str]) -> None:
+    """Add ``new_rows`` to the shard and flag its stale rows, under a lock on the shard.
+
+    Stale rows stay in the shard (switching back to a measure set reuses them) but ``collect`` leaves
+    them out of the tables. The shard is re-read under the lock, so two runs of the same job at once
+    (a relaunched sweep, another measure selection) merge their rows instead of overwriting them; the
+    write itself is atomic, so a killed job leaves the old shard or the new one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        current = read_parquet(path)
+        tables = [t for t in (current, pd.DataFrame(new_rows) if new_rows else None) if t is not None]
+        table = pd.concat(tables, ignore_index=True).drop_duplicates("row_key", keep="last").reset_index(drop=True)
+        table["stale"] = ~table["row_key"].isin(expected)
+        write_parquet(table, path)
 
 
 def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
 from runners.config import ConfigError, validate_config
-from runners.job import results_root, run_job
+from runners.job import job_key, results_root, run_job
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 #: set in the environment of the part sweeps of a composite sweep: the parent collects and analyses
@@ -47,6 +47,7 @@ class Plan:
     parts: list[str]  # a composite sweep (``parts: [...]`` in its config) runs these sweeps in turn
     launcher: list[str] = dataclasses.field(default_factory=list)  # the sweep's ``default_launcher`` overrides
     part_args: list[str] = dataclasses.field(default_factory=list)  # overrides every part is run with
+    job_keys: set[str] = dataclasses.field(default_factory=set)  # every job's key: the shards collect reads
 
 
 def launcher_overrides(master: DictConfig, overrides: list[str]) -> list[str]:
@@ -77,9 +78,9 @@ def plan(overrides: list[str]) -> Plan:
     parts = list(master.get("parts") or [])
     if parts:
         others = part_overrides(overrides)
-        n_jobs = sum(plan([f"sweep={part}", f"name={master.name}", *others]).n_jobs for part in parts)
-        return Plan(sweep_dir=results_root(master) / master.name, n_jobs=n_jobs, parts=parts, launcher=launcher,
-                    part_args=others)
+        plans = [plan([f"sweep={part}", f"name={master.name}", *others]) for part in parts]
+        return Plan(sweep_dir=results_root(master) / master.name, n_jobs=sum(p.n_jobs for p in plans), parts=parts,
+                    launcher=launcher, part_args=others, job_keys=set().union(*(p.job_keys for p in plans)))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         params = [f"{k}={v}" for k, v in (master.hydra.sweeper.get("params") or {}).items()]
         multirun = master.hydra.mode is not None and master.hydra.mode.name == "MULTIRUN"
@@ -89,13 +90,17 @@ def plan(overrides: list[str]) -> Plan:
         if len(jobs) > limit:
             raise ConfigError(f"limits.max_jobs: the sweep would launch {len(jobs)} jobs, more than the limit "
                               f"{limit}; narrow the grid or raise limits.max_jobs")
+        keys = set()
         for job in jobs:
             cfg = _compose(list(job))
             try:
                 validate_config(cfg)
             except ConfigError as exc:
                 raise ConfigError(f"{exc}\n  (in the job with overrides: {' '.join(job)})") from None
-    return Plan(sweep_dir=results_root(master) / master.name, n_jobs=len(jobs), parts=[], launcher=launcher)
+            # (the hydra node is left out: its sweep subdir needs the job number, known only at launch)
+            keys.add(job_key(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])))
+    return Plan(sweep_dir=results_root(master) / master.name, n_jobs=len(jobs), parts=[], launcher=launcher,
+                job_keys=keys)
 
 
 def _compose(overrides: list[str]) -> DictConfig:
@@ -179,12 +184,16 @@ def cli(argv: list[str]) -> int:
     from runners.collect import collect
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not any((sweep.sweep_dir / "shards").glob("*.parquet")):
+    if not any((sweep.sweep_dir / "shards" / f"{key}.parquet").exists() for key in sweep.job_keys):
         # e.g. measures.include=[]: a train-and-extract stage (GPU) whose caches a later stage measures
         print(f"[simbench] done in {time.perf_counter() - tic:.1f}s: models and representations are cached; "
               "no result rows yet, so nothing to collect or analyse")
         return 0
-    scores = collect(sweep.sweep_dir)
+    scores = collect(sweep.sweep_dir, jobs=sweep.job_keys)
+    if scores.empty:
+        print(f"[simbench] done in {time.perf_counter() - tic:.1f}s: no current result rows (no measure selected?); "
+              "nothing to analyse")
+        return 0
     analyze(sweep.sweep_dir, scores=scores)
     fresh = int((scores["timestamp"] >= start).sum())
     print(f"[simbench] done in {time.perf_counter() - tic:.1f}s: {fresh} rows computed in this run, "
