@@ -35,6 +35,8 @@ import pandas as pd  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import cross_val_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 import measures  # noqa: E402
 from tasks import stats  # noqa: E402
@@ -338,8 +340,9 @@ def delete_components(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def probe_accuracy(x: np.ndarray, labels: np.ndarray) -> float:
-    """Accuracy of a linear probe (logistic regression, 2-fold stratified CV, fixed folds)."""
-    model = LogisticRegression(max_iter=300)
+    """Accuracy of a linear probe (standardised features, L2 logistic regression, 2-fold stratified CV,
+    fixed folds). Standardising makes L-BFGS converge on raw activations of any scale."""
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     return float(cross_val_score(model, x, labels, cv=2).mean())
 
 
@@ -458,6 +461,14 @@ def ranks(ctx: AnalysisContext) -> AnalysisResult:
     full.to_csv(ctx.table_path("ranks"), index=False)
     ctx.table_path("ranks").with_suffix(".tex").write_text(
         full.to_latex(index=False, float_format="%.1f", na_rep="--"))
+    tests = [test for test in QUALITY if test in full.columns]
+    families = (full.assign(position=full["rank_score"].rank(method="average"))
+                .groupby("family")["position"].agg(measures="size", mean_position="mean", best_position="min")
+                .sort_values("mean_position").reset_index())
+    ctx.table_path("ranks").with_suffix(".md").write_text(
+        _markdown(full[["measure", "family", "rank_score", *tests]]) + "\n"
+        + f"Position in the rank order by family (1 = best of {len(full)}; ties share the mean position):\n\n"
+        + _markdown(families))
     _plot_ranks(ranked, table, ctx)
     evaluations = pd.concat([
         table.melt(id_vars=["measure"], value_vars=["rank_score", "median_rank", "mean_rank"],
@@ -467,7 +478,21 @@ def ranks(ctx: AnalysisContext) -> AnalysisResult:
     ], ignore_index=True)
     top = ", ".join(f"{r.measure} {r.rank_score:.1f}" for r in table.head(5).itertuples())
     bottom = ", ".join(f"{r.measure} {r.rank_score:.1f}" for r in table.tail(3).itertuples())
-    return AnalysisResult(evaluations, f"{ranked['test'].nunique()} tests; best: {top}; worst: {bottom}")
+    by_family = ", ".join(f"{r.family} {r.mean_position:.1f}" for r in families.itertuples())
+    return AnalysisResult(evaluations, f"{ranked['test'].nunique()} tests; best: {top}; worst: {bottom}; "
+                                       f"mean position by family: {by_family}")
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table, numbers to one decimal (as pasted into the README)."""
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "--" if np.isnan(v) else f"{v:.1f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
 
 
 def _plot_ranks(ranked: pd.DataFrame, table: pd.DataFrame, ctx: AnalysisContext) -> None:
