@@ -495,8 +495,8 @@ def flicker(ctx: AnalysisContext) -> AnalysisResult:
             scales = np.sort(family.pairs["scale_b"].unique())
             scales = scales[np.unique(np.linspace(0, len(scales) - 1, FIXTURE_SCALES).round().astype(int))]
             records += _fixture_flicker(cache, family, scales)
-    # Asymmetric measures also have the reversed row m(Ã, A), whose scale_b is 0; drift_table reads the
-    # scale from scale_b, so only the A -> Ã direction is passed.
+    # Asymmetric measures also have the reversed row m(Ã, A); the flicker drift is that of the seed
+    # paper's direction, A -> Ã, so only those rows are passed.
     forward = ctx.scores[~(ctx.scores["pair_type"].eq("perturbation") & ctx.scores["scale_b"].eq(0))]
     drift = drift_table(pd.concat([forward, pd.DataFrame(variant_rows)], ignore_index=True))
     evaluations = pd.concat([_aggregate(pd.DataFrame(records)), _drift_statistics(drift)], ignore_index=True)

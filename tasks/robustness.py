@@ -25,23 +25,37 @@ def identity_value(measure: str) -> float:
     return measures.info(measure).identity_value if measure in measures.names() else np.nan
 
 
-def drift_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """Mean drift |m(A, B) − m(A, A)| per (arch, measure, layer, pair type, scale), with the seed-pair
-    drift of the same (arch, measure, layer) as the unit.
+def drift_rows(scores: pd.DataFrame) -> pd.DataFrame:
+    """The finished same-layer perturbation and seed rows of standard models, with ``scale`` (the noisy
+    model's noise scale; NaN for seed pairs) and ``drift`` = |m(A, B) − m(A, A)|.
 
-    m(A, A) is read from the sweep's self pairs (``compare.self_pairs``) where it was computed, and is
-    the measure's identity value (the end of its range) otherwise; the two differ where a measure's
-    convention keeps it off its extreme on identical inputs (dead units in correlation matching)."""
+    Asymmetric measures also store the reverse direction of a perturbation pair (the noisy model first):
+    its scale is ``scale_a`` and its reference is the clean model's m(A, A). m(A, A) is read from the
+    sweep's self pairs (``compare.self_pairs``) where it was computed, and is the measure's identity
+    value (the end of its range) otherwise; the two differ where a measure's convention keeps it off its
+    extreme on identical inputs (dead units in correlation matching)."""
     scores = standard_rows(scores)
     ok = scores[scores["status"].eq("ok") & scores["pair_type"].isin(["perturbation", "seed"])
                 & scores["layer_a"].eq(scores["layer_b"])].copy()
     if ok.empty:
-        return pd.DataFrame()
-    self_keys = ["model_a", "measure", "layer_a"]
+        return ok.assign(scale=pd.Series(dtype=float), drift=pd.Series(dtype=float))
+    reverse = ok["scale_a"] > ok["scale_b"]
+    clean = ok["model_a"].where(~reverse, ok["model_b"])
     selves = scores[scores["status"].eq("ok") & scores["pair_type"].eq("self")]
-    reference = ok.join(selves.groupby(self_keys)["value"].first().rename("self_value"), on=self_keys)["self_value"]
+    self_value = selves.groupby(["model_a", "measure", "layer_a"])["value"].first()
+    reference = pd.Series([self_value.get(key, np.nan) for key in zip(clean, ok["measure"], ok["layer_a"])],
+                          index=ok.index, dtype=float)
     ok["drift"] = (ok["value"] - reference.fillna(ok["measure"].map(identity_value))).abs()
-    ok["scale"] = np.where(ok["pair_type"].eq("perturbation"), ok["scale_b"], np.nan)
+    ok["scale"] = np.where(ok["pair_type"].eq("perturbation"), ok[["scale_a", "scale_b"]].max(axis=1), np.nan)
+    return ok
+
+
+def drift_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean drift |m(A, B) − m(A, A)| (see :func:`drift_rows`) per (arch, measure, layer, scale) of the
+    perturbation pairs, with the mean seed-pair drift of the same (arch, measure, layer) as the unit."""
+    ok = drift_rows(scores)
+    if ok.empty:
+        return pd.DataFrame()
     keys = ["arch_a", "measure", "layer_a"]
     seed_unit = ok[ok["pair_type"].eq("seed")].groupby(keys)["drift"].mean().rename("seed_drift")
     pert = ok[ok["pair_type"].eq("perturbation")]
@@ -69,12 +83,12 @@ def robustness(ctx: AnalysisContext) -> AnalysisResult:
         part = table.rename(columns={stat: "value", "arch_a": "arch", "layer_a": "layer"})
         rows.append(part[["arch", "measure", "layer", "scale", "value", "n_pairs"]].assign(statistic=stat))
     # Monotonicity of the response: Spearman between scale and drift over all perturbation rows.
-    pert = standard_rows(ctx.scores)
-    pert = pert[pert["status"].eq("ok") & pert["pair_type"].eq("perturbation")]
+    pert = drift_rows(ctx.scores)
+    pert = pert[pert["pair_type"].eq("perturbation")]
     mono = []
     for (arch, measure, layer), g in pert.groupby(["arch_a", "measure", "layer_a"]):
-        drift = (g["value"] - identity_value(measure)).abs()
-        rho = spearmanr(g["scale_b"], drift).statistic if g["scale_b"].nunique() > 1 and drift.nunique() > 1 else np.nan
+        drift = g["drift"]
+        rho = spearmanr(g["scale"], drift).statistic if g["scale"].nunique() > 1 and drift.nunique() > 1 else np.nan
         mono.append({"arch": arch, "measure": measure, "layer": layer, "statistic": "spearman_drift_vs_scale",
                      "value": rho, "n_pairs": len(g)})
     evaluations = pd.concat([*rows, pd.DataFrame(mono)], ignore_index=True)

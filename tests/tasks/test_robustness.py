@@ -7,9 +7,11 @@ import pytest
 from tasks.robustness import drift_table
 
 
-def _row(pair_type, model_a, model_b, value, scale_b=0.0, measure="correlation_match_hard", layer="relu1"):
+def _row(pair_type, model_a, model_b, value, scale_b=0.0, measure="correlation_match_hard", layer="relu1",
+         scale_a=0.0):
     return {"pair_type": pair_type, "model_a": model_a, "model_b": model_b, "value": value, "status": "ok",
-            "measure": measure, "layer_a": layer, "layer_b": layer, "arch_a": "mlp", "scale_b": scale_b,
+            "measure": measure, "layer_a": layer, "layer_b": layer, "arch_a": "mlp", "scale_a": scale_a,
+            "scale_b": scale_b,
             "label_randomization_a": 0.0, "label_randomization_b": 0.0, "shortcut_a": np.nan, "shortcut_b": np.nan,
             "input_noise_a": 0.0, "input_noise_b": 0.0}
 
@@ -29,3 +31,17 @@ def test_without_self_pairs_the_identity_value_is_the_reference():
     table = drift_table(pd.DataFrame(rows))
     assert table["drift"].iloc[0] == pytest.approx(0.21)  # correlation_match_hard: identity value 1
     assert np.isfinite(table["drift_in_seed_units"].iloc[0])
+
+
+def test_reverse_direction_is_filed_at_its_noise_scale_and_measured_from_the_clean_model():
+    """An asymmetric measure also stores m(Ã, A) (the noisy copy first: scale_a = σ, scale_b = 0). That
+    row belongs at σ, and its reference is the clean model's self pair m(A, A), found through model_b."""
+    measure = "linear_regression"
+    rows = [_row("self", "A", "A", 0.9, measure=measure),
+            _row("perturbation", "A", "A~", 0.85, scale_b=0.01, measure=measure),
+            _row("perturbation", "A~", "A", 0.80, scale_a=0.01, measure=measure),
+            _row("seed", "A", "B", 0.5, measure=measure)]
+    table = drift_table(pd.DataFrame(rows))
+    assert list(table["scale"]) == [0.01]
+    assert table["n_pairs"].iloc[0] == 2
+    assert table["drift"].iloc[0] == pytest.approx((0.05 + 0.10) / 2)
