@@ -22,7 +22,8 @@ from tasks.robustness import drift_table, last_hidden_layer  # noqa: E402
 
 def equivalent_scale(scales: np.ndarray, drifts: np.ndarray, target: float) -> float:
     """Smallest scale where the drift curve reaches ``target`` (log-linear interpolation between grid
-    points); ``inf`` if it never does, the smallest scale if it starts above."""
+    points, linear on a segment that starts at scale 0); ``inf`` if it never does, the smallest scale
+    if it starts above."""
     order = np.argsort(scales)
     s, d = np.asarray(scales, float)[order], np.asarray(drifts, float)[order]
     if not np.isfinite(target) or len(s) == 0:
@@ -34,6 +35,8 @@ def equivalent_scale(scales: np.ndarray, drifts: np.ndarray, target: float) -> f
     if i == 0:
         return float(s[0])
     t = (target - d[i - 1]) / (d[i] - d[i - 1])
+    if s[i - 1] <= 0:  # a segment from scale 0 has no log scale (log 0 = -inf gave NaN): interpolate linearly
+        return float(t * s[i])
     return float(np.exp(np.log(s[i - 1]) + t * (np.log(s[i]) - np.log(s[i - 1]))))
 
 
