@@ -499,7 +499,7 @@ def _plot_ranks(ranked: pd.DataFrame, table: pd.DataFrame, ctx: AnalysisContext)
     order = list(table["measure"])
     data = [ranked.loc[ranked["measure"].eq(m), "rank"].dropna().to_numpy() for m in order]
     fig, ax = plt.subplots(figsize=(7, 0.25 * len(order) + 2))
-    ax.boxplot(data, vert=False, tick_labels=order, showfliers=True)
+    ax.boxplot(data, orientation="horizontal", tick_labels=order, showfliers=True)
     ax.invert_yaxis()
     ax.set_xlabel("rank per (test, architecture); 1 = best")
     ax.tick_params(axis="y", labelsize=7)
