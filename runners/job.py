@@ -166,7 +166,9 @@ def run_job(cfg: DictConfig) -> JobResult:
     key = job_key(cfg)
     path = shard_path(cfg, key)
     old = read_parquet(path)
-    done = set(old["row_key"]) if old is not None else set()
+    # Finished rows are not recomputed; a row whose measure raised (status "error": a crash, out of
+    # memory) is not finished work and is retried by the next run. "undefined" rows are final answers.
+    done = set(old.loc[old["status"].ne("error"), "row_key"]) if old is not None else set()
     cache = ZooCache(results_root(cfg) / "cache", device=resolve_device(cfg.runtime.device))
     pairs = job_pairs(cfg)
     chosen = selected_measures(cfg)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from runners.collect import collect
 from runners.job import _update_shard
-from runners.storage import read_parquet
+from runners.storage import read_parquet, write_parquet
 from tests.integration.conftest import assert_same_values, run_sweep, scores, shard_files
 
 THREE = "measures.include=[cka_linear,disagreement,knn_jaccard]"
@@ -57,6 +57,22 @@ def test_tables_follow_the_measure_selection_and_parameters(baseline, tmp_path):
     assert not table.duplicated(COMPARISON).any() and len(table) == len(three)
     assert table.loc[table["measure"] == "knn_jaccard", "params"].str.contains('"k": 5').all()
     assert_same_values(table[table["measure"] != "knn_jaccard"], fast)
+
+
+def test_failed_rows_are_retried_by_the_next_run(baseline, tmp_path):
+    """A row whose measure raised (status "error", e.g. out of memory) is not finished work: the rerun
+    computes it again, replaces it in its shard and reuses every other row."""
+    results = tmp_path / "results"
+    shutil.copytree(baseline.results, results, ignore=shutil.ignore_patterns("logs", "*.log"))
+    path = shard_files(results)[0]
+    shard = read_parquet(path)
+    failed = shard["row_key"].iloc[0]
+    shard.loc[0, ["status", "error", "value"]] = ["error", "MemoryError: out of memory", float("nan")]
+    write_parquet(shard, path)
+    assert _computed(run_sweep(results)) == (1, len(baseline.scores) - 1)
+    assert_same_values(scores(results), baseline.scores)
+    repaired = read_parquet(path)
+    assert (repaired["row_key"] == failed).sum() == 1 and repaired["status"].eq("ok").all()
 
 
 def test_the_sweep_collects_only_its_own_jobs(baseline, tmp_path):
