@@ -192,7 +192,7 @@ def run_job(cfg: DictConfig) -> JobResult:
 
     n_expected = len(expected)
     # A job that measures nothing (a train-and-extract stage) leaves its shard as it is.
-    if chosen and (new_rows or _stale_flags(old, expected) is not None):
+    if chosen and (new_rows or _stale_flags_outdated(old, expected)):
         _update_shard(path, new_rows, expected)
     errors = sum(r["status"] == "error" for r in new_rows)
     result = JobResult(key, len(new_rows), n_expected - len(new_rows), errors, cache.trained, cache.extracted,
@@ -207,15 +207,14 @@ def run_job(cfg: DictConfig) -> JobResult:
     return result
 
 
-def _stale_flags(table: pd.DataFrame | None, expected: set[str]) -> pd.Series | None:
-    """The shard's ``stale`` column as it should be (rows the job's current config does not ask for: a
-    measure since removed or excluded, changed parameters, an older measure version), or None if the
-    table already has it right."""
+def _stale_flags_outdated(table: pd.DataFrame | None, expected: set[str]) -> bool:
+    """Whether the shard's ``stale`` column differs from what the job's current config implies (stale =
+    not asked for any more: a measure since removed or excluded, changed parameters, an older version)."""
     if table is None:
-        return None
+        return False
     stale = ~table["row_key"].isin(expected)
     current = table["stale"].fillna(False).astype(bool) if "stale" in table else pd.Series(False, index=table.index)
-    return None if current.equals(stale) else stale
+    return not current.equals(stale)
 
 
 def _update_shard(path: Path, new_rows: list[dict[str, Any]], expected: set[str]) -> None:
