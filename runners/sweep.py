@@ -90,6 +90,7 @@ def plan(overrides: list[str]) -> Plan:
         if len(jobs) > limit:
             raise ConfigError(f"limits.max_jobs: the sweep would launch {len(jobs)} jobs, more than the limit "
                               f"{limit}; narrow the grid or raise limits.max_jobs")
+        _check_array_size(master, len(jobs))
         keys = set()
         for job in jobs:
             cfg = _compose(list(job))
@@ -141,6 +142,30 @@ def _check_launcher(master: DictConfig) -> None:
         if value is not None and value < 1:
             source = {"cpus_per_task": "runtime.num_threads"}.get(key, f"cluster.{key}")
             raise ConfigError(f"hydra.launcher.{key} (from {source}): must be >= 1 or null, got {value!r}")
+
+
+def slurm_max_array_size() -> int | None:
+    """This cluster's ``MaxArraySize`` (array task ids run from 0 to MaxArraySize − 1), or None where
+    ``scontrol`` cannot tell (not installed, controller down)."""
+    try:
+        done = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"^MaxArraySize\s*=\s*(\d+)", done.stdout, re.MULTILINE)
+    return int(found.group(1)) if found else None
+
+
+def _check_array_size(master: DictConfig, n_jobs: int) -> None:
+    """The SLURM launcher submits a sweep as one job array, and submitit does not split arrays: a sweep
+    with more jobs than the cluster's MaxArraySize would be refused by sbatch after planning, so it is
+    refused here, before anything runs."""
+    if not str(master.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher"):
+        return
+    cap = slurm_max_array_size()
+    if cap is not None and n_jobs > cap:
+        raise ConfigError(f"hydra/launcher: the sweep would submit {n_jobs} jobs as one SLURM array, more than "
+                          f"this cluster's MaxArraySize ({cap}); split the grid into several sweeps (e.g. one "
+                          "per arch or seed range), each under the limit")
 
 
 def _is_sweep(override: str) -> bool:

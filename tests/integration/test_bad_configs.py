@@ -103,3 +103,19 @@ def test_command_line_refuses_before_anything_runs(tmp_path):
     assert proc.returncode == 2
     assert re.search(r"Invalid configuration: arch\.widht: no such key; valid keys of 'arch': .*width", proc.stderr)
     assert not any(tmp_path.iterdir()), "nothing may be written for a refused sweep"
+
+
+def test_a_slurm_array_over_the_clusters_limit_is_refused(monkeypatch):
+    """submitit submits a sweep as one array and cannot split it: more jobs than the cluster's
+    MaxArraySize (here 3, for the smoke grid's 4 jobs) fail at planning, naming the launcher and the
+    limit. The same sweep with the basic launcher is not concerned."""
+    import runners.sweep
+
+    monkeypatch.setattr(runners.sweep, "slurm_max_array_size", lambda: 3)
+    with pytest.raises(Exception) as failure:
+        plan([*SMOKE, "hydra/launcher=slurm"])
+    message = str(failure.value)
+    assert "hydra/launcher" in message and "4 jobs" in message and "MaxArraySize (3)" in message
+    assert plan(SMOKE).n_jobs == 4
+    monkeypatch.setattr(runners.sweep, "slurm_max_array_size", lambda: 4)
+    assert plan([*SMOKE, "hydra/launcher=slurm"]).n_jobs == 4

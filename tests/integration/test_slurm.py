@@ -27,7 +27,7 @@ from filelock import FileLock
 from hydra import compose, initialize_config_dir
 
 from runners.job import model_spec
-from runners.sweep import CONF_DIR
+from runners.sweep import CONF_DIR, slurm_max_array_size
 from tests.integration.conftest import (
     ROOT,
     SMOKE,
@@ -198,6 +198,12 @@ def test_slurm_sweep_equals_basic_launcher(slurm_cluster, baseline, tmp_path):
     # 1.2.0 cannot raise): a job's pickle (launcher, Hydra state, task function) must stay small.
     pickles = list((sweep_dir / ".submitit").glob("*/*_submitted.pkl"))
     assert len(pickles) == 4 and max(p.stat().st_size for p in pickles) < 1_000_000
+
+
+def test_the_clusters_array_limit_is_read(slurm_cluster):
+    """Planning reads MaxArraySize from scontrol; the test cluster's slurm.conf leaves it at SLURM's
+    documented default, 1001."""
+    assert slurm_max_array_size() == 1001
 
 
 def test_requeued_and_preempted_jobs_resume(slurm_cluster, baseline, tmp_path, cleanup):
