@@ -17,7 +17,11 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 import measures
 from runners.storage import write_arrays
@@ -540,7 +544,14 @@ def test_pc_deletion_reaction_points_follow_closed_forms(tmp_path):
     assert got["baseline"] == pytest.approx(1 / 6)
     sensitivity = one(evaluations, measure="cka_linear", statistic="pc_sensitivity")
     assert sensitivity["n_points"] == len(ks)
-    assert -1 <= sensitivity["value"] <= 1
+    # pc_sensitivity = Spearman(probe accuracy lost, drift), recomputed on a second path: deletions in
+    # closed form (the k last columns back to their mean, 3), the probe as documented (standardised
+    # features, logistic regression, 2-fold CV) from scikit-learn, the correlation from scipy.
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    accuracy = np.array([cross_val_score(probe, np.where(np.arange(6) >= 6 - k, 3.0, x), labels, cv=2).mean()
+                         for k in ks])
+    assert accuracy[0] == 1.0 and (accuracy[1:] < 1.0).all()
+    assert sensitivity["value"] == pytest.approx(spearmanr(accuracy[0] - accuracy, drift).statistic)
 
 
 def test_closed_form_of_cka_under_component_deletion():
