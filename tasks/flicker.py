@@ -18,8 +18,9 @@ relative Gaussian weight noise of scale σ) and from near-tie fixtures built her
   fraction of signature bits (z > 0) that change, per hidden layer and over all units.
 * **match flicker**, per matcher: *self*, the fraction of A's units not matched to their own copy in Ã;
   *cross*, the fraction of A's units whose partner in B (another seed's model) changes when A is
-  replaced by Ã. Units a matcher leaves unmatched in both matchings are not counted. Matchers: activation region (exact Jaccard and MinHash, k = 128, + Hungarian; and
-  exact with ``degenerate="exclude"``: dead and always-on units, whose signatures are all identical and
+  replaced by Ã. Units a matcher leaves unmatched in both matchings are not counted. Matchers:
+  activation region (exact Jaccard and MinHash, k = 128, + Hungarian; and exact with
+  ``degenerate="exclude"``: dead and always-on units, whose signatures are all identical and
   so tie with each other, are left out of the assignment and count as unmatched, −1, before and after),
   correlation matching (Pearson on post-ReLU activations + Hungarian; Li et al. 2016), Git Re-Basin
   weight matching, and the sort-canonical order (units sorted by their bias after canonical scaling:

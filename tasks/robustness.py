@@ -40,11 +40,10 @@ def drift_rows(scores: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return ok.assign(scale=pd.Series(dtype=float), drift=pd.Series(dtype=float))
     reverse = ok["scale_a"] > ok["scale_b"]
-    clean = ok["model_a"].where(~reverse, ok["model_b"])
+    ok["clean_model"] = ok["model_a"].where(~reverse, ok["model_b"])
     selves = scores[scores["status"].eq("ok") & scores["pair_type"].eq("self")]
-    self_value = selves.groupby(["model_a", "measure", "layer_a"])["value"].first()
-    reference = pd.Series([self_value.get(key, np.nan) for key in zip(clean, ok["measure"], ok["layer_a"])],
-                          index=ok.index, dtype=float)
+    self_value = selves.groupby(["model_a", "measure", "layer_a"])["value"].first().rename("self_value")
+    reference = ok.join(self_value, on=["clean_model", "measure", "layer_a"])["self_value"].astype(float)
     ok["drift"] = (ok["value"] - reference.fillna(ok["measure"].map(identity_value))).abs()
     ok["scale"] = np.where(ok["pair_type"].eq("perturbation"), ok[["scale_a", "scale_b"]].max(axis=1), np.nan)
     return ok
@@ -53,7 +52,11 @@ def drift_rows(scores: pd.DataFrame) -> pd.DataFrame:
 def drift_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Mean drift |m(A, B) − m(A, A)| (see :func:`drift_rows`) per (arch, measure, layer, scale) of the
     perturbation pairs, with the mean seed-pair drift of the same (arch, measure, layer) as the unit."""
-    ok = drift_rows(scores)
+    return _summarise_drift(drift_rows(scores))
+
+
+def _summarise_drift(ok: pd.DataFrame) -> pd.DataFrame:
+    """:func:`drift_table` of rows already prepared by :func:`drift_rows`."""
     if ok.empty:
         return pd.DataFrame()
     keys = ["arch_a", "measure", "layer_a"]
@@ -75,7 +78,8 @@ def last_hidden_layer(layers: list[str]) -> str:
 
 @analysis("robustness")
 def robustness(ctx: AnalysisContext) -> AnalysisResult:
-    table = drift_table(ctx.scores)
+    drifts = drift_rows(ctx.scores)
+    table = _summarise_drift(drifts)
     if table.empty:
         return AnalysisResult(pd.DataFrame(), "no perturbation pairs in this sweep")
     rows = []
@@ -83,8 +87,7 @@ def robustness(ctx: AnalysisContext) -> AnalysisResult:
         part = table.rename(columns={stat: "value", "arch_a": "arch", "layer_a": "layer"})
         rows.append(part[["arch", "measure", "layer", "scale", "value", "n_pairs"]].assign(statistic=stat))
     # Monotonicity of the response: Spearman between scale and drift over all perturbation rows.
-    pert = drift_rows(ctx.scores)
-    pert = pert[pert["pair_type"].eq("perturbation")]
+    pert = drifts[drifts["pair_type"].eq("perturbation")]
     mono = []
     for (arch, measure, layer), g in pert.groupby(["arch_a", "measure", "layer_a"]):
         drift = g["drift"]
