@@ -135,6 +135,10 @@ def shard_path(cfg: DictConfig, job_key: str) -> Path:
 
 def job_key(cfg: DictConfig) -> str:
     """Identity of the job: the semantic config of its cell (not measures, paths, launcher, threads)."""
+    from runners import byo
+
+    if byo.enabled(cfg):  # the user's own models: keyed by their files' content
+        return byo.job_key(cfg)
     plain = OmegaConf.to_container(cfg, resolve=True)
     semantic = {k: plain[k] for k in ("arch", "data", "train", "intervention", "perturbation", "seed", "compare")}
     # the model spec's form of the training config: warm_start normalised, and left out when null (the
@@ -159,6 +163,10 @@ def resolve_device(device: str) -> str:
 
 def run_job(cfg: DictConfig) -> JobResult:
     """Run one job to completion (idempotent)."""
+    from runners import byo
+
+    if byo.enabled(cfg):  # the user's own models instead of a zoo cell
+        return byo.run_job(cfg)
     start = time.perf_counter()
     validate_config(cfg)
     torch.set_num_threads(int(cfg.runtime.num_threads))
