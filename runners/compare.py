@@ -120,7 +120,8 @@ class Report:
             out.append("calibration (distance-like value; weight-noise σ that moves A as far; fraction of a seed pair):")
             for key, e in per.items():
                 seed = f"  {e['fraction_of_seed']:.2f} of a seed pair" if "fraction_of_seed" in e else ""
-                out.append(f"  {key:<48} {e['value']:.4f}  σ ≈ {e['equivalent_sigma']:.2g}{seed}")
+                sigma = sigma_text(e["equivalent_sigma"], self.verdict["sigmas"])
+                out.append(f"  {key:<48} {e['value']:.4f}  σ: {sigma:<7}{seed}")
         if self.skipped:
             out.append("skipped:")
             out += [f"  {name}: {reason}" for name, reason in sorted(self.skipped.items())]
@@ -133,7 +134,9 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
     if isinstance(obj, (np.floating, float)):
-        return None if not math.isfinite(float(obj)) else float(obj)
+        if math.isinf(obj):  # beyond the σ grid: kept as a string (JSON has no infinity); NaN becomes null
+            return "inf" if obj > 0 else "-inf"
+        return None if math.isnan(obj) else float(obj)
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
@@ -190,6 +193,13 @@ def _same_architecture(a: nn.Module, b: nn.Module) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------- measures
+
+
+def sigma_text(sigma: float, sigmas: Sequence[float]) -> str:
+    """An equivalent σ as text: "> σ_max" beyond the grid, "0" for no measurable difference."""
+    if math.isinf(sigma):
+        return f"> {max(sigmas):g}"
+    return "0" if sigma == 0 else f"{sigma:.2g}"
 
 
 def _distance_like(name: str, value: float) -> float:
@@ -468,20 +478,26 @@ def write_report(report: Report, out: Path) -> dict[str, Path]:
     fig.savefig(paths["heatmaps"], dpi=110)
     plt.close(fig)
     per = report.verdict.get("per_measure", {})
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for i, (key, e) in enumerate(per.items()):
+    cols = min(max(len(per), 1), 3)
+    nrows = max(math.ceil(len(per) / cols), 1)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.0 * cols, 2.9 * nrows), squeeze=False)
+    for ax, (key, e) in zip(axes.flat, per.items()):
         sig = [float(s) for s in e["noise_curve"]]
-        color = f"C{i % 10}"
-        ax.plot(sig, list(e["noise_curve"].values()), "o-", color=color, label=key, lw=1.2, ms=3)
-        ax.axhline(e["value"], color=color, ls="--", lw=1)
+        ax.plot(sig, list(e["noise_curve"].values()), "o-", color="C0", lw=1.2, ms=3, label=f"{a_name} vs noisy copy")
+        ax.axhline(e["value"], color="C3", ls="--", lw=1.2, label=f"{a_name} vs {b_name}")
         if "seed_value" in e:
-            ax.axhline(e["seed_value"], color=color, ls=":", lw=1.2)
-    ax.set_xscale("log")
-    ax.set_xlabel("relative weight noise σ on A")
-    ax.set_ylabel("distance from A (similarities as max − value)")
-    ax.set_title(f"{a_name} vs noisy copies (solid); {b_name} (dashed); another seed (dotted)", fontsize=9)
+            ax.axhline(e["seed_value"], color="C2", ls=":", lw=1.5, label=f"{a_name} vs another seed")
+        ax.set_xscale("log")
+        ax.set_title(f"{key}\nσ-equivalent: {sigma_text(e['equivalent_sigma'], sig)}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(per):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("relative weight noise σ on A", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("distance-like value", fontsize=8)
     if per:
-        ax.legend(fontsize=7, loc="upper left")
+        axes.flat[0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(paths["verdict"], dpi=110)
     plt.close(fig)

@@ -242,10 +242,11 @@ def extract(model: nn.Module, x: np.ndarray, layers: Sequence[str] | None = None
     finally:
         for h in hooks:
             h.remove()
-    logits = torch.cat(outputs).double()
+    logits = _finite(Path(path), "outputs", torch.cat(outputs).double().numpy())
     arrays = {f"rep/{n}": _finite(Path(path), f"layer {n!r}", torch.cat(captured[n]).flatten(1).numpy()) for n in layers}
     arrays.update({f"pre/{n}": torch.cat(captured[n]).flatten(1).numpy() for n in pre})
-    arrays["logits"] = _finite(Path(path), "outputs", logits.numpy())
+    arrays["logits"] = logits
+    logits = torch.from_numpy(logits)
     arrays["probabilities"] = torch.softmax(logits, dim=1).numpy()
     return arrays
 
