@@ -114,7 +114,7 @@ class Report:
                     extra = f"  [{r['low']:.4f}, {r['high']:.4f}]"
                 if not math.isnan(r["p_value"]):
                     extra += f"  p = {r['p_value']:.3g}"
-                out.append(f"  {r['measure']:<28}{where:<10} {r['value']:.4f}{extra}")
+                out.append(f"  {r['measure']:<22}{where:<17} {r['value']:.4f}{extra}")
         per = self.verdict.get("per_measure", {})
         if per:
             out.append("calibration (distance-like value; weight-noise σ that moves A as far; fraction of a seed pair):")
