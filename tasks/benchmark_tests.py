@@ -358,6 +358,8 @@ def pc_deletion(ctx: AnalysisContext) -> AnalysisResult:
         first = final.sort_values(["seed_a", "seed_b"]).iloc[0]
         layer = first["layer_a"]
         arrays = ctx.representations(first["model_a"])
+        if "labels" not in arrays:  # user feature files without labels (sweep=byo): no probe to train
+            continue
         rng = np.random.default_rng(SEED)
         keep = np.sort(rng.choice(arrays["labels"].shape[0], size=min(MAX_PC_ROWS, arrays["labels"].shape[0]), replace=False))
         x, labels = arrays[f"rep/{layer}"][keep].astype(np.float64), arrays["labels"][keep]
@@ -387,6 +389,8 @@ def pc_deletion(ctx: AnalysisContext) -> AnalysisResult:
             curves.append(pd.DataFrame({"arch": arch, "measure": measure, "fraction_deleted": np.array(ks) / rank,
                                         "drift": drift / span if span > 0 else drift, "probe_accuracy": acc,
                                         "family": info.family}))
+    if not rows:
+        return AnalysisResult(pd.DataFrame(), "no labels on the probe set to train a linear probe on")
     evaluations = pd.DataFrame(rows)
     evaluations.to_csv(ctx.table_path("pc_deletion"), index=False)
     _plot_pc(pd.concat(curves, ignore_index=True), ctx)

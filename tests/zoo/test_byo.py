@@ -219,3 +219,15 @@ def test_byo_sweep_refuses_a_bad_file_in_one_line(tmp_path, bad, message):
     assert done.returncode == 2
     line = done.stderr.strip().splitlines()[-1]
     assert message in line and str(tmp_path) in line
+
+
+def test_byo_sweep_without_outputs_or_labels_skips_what_needs_them(tmp_path):
+    for i in range(3):
+        arrays = _features(tmp_path / f"m{i}.npz", i)
+        np.savez(tmp_path / f"m{i}.npz", h1=arrays["h1"], h2=arrays["h2"])
+    done = _sweep(tmp_path / "results", f"byo.features={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "measure disagreement skipped: needs outputs" in done.stdout + done.stderr
+    assert "pc_deletion: not applicable (no labels" in done.stdout
+    scores = pd.read_parquet(tmp_path / "results" / "byo" / "scores.parquet")
+    assert set(scores["measure"]) == {"cka_linear", "knn_jaccard"}
