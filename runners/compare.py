@@ -527,14 +527,69 @@ def _arch(value: str | None) -> dict[str, Any] | None:
     """``--arch``: a config name under conf/arch (``mlp_small``) or an inline YAML mapping."""
     if value is None:
         return None
-    if (CONF_ARCH / f"{value}.yaml").is_file():
-        return yaml.safe_load((CONF_ARCH / f"{value}.yaml").read_text())
     parsed = yaml.safe_load(value)
-    if isinstance(parsed, str):
-        return {"name": parsed}
-    if not isinstance(parsed, dict) or "name" not in parsed:
-        raise CompareError(f"--arch: {value!r} is neither a config in conf/arch nor a mapping with a name")
+    if isinstance(parsed, str) and not (CONF_ARCH / f"{value}.yaml").is_file():
+        return {"name": parsed}  # a registered architecture with its defaults
+    parsed = _config("arch", value)
+    if "name" not in parsed:
+        raise CompareError(f"--arch: {value!r} has no name (a registered architecture)")
     return parsed
+
+
+def _zoo_spec(path: Path) -> dict[str, Any] | None:
+    """The model spec a zoo cache checkpoint stores (arch, data, train, intervention, seed), else None."""
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    spec = stored.get("spec") if isinstance(stored, dict) else None
+    return spec if isinstance(spec, dict) and isinstance(spec.get("data"), dict) else None
+
+
+def _config(group: str, value: str) -> dict[str, Any]:
+    """A config of ``conf/<group>/`` by name, or an inline YAML mapping."""
+    path = CONF_ARCH.parent / group / f"{value}.yaml"
+    if path.is_file():
+        return yaml.safe_load(path.read_text())
+    parsed = yaml.safe_load(value)
+    if not isinstance(parsed, dict):
+        raise CompareError(f"--{'arch' if group == 'arch' else 'recipe'}: {value!r} is neither a config in "
+                           f"conf/{group} nor a YAML mapping")
+    return parsed
+
+
+def train_reference(path_a: Path, recipe: str, seed: int | None, arch: dict[str, Any] | None,
+                    data: str | None, progress: bool = True) -> nn.Module:
+    """Another seed of A's recipe, trained now: ``recipe`` names a ``conf/train`` config (or is a YAML
+    mapping of its keys); the architecture comes from ``--arch`` or A's zoo checkpoint, the training data
+    from ``--data`` (a registered dataset) or A's zoo checkpoint; the seed defaults to A's seed + 1."""
+    from tasks.zoo import architectures
+    from tasks.zoo.training import prepare_data, train
+
+    spec = _zoo_spec(path_a) or {}
+    arch = arch or spec.get("arch")
+    if not arch:
+        raise CompareError(f"--recipe: needs A's architecture (--arch, or a zoo checkpoint as {path_a})")
+    if data is not None and data not in datasets.DATASETS:
+        raise CompareError(f"--recipe: training needs a registered dataset as --data ({', '.join(sorted(datasets.DATASETS))}), "
+                           f"got {data!r}")
+    data_cfg = {"name": data} if data is not None else dict(spec.get("data") or {})
+    if not data_cfg:
+        raise CompareError(f"--recipe: needs the training data (--data <dataset>, or a zoo checkpoint as {path_a})")
+    settings = {k: v for k, v in _config("train", recipe).items() if k != "warm_start"}
+    seed = int(spec.get("seed", 0)) + 1 if seed is None else seed
+    name = data_cfg.pop("name")
+    intervention = (spec.get("intervention") or {}) if data is None else {}
+    prepared = prepare_data(datasets.load(name, **data_cfg), intervention, seed)
+    params = dict(arch)
+    model = architectures.build(params.pop("name"), prepared.input_shape, prepared.n_classes, **params)
+    if progress:
+        print(f"training the reference: seed {seed} of recipe {settings} on {name}", file=sys.stderr)
+    try:
+        train(model, prepared, seed=seed, intervention=intervention, **settings)
+    except TypeError as exc:
+        raise CompareError(f"--recipe: {exc}") from None
+    return model.eval()
 
 
 def _probe(data: str | None, checkpoints: Sequence[Path]) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -580,6 +635,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"representational measures of the heatmaps (default {','.join(DEFAULT_MEASURES)})")
     parser.add_argument("--layers", help="comma-separated module names to compare (default: ReLUs and logits)")
     parser.add_argument("--reference", type=Path, help="another seed of A's recipe (checkpoint): calibrates the verdict")
+    parser.add_argument("--recipe", help="instead of --reference: train another seed now with this conf/train "
+                                         "config (or YAML mapping), A's architecture and --data's training split")
+    parser.add_argument("--recipe-seed", type=int, help="seed of the trained reference (default: A's seed + 1)")
     parser.add_argument("--sigmas", default=",".join(map(str, DEFAULT_SIGMAS)), help="weight-noise grid")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (functional CIs)")
     parser.add_argument("--permutations", type=int, default=200, help="permutations (matched-layer p-values)")
@@ -603,7 +661,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows_a, rows_b = (next(iter(z.values())).shape[0] for z in (a, b))
         if rows_a != rows_b:
             raise SourceError(args.b, f"{rows_b} probe rows, but {args.a} has {rows_a}; both must be measured on one probe set")
+        if args.reference and args.recipe:
+            raise CompareError("--reference and --recipe: give one (a checkpoint of another seed, or a recipe to train it)")
         reference = read_checkpoint(args.reference, arch, x.shape[1:]) if args.reference else None
+        if args.recipe:
+            if model_a is None:
+                raise CompareError(f"--recipe: {args.a} is a feature file; the reference needs A's checkpoint")
+            reference = train_reference(args.a, args.recipe, args.recipe_seed, arch, args.data)
         names = (args.a.stem, args.b.stem) if args.a.stem != args.b.stem else (str(args.a), str(args.b))
         report = compare_arrays(a, b, model_a=model_a, model_b=model_b, measures_=chosen, reference=reference,
                                 probe_x=x, layers=layers, sigmas=sigmas, n_bootstrap=args.bootstrap,

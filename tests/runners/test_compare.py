@@ -202,3 +202,17 @@ def test_bad_input_is_one_line_naming_the_file(zoo, case, message, capsys, monke
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("compare: "), err
+
+
+def test_recipe_trains_the_seed_reference_like_a_given_checkpoint(zoo, reports, capsys, monkeypatch):
+    """--recipe fast --recipe-seed 2 retrains C (seed 2 of conf/train/fast.yaml, which the fixture used):
+    the seed reference rows equal those computed from the checkpoint c.pt."""
+    root, _, _ = zoo
+    code, _, err = _in_process(root, capsys, monkeypatch, "a.pt", "b.pt", "--data", "synthetic", "--arch", "mlp_small",
+                               "--recipe", "fast", "--recipe-seed", "2", "--out", "a_b_recipe", *FAST)
+    assert code == 0, err[-2000:]
+    frame = pd.read_parquet(root / "a_b_recipe" / "report.parquet")
+    trained = frame[frame["pair"].eq("A~seed")].set_index("measure")["value"]
+    given = reports["b"][1]
+    given = given[given["pair"].eq("A~seed")].set_index("measure")["value"]
+    pd.testing.assert_series_equal(trained.sort_index(), given.sort_index(), rtol=1e-9)
