@@ -94,7 +94,7 @@ def applicable(name: str, a: Source, b: Source) -> str | None:
 
 def run_job(cfg: DictConfig):
     """Compare every pair of the user's models (one shard), like :func:`runners.job.run_job` does for a cell."""
-    from runners.job import JobResult, _update_shard, provenance, results_root, shard_path
+    from runners.job import JobResult, _stale_flags_outdated, _update_shard, provenance, results_root, shard_path
 
     start = time.perf_counter()
     torch.set_num_threads(int(cfg.runtime.num_threads))
@@ -155,7 +155,7 @@ def run_job(cfg: DictConfig):
     rows = [_row(t, models, keys, cfg, key, provenance()) for t in tqdm(todo, desc="byo pairs", disable=len(todo) < 20,
                                                                         mininterval=1.0)]
     expected = {t["row_key"] for t in tasks}
-    if rows or old is None:
+    if rows or _stale_flags_outdated(old, expected):
         _update_shard(path, rows, expected)
     errors = sum(r["status"] == "error" for r in rows)
     log.info("byo: %d models, computed %d rows (%d cached, %d errors) in %.1fs", len(models), len(rows),
