@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 import measures
 from tasks.zoo import datasets
-from tasks.zoo.byo import Source, SourceError, extract, load_features, read_checkpoint
+from tasks.zoo.byo import SourceError, extract, load_features, read_checkpoint
 from tasks.zoo.training import perturb
 
 CONF_ARCH = Path(__file__).resolve().parent.parent / "conf" / "arch"
