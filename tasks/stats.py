@@ -902,7 +902,7 @@ def rank_score_bootstrap(
         below = (diff <= 0).sum(axis=0) + 1
         above = (diff >= 0).sum(axis=0) + 1
         p = np.minimum(1.0, 2 * np.minimum(below, above) / (valid + 1))
-        d_low, d_high = np.nanquantile(diff, quantiles, axis=0)
+        d_low, d_high = np.nanquantile(diff, quantiles, axis=0) if i.size else (np.empty(0), np.empty(0))
     adjusted = false_discovery_control(p, method="bh") if p.size else p
     differences = pd.DataFrame({
         "measure_a": np.asarray(names, dtype=object)[i], "measure_b": np.asarray(names, dtype=object)[j],

@@ -662,6 +662,8 @@ def test_rank_bootstrap_two_levels_widens_and_pairwise_significance():
     np.testing.assert_allclose(both.differences["p_adjusted"], sps.false_discovery_control(both.differences["p_value"]))
     with pytest.raises(ValueError, match="level"):
         stats.rank_score_bootstrap(ranked, ["cell"], seed=0, level=1.5)
+    one = stats.rank_score_bootstrap(ranked[ranked["measure"].eq("m0")], ["cell"], n_boot=100, seed=0)
+    assert len(one.scores) == 1 and one.differences.empty  # a single measure: an interval, no pairs
 
 
 # --------------------------------------------------------------------------------------------------
