@@ -194,3 +194,10 @@ def test_paper_compiles_and_a_changed_result_changes_the_pdf(tmp_path):
     paper.generate(results, target)
     changed = _pdf_text(paper.compile_pdf(target))
     assert "0.85" in changed and "linear CKA alone with 0.90" not in " ".join(changed.split())
+
+
+def test_readme_holds_the_claims_table_as_generated():
+    readme = (paper.ROOT / "README.md").read_text()
+    assert paper.claims_markdown(paper.CLAIMS) in readme
+    commands = {c.command for c in paper.CLAIMS}
+    assert "uv run python -m runners.paper" in commands and all(c.runtime for c in paper.CLAIMS)
