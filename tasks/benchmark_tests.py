@@ -465,9 +465,10 @@ def ranks(ctx: AnalysisContext) -> AnalysisResult:
     full = table.set_index("measure").join(per_test).reset_index()
     full.to_csv(ctx.table_path("ranks"), index=False)
     boot.differences.to_csv(ctx.table_path("rank_differences"), index=False)
-    ctx.table_path("ranks").with_suffix(".tex").write_text(
-        full.to_latex(index=False, float_format="%.1f", na_rep="--", escape=True))
     tests = [test for test in QUALITY if test in full.columns]
+    ctx.table_path("ranks").with_suffix(".tex").write_text(  # the paper's appendix table (escaped: it compiles)
+        full[["measure", "family", "rank_score", "rank_score_ci_low", "rank_score_ci_high", *tests]]
+        .to_latex(index=False, float_format="%.1f", na_rep="--", escape=True))
     families = (full.assign(position=full["rank_score"].rank(method="average"))
                 .groupby("family")["position"].agg(measures="size", mean_position="mean", best_position="min")
                 .sort_values("mean_position").reset_index())
@@ -543,12 +544,12 @@ def _plot_ranks(ranked: pd.DataFrame, table: pd.DataFrame, ctx: AnalysisContext)
     y = np.arange(1, len(order) + 1)
     score = table["rank_score"].to_numpy()
     ax.errorbar(score, y, xerr=[score - table["rank_score_ci_low"], table["rank_score_ci_high"] - score],
-                fmt="D", color="tab:red", ms=4, capsize=2, lw=1.2, label="rank score, 95% bootstrap CI")
+                fmt="D", color="tab:red", ms=4, capsize=2, lw=1.2)
     ax.invert_yaxis()
     ax.set_xlabel("rank per (test, architecture); 1 = best")
     ax.tick_params(axis="y", labelsize=7)
-    ax.legend(loc="lower right", fontsize=7)
-    ax.set_title("Measures ranked over all benchmark tests (ReSi rule)")
+    ax.set_title("Measures ranked over all benchmark tests (ReSi rule)\n"
+                 "boxes: rank per cell; red: rank score with 95% bootstrap interval", fontsize=9)
     fig.tight_layout()
     fig.savefig(ctx.figure_path("ranks"), dpi=110)
     plt.close(fig)
