@@ -376,7 +376,7 @@ def _epochs_of(warm_start: object) -> int | None:
 
 
 def ranks_table(ranks: pd.DataFrame) -> str:
-    lines = [r"\begin{table}[t]\centering\small",
+    lines = [r"\begin{table}[tbp]\centering\small",
              r"\caption{Rank scores (ReSi's rule, 1 = best) with 95\% bootstrap intervals, and how many measures each "
              r"beats / loses to significantly (BH-adjusted, FDR 5\%). Generated from \texttt{tables/ranks.csv}.}",
              r"\label{tab:ranks}",
@@ -391,7 +391,7 @@ def ranks_table(ranks: pd.DataFrame) -> str:
 
 
 def families_table(families: pd.DataFrame, n_ranked: int) -> str:
-    lines = [r"\begin{table}[t]\centering\small",
+    lines = [r"\begin{table}[tbp]\centering\small",
              rf"\caption{{The ranked measures by family, with the family's mean position in the rank order (1 = best of "
              rf"{n_ranked}). Generated from \texttt{{tables/ranks.csv}}.}}",
              r"\label{tab:families}",
@@ -405,7 +405,7 @@ def families_table(families: pd.DataFrame, n_ranked: int) -> str:
 
 
 def tests_table(quality: pd.DataFrame) -> str:
-    lines = [r"\begin{table}[t]\centering\small",
+    lines = [r"\begin{table}[tbp]\centering\small",
              r"\caption{The ranked tests, their quality statistic and their cells in this run. Generated from "
              r"\texttt{evaluations.parquet}.}",
              r"\label{tab:tests}",
