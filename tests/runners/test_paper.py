@@ -51,7 +51,8 @@ def make_results(root: Path, cka_layer_id: float = 0.9) -> Path:
         for arch in archs for layer in layers for m in MEASURES])
     scores.to_parquet(bench / "scores.parquet")
     rng = np.random.default_rng(0)
-    quality = {"layer_identification": ("layer_identification", "layer_identification"),
+    quality = {"accuracy_correlation": ("output_correlation", "spearman_accuracy_difference"),
+               "layer_identification": ("layer_identification", "layer_identification"),
                "layer_monotonicity": ("layer_monotonicity", "monotonicity"),
                "pc_deletion": ("pc_deletion", "pc_sensitivity")}
     previous = []
