@@ -151,7 +151,7 @@ def _tex(text: str) -> str:
     """Escape LaTeX's special characters in plain text."""
     table = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-    return "".join(table.get(c, c) for c in str(text))
+    return "".join(table.get(c, c) for c in str(text)).replace("--", "-{}-")  # no en-dash ligature in options
 
 
 def _tt_list(names: list[str]) -> str:
@@ -423,7 +423,7 @@ def tests_table(quality: pd.DataFrame) -> str:
 
 
 def claims_table(claims: list[Claim]) -> str:
-    lines = [r"\begin{small}", r"\begin{longtable}{p{0.36\linewidth}p{0.30\linewidth}p{0.12\linewidth}p{0.12\linewidth}}",
+    lines = [r"\begin{small}", r"\begin{longtable}{p{0.33\linewidth}p{0.30\linewidth}p{0.08\linewidth}p{0.19\linewidth}}",
              r"\toprule claim & command & time (2 cores) & time from \\\midrule\endhead"]
     for c in claims:
         lines.append(f"{_tex(c.claim)} & \\texttt{{{_tex(c.command)}}} & {_tex(c.runtime)} & {_tex(c.runtime_source)} \\\\")
