@@ -2,7 +2,8 @@
 
 Usage: ``python -m runners.analyze [--sweep default] [--results results]``.
 Outputs under ``results/<sweep>/``: ``evaluations.parquet`` (task, measure, statistic, value, ...),
-``tables/*.csv`` and ``figures/*.png``; a short summary is printed.
+``tables/*.csv``, ``figures/*.png`` and ``report.html`` (one self-contained page of all of them,
+:mod:`runners.report`); a short summary is printed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 from scipy.stats import ConstantInputWarning
 
+from runners.report import write_report
 from runners.storage import read_parquet, write_parquet
 from tasks.base import OWN_SWEEP_ONLY, AnalysisContext, load_analyses
 
@@ -54,6 +56,7 @@ def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None) -> pd.DataFrame
     evaluations = evaluations[first + [c for c in evaluations.columns if c not in first]]
     write_parquet(evaluations, sweep_dir / "evaluations.parquet")
     figures = sorted(p.name for p in (sweep_dir / "figures").glob("*.png"))
+    lines.append(f"report:      {write_report(sweep_dir, scores)}")
     print(_summary(sweep_dir, scores, evaluations, lines, figures))
     return evaluations
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -804,6 +805,111 @@ def aggregate_ranks(
     )
     out.index.name = measure_col
     return out.sort_values(["rank_score", "mean_rank"], kind="stable").reset_index()
+
+
+@dataclass(frozen=True)
+class RankBootstrap:
+    """Result of :func:`rank_score_bootstrap`."""
+
+    scores: pd.DataFrame  # per measure: rank_score, rank_score_ci_low, rank_score_ci_high
+    differences: pd.DataFrame  # per pair of measures: difference, its CI, p-value, BH-adjusted, significant
+    distribution: pd.DataFrame  # (n_boot, measures): bootstrap replicates of the rank score
+    level: float
+    n_boot: int
+
+
+def rank_score_bootstrap(
+    ranked: pd.DataFrame,
+    cell_cols: Sequence[str],
+    *,
+    n_boot: int = 10_000,
+    seed: Seed,
+    level: float = 0.95,
+    resample_tests: bool = True,
+    alpha: float = 0.05,
+    test_col: str = "test",
+    measure_col: str = "measure",
+    rank_col: str = "rank",
+) -> RankBootstrap:
+    """Percentile bootstrap of :func:`aggregate_ranks`' ``rank_score`` and of every pairwise difference.
+
+    The rank score is a mean over tests of the median over a test's cells (experiments, e.g. its
+    architectures) of the measure's rank in that cell. A replicate redraws that aggregation's inputs
+    the way they were sampled: the tests with replacement (``resample_tests``: which tests a benchmark
+    has is itself a choice), and, for every drawn test independently, its cells with replacement
+    (which architectures, datasets or seeds the zoo has). A cell's ranks of all measures stay together
+    (they were ranked against each other), so every replicate scores every measure on the same draw
+    and the difference of two measures' scores is a paired statistic. ``resample_tests=False`` keeps
+    the tests fixed (a bootstrap stratified by test). Cells are as in :func:`aggregate_ranks`: rows
+    sharing (test, ``cell_cols``, measure) are averaged first; NaN ranks are skipped in the median and
+    a NaN test median in the mean, as there.
+
+    Intervals: the (1 - level)/2 and (1 + level)/2 quantiles of the replicates (numpy's linear rule).
+    A difference ``rank_score[a] - rank_score[b]`` gets the two-sided bootstrap p-value
+    ``min(1, 2 min(#(d* <= 0) + 1, #(d* >= 0) + 1) / (n_boot + 1))`` (a replicate equal to 0 counts
+    against significance on both sides) and is ``significant`` when its Benjamini-Hochberg adjusted
+    p-value over all pairs is below ``alpha`` (``scipy.stats.false_discovery_control``). Measures with
+    identical ranks in every cell therefore never differ significantly.
+
+    Written here rather than with ``scipy.stats.bootstrap`` because scipy resamples one level only; the
+    tests check both levels against scipy separately.
+    """
+    from scipy.stats import false_discovery_control
+
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be positive, got {n_boot}")
+    rng = _rng(seed)
+    cells = [c for c in cell_cols if c not in (test_col, measure_col)]
+    experiment = ranked.groupby([test_col, *cells, measure_col], dropna=False)[rank_col].mean()
+    if experiment.empty:
+        raise ValueError("rank_score_bootstrap needs at least one ranked row")
+    matrix = experiment.unstack(measure_col)  # rows: (test, cell...), columns: measures
+    names = list(matrix.columns)
+    tests = matrix.index.get_level_values(0)
+    blocks = [matrix[tests == t].to_numpy(dtype=float) for t in pd.unique(tests)]  # test -> cells x measures
+
+    def test_medians(block: np.ndarray, draws: int) -> np.ndarray:
+        idx = rng.integers(0, len(block), size=(draws, len(block)))
+        return np.nanmedian(block[idx], axis=1)  # draws x measures
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: a measure unranked in a test
+        if resample_tests:
+            total = np.zeros((n_boot, len(names)))
+            count = np.zeros((n_boot, len(names)))
+            for _ in blocks:  # one position of the resampled list of tests
+                drawn = rng.integers(0, len(blocks), size=n_boot)
+                for t, block in enumerate(blocks):
+                    rows = np.flatnonzero(drawn == t)
+                    if rows.size:
+                        med = test_medians(block, rows.size)
+                        total[rows] += np.nan_to_num(med)
+                        count[rows] += ~np.isnan(med)
+            replicates = total / np.where(count > 0, count, np.nan)
+        else:
+            replicates = np.nanmean(np.stack([test_medians(b, n_boot) for b in blocks]), axis=0)
+        estimate = np.nanmean(np.stack([np.nanmedian(b, axis=0) for b in blocks]), axis=0)
+        quantiles = [(1 - level) / 2, (1 + level) / 2]
+        low, high = np.nanquantile(replicates, quantiles, axis=0)
+        scores = pd.DataFrame({measure_col: names, "rank_score": estimate,
+                               "rank_score_ci_low": low, "rank_score_ci_high": high})
+
+        i, j = np.triu_indices(len(names), k=1)
+        diff = replicates[:, i] - replicates[:, j]
+        valid = (~np.isnan(diff)).sum(axis=0)
+        below = (diff <= 0).sum(axis=0) + 1
+        above = (diff >= 0).sum(axis=0) + 1
+        p = np.minimum(1.0, 2 * np.minimum(below, above) / (valid + 1))
+        d_low, d_high = np.nanquantile(diff, quantiles, axis=0) if i.size else (np.empty(0), np.empty(0))
+    adjusted = false_discovery_control(p, method="bh") if p.size else p
+    differences = pd.DataFrame({
+        "measure_a": np.asarray(names, dtype=object)[i], "measure_b": np.asarray(names, dtype=object)[j],
+        "difference": estimate[i] - estimate[j], "ci_low": d_low, "ci_high": d_high,
+        "p_value": p, "p_adjusted": adjusted, "significant": adjusted < alpha,
+    })
+    return RankBootstrap(scores, differences, pd.DataFrame(replicates, columns=names), level, n_boot)
 
 
 @dataclass(frozen=True)

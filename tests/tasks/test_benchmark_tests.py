@@ -613,6 +613,26 @@ def test_ranks_follow_resi_rule_on_a_hand_computed_table(tmp_path):
     assert table.set_index("measure").loc["svcca", "n_unranked"] == 1
     assert table.set_index("measure").loc["svcca", "layer_identification"] == pytest.approx(3.0)  # mean of ranked
 
+    # Rank uncertainty. Enumerate the two-level bootstrap exactly: draw 2 tests with replacement, then
+    # each drawn test's 2 architectures with replacement; the interval must lie in the support and hold
+    # the estimate. cka's per-test medians: identification {1, 2, 1.5}, monotonicity {1}.
+    per_test = {"cka_linear": {"id": [1, 2], "mono": [1, 1]}, "svcca": {"id": [3, np.nan], "mono": [2, 1]}}
+    for measure, cells in per_test.items():
+        # a draw of svcca's identification cell without its ranked architecture has no median (skipped)
+        medians = [[[v for v in (cells[t][i] for i in draw) if not np.isnan(v)] for t, draw in zip(ts, draws)]
+                   for ts in itertools.product(cells, repeat=2)
+                   for draws in itertools.product(itertools.product(range(2), repeat=2), repeat=2)]
+        support = [np.mean([np.median(m) for m in replicate if m]) for replicate in medians if any(replicate)]
+        row = table.set_index("measure").loc[measure]
+        assert min(support) <= row["rank_score_ci_low"] <= row["rank_score"] <= row["rank_score_ci_high"] <= max(support)
+    differences = pd.read_csv(tmp_path / "tables" / "rank_differences.csv")
+    assert len(differences) == 3 and {"p_value", "p_adjusted", "significant"} <= set(differences.columns)
+    assert table[["n_significantly_better_than", "n_significantly_worse_than"]].sum().sum() == 2 * differences[
+        "significant"].sum()
+    # the LaTeX table compiles: every underscore escaped
+    tex = (tmp_path / "tables" / "ranks.tex").read_text()
+    assert "cka\\_linear" in tex and not re.search(r"(?<!\\)_", tex)
+
 
 def test_ranks_without_earlier_results_is_not_applicable(tmp_path):
     assert ranks(context(tmp_path, [])).evaluations.empty

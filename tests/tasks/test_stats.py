@@ -587,6 +587,85 @@ def test_aggregate_ranks_median_over_cells_then_mean_over_tests():
     np.testing.assert_array_equal(out["n_unranked"], [0, 0, 1])
 
 
+def _ranked_table(n_tests: int, n_cells: int, n_measures: int, seed: int) -> pd.DataFrame:
+    """Continuous pseudo-ranks per (test, cell, measure): measure i centred at i + test offset."""
+    rng = np.random.default_rng(seed)
+    rows = [(f"T{t}", f"c{c}", f"m{m}", m + 0.5 * t + rng.normal(0, 1 + t % 3))
+            for t in range(n_tests) for c in range(n_cells) for m in range(n_measures)]
+    return pd.DataFrame(rows, columns=["test", "cell", "measure", "rank"])
+
+
+def test_rank_bootstrap_within_tests_matches_scipy_multi_sample_bootstrap():
+    # Tests fixed, cells resampled within each test independently = scipy's bootstrap of several
+    # independent samples (paired=False) with statistic "mean over samples of each sample's median".
+    ranked = _ranked_table(n_tests=4, n_cells=7, n_measures=3, seed=1)
+    out = stats.rank_score_bootstrap(ranked, ["cell"], n_boot=40_000, seed=2, resample_tests=False)
+    scores = out.scores.set_index("measure")
+    np.testing.assert_allclose(scores["rank_score"], stats.aggregate_ranks(ranked, ["cell"]).set_index("measure")
+                               .loc[scores.index, "rank_score"])
+    for measure in ["m0", "m1", "m2"]:
+        part = ranked[ranked["measure"].eq(measure)]
+        samples = [g["rank"].to_numpy() for _, g in part.groupby("test")]
+        ref = sps.bootstrap(samples, lambda *s, axis: np.mean([np.median(x, axis=axis) for x in s], axis=0),
+                            paired=False, vectorized=True, n_resamples=40_000, method="percentile", rng=3)
+        sd = ref.standard_error
+        assert out.distribution[measure].std(ddof=1) == pytest.approx(sd, rel=0.03)
+        assert scores.loc[measure, "rank_score_ci_low"] == pytest.approx(ref.confidence_interval.low, abs=0.08 * sd)
+        assert scores.loc[measure, "rank_score_ci_high"] == pytest.approx(ref.confidence_interval.high, abs=0.08 * sd)
+
+
+def test_rank_bootstrap_over_tests_matches_scipy_one_sample_bootstrap():
+    # One cell per test: resampling tests = scipy's one-sample bootstrap of the per-test ranks' mean.
+    ranked = _ranked_table(n_tests=12, n_cells=1, n_measures=2, seed=4)
+    out = stats.rank_score_bootstrap(ranked, ["cell"], n_boot=40_000, seed=5)
+    scores = out.scores.set_index("measure")
+    for measure in ["m0", "m1"]:
+        values = ranked.loc[ranked["measure"].eq(measure), "rank"].to_numpy()
+        ref = sps.bootstrap((values,), np.mean, n_resamples=40_000, method="percentile", rng=6)
+        sd = ref.standard_error
+        assert out.distribution[measure].std(ddof=1) == pytest.approx(sd, rel=0.03)
+        assert scores.loc[measure, "rank_score_ci_low"] == pytest.approx(ref.confidence_interval.low, abs=0.08 * sd)
+        assert scores.loc[measure, "rank_score_ci_high"] == pytest.approx(ref.confidence_interval.high, abs=0.08 * sd)
+    # the paired difference: scipy's paired bootstrap of the per-test rank differences
+    d = (ranked[ranked["measure"].eq("m0")]["rank"].to_numpy() - ranked[ranked["measure"].eq("m1")]["rank"].to_numpy())
+    ref = sps.bootstrap((d,), np.mean, n_resamples=40_000, method="percentile", rng=7)
+    row = out.differences.iloc[0]
+    assert (row["measure_a"], row["measure_b"]) == ("m0", "m1")
+    assert row["difference"] == pytest.approx(d.mean())
+    assert row["ci_low"] == pytest.approx(ref.confidence_interval.low, abs=0.08 * ref.standard_error)
+    assert row["ci_high"] == pytest.approx(ref.confidence_interval.high, abs=0.08 * ref.standard_error)
+
+
+def test_rank_bootstrap_two_levels_widens_and_pairwise_significance():
+    ranked = _ranked_table(n_tests=6, n_cells=3, n_measures=4, seed=8)
+    # m9 is m0 exactly (identical ranks in every cell): never significantly different
+    # m8 is m3 ranked 10 places lower in every cell: always significantly worse than m0
+    ranked = pd.concat([ranked, ranked[ranked["measure"].eq("m0")].assign(measure="m9"),
+                        ranked[ranked["measure"].eq("m3")].assign(measure="m8", rank=lambda d: d["rank"] + 10)],
+                       ignore_index=True)
+    fixed = stats.rank_score_bootstrap(ranked, ["cell"], n_boot=4000, seed=0, resample_tests=False)
+    both = stats.rank_score_bootstrap(ranked, ["cell"], n_boot=4000, seed=0)
+    width = lambda r: (r.scores["rank_score_ci_high"] - r.scores["rank_score_ci_low"]).to_numpy()  # noqa: E731
+    assert (width(both) > width(fixed)).all()  # tests vary a lot here: resampling them widens every CI
+    again = stats.rank_score_bootstrap(ranked, ["cell"], n_boot=4000, seed=0)
+    pd.testing.assert_frame_equal(both.scores, again.scores)  # seeded
+    diffs = both.differences.set_index(["measure_a", "measure_b"])
+    assert len(diffs) == 6 * 5 // 2
+    assert diffs.loc[("m0", "m9"), "p_value"] == 1.0 and not diffs.loc[("m0", "m9"), "significant"]
+    assert diffs.loc[("m0", "m8"), "significant"] and diffs.loc[("m0", "m8"), "ci_high"] < 0
+    # m1 vs m2 (centres 1 and 2, noise sd up to 3 per cell): not distinguishable with 3 cells x 6 tests
+    assert not diffs.loc[("m1", "m2"), "significant"]
+    # p-values against the replicate counts, and BH against scipy
+    d = both.distribution["m0"] - both.distribution["m3"]
+    assert diffs.loc[("m0", "m3"), "p_value"] == pytest.approx(
+        min(1, 2 * min((d <= 0).sum() + 1, (d >= 0).sum() + 1) / (len(d) + 1)))
+    np.testing.assert_allclose(both.differences["p_adjusted"], sps.false_discovery_control(both.differences["p_value"]))
+    with pytest.raises(ValueError, match="level"):
+        stats.rank_score_bootstrap(ranked, ["cell"], seed=0, level=1.5)
+    one = stats.rank_score_bootstrap(ranked[ranked["measure"].eq("m0")], ["cell"], n_boot=100, seed=0)
+    assert len(one.scores) == 1 and one.differences.empty  # a single measure: an interval, no pairs
+
+
 # --------------------------------------------------------------------------------------------------
 # dose-response
 # --------------------------------------------------------------------------------------------------
