@@ -1,6 +1,6 @@
 """Analyze a collected sweep: run every analysis task, write evaluations, tables and figures.
 
-Usage: ``python -m runners.analyze [--sweep default] [--results results]``.
+Usage: ``python -m runners.analyze [--sweep benchmark] [--results results]``.
 Outputs under ``results/<sweep>/``: ``evaluations.parquet`` (task, measure, statistic, value, ...),
 ``tables/*.csv`` and ``figures/*.png``; a short summary is printed.
 """
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import warnings
 from pathlib import Path
 
 import pandas as pd
 from scipy.stats import ConstantInputWarning
 
+from runners.collect import check_sweep_dir
 from runners.storage import read_parquet, write_parquet
 from tasks.base import OWN_SWEEP_ONLY, AnalysisContext, load_analyses
 
@@ -72,14 +74,21 @@ def _summary(sweep_dir: Path, scores: pd.DataFrame, evaluations: pd.DataFrame, l
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runners.analyze", description=__doc__.splitlines()[0])
-    parser.add_argument("--sweep", default="default", help="sweep name (folder under --results)")
+    parser.add_argument("--sweep", default="benchmark",
+                        help="sweep name: the folder under --results, i.e. the sweep's name= (default: benchmark, "
+                             "what `python -m runners.sweep` writes; sweep=smoke writes smoke, ...)")
     parser.add_argument("--results", default="results", help="results directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    analyze(Path(args.results) / args.sweep)
+    try:
+        analyze(check_sweep_dir(Path(args.results), args.sweep))
+    except (FileNotFoundError, ValueError) as exc:  # a missing folder or table: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
