@@ -80,9 +80,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="sweep name: the folder under --results, i.e. the sweep's name= (default: benchmark, "
                              "what `python -m runners.sweep` writes; sweep=smoke writes smoke, ...)")
     parser.add_argument("--results", default="results", help="results directory")
+    parser.add_argument("--modules", nargs="*", default=[], metavar="MODULE",
+                        help="your own measure modules (the sweep's measures.modules), e.g. my_pkg.my_measure")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        import measures
+
+        measures.load_modules(args.modules, source="--modules")
         analyze(check_sweep_dir(Path(args.results), args.sweep))
     except (FileNotFoundError, ValueError) as exc:  # a missing folder or table: one line, not a traceback
         print(f"error: {exc}", file=sys.stderr)

@@ -43,7 +43,9 @@ PROGRESS_DIR = "SIMBENCH_PROGRESS_DIR"
 log = logging.getLogger("runners.sweep")
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+# an absolute path: Hydra resolves a relative one against the module's package when the module is not
+# __main__ (the `simbench` console script), where ../conf is not a package
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from runners.job import run_job
 
@@ -312,12 +314,10 @@ class Progress:
 
     def _report(self, final: bool = False) -> None:
         done = len(list(Path(self.folder).glob("*.done")))
-        if done == self.done and not final:
-            return
-        self.done = done
-        if sys.stderr.isatty():
+        changed, self.done = done != self.done, done
+        if sys.stderr.isatty() and (changed or final):
             print("\r" + self.line().ljust(100), end="\n" if final else "", file=sys.stderr, flush=True)
-        elif not final:
+        elif changed:
             print(self.line(), file=sys.stderr, flush=True)
 
 
