@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -33,17 +34,20 @@ def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None) -> pd.DataFrame
     (sweep_dir / "figures").mkdir(parents=True, exist_ok=True)
     (sweep_dir / "tables").mkdir(parents=True, exist_ok=True)
     frames, lines = [], []
-    for name, analysis in load_analyses().items():
+    analyses = load_analyses()
+    for i, (name, analysis) in enumerate(analyses.items(), start=1):
         own = OWN_SWEEP_ONLY.get(name)
         if own is not None and sweep_dir.name != own:
             lines.append(f"{name}: runs on `sweep={own}` results only")
             continue
+        tic = time.perf_counter()
         with warnings.catch_warnings():
             # NaN cells (undefined measures, too few pairs) are expected and handled explicitly;
             # numpy's and scipy's warnings about them would only bury the summary.
             warnings.simplefilter("ignore", RuntimeWarning)
             warnings.simplefilter("ignore", ConstantInputWarning)
             result = analysis(ctx)
+        print(f"[simbench] analysis {i}/{len(analyses)} {name}: {time.perf_counter() - tic:.1f}s", flush=True)
         if result.evaluations.empty:
             lines.append(f"{name}: not applicable ({result.summary})")
             continue
