@@ -460,7 +460,7 @@ def ranks(ctx: AnalysisContext) -> AnalysisResult:
     full = table.set_index("measure").join(per_test).reset_index()
     full.to_csv(ctx.table_path("ranks"), index=False)
     ctx.table_path("ranks").with_suffix(".tex").write_text(
-        full.to_latex(index=False, float_format="%.1f", na_rep="--"))
+        full.to_latex(index=False, float_format="%.1f", na_rep="--", escape=True))  # measure_names: \_
     tests = [test for test in QUALITY if test in full.columns]
     families = (full.assign(position=full["rank_score"].rank(method="average"))
                 .groupby("family")["position"].agg(measures="size", mean_position="mean", best_position="min")
