@@ -71,8 +71,8 @@ def _card(name: str) -> None:
         print(f"{key + ':':<13} {value}")
 
 
-#: Conventions that change the number and differ between public implementations (facts collected in
-#: the project's reference notes); our choice is the measure's default parameter.
+#: Conventions that change the number and differ between public implementations (collected from those
+#: implementations' code and papers); our choice is the measure's default parameter.
 CONVENTIONS = [
     ("svcca", "variance kept by the SVD truncation", "τ = 0.99 of the squared singular values",
      "ReSi keeps k = 1 component when total variance > ≈1.01 (fraction vs absolute comparison); anatome thresholds |s|, not s²; platonic-rep uses a fixed 10 dims from a randomised SVD"),
