@@ -41,8 +41,8 @@ def measure_heatmap(ax: Axes, table: pd.DataFrame, *, cmap: str = "viridis", nor
     separating line and the family's name on the right. Returns the image for a colour bar."""
     table = table.loc[by_family(list(table.index))]
     values = table.to_numpy(dtype=float)
-    image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap=cmap, norm=norm, interpolation="nearest")
-    image.cmap.set_bad("lightgrey")
+    colours = plt.get_cmap(cmap).with_extremes(bad="lightgrey")  # NaN: no value
+    image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap=colours, norm=norm, interpolation="nearest")
     ax.set_yticks(range(len(table)), table.index, fontsize=7)
     labels = xticklabels if xticklabels is not None else [f"{c:g}" if isinstance(c, float) else str(c) for c in table.columns]
     ax.set_xticks(range(table.shape[1]), labels, fontsize=7, rotation=45 if len(labels) > 6 else 0,
