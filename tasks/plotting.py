@@ -39,9 +39,13 @@ def measure_heatmap(ax: Axes, table: pd.DataFrame, *, cmap: str = "viridis", nor
                     xlabel: str = "", xticklabels: list[str] | None = None, show_families: bool = True) -> plt.cm.ScalarMappable:
     """Draw ``table`` (index: measures, columns: the x axis) as a heatmap, rows grouped by family with a
     separating line and the family's name on the right. Returns the image for a colour bar."""
+    colours = plt.get_cmap(cmap).with_extremes(bad="lightgrey")  # NaN: no value
+    if table.empty:  # e.g. no finite value at all: say so instead of drawing an empty grid
+        ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return plt.cm.ScalarMappable(norm=norm, cmap=colours)
     table = table.loc[by_family(list(table.index))]
     values = table.to_numpy(dtype=float)
-    colours = plt.get_cmap(cmap).with_extremes(bad="lightgrey")  # NaN: no value
     image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap=colours, norm=norm, interpolation="nearest")
     ax.set_yticks(range(len(table)), table.index, fontsize=7)
     labels = xticklabels if xticklabels is not None else [f"{c:g}" if isinstance(c, float) else str(c) for c in table.columns]
