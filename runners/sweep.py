@@ -157,8 +157,11 @@ class Composer:
 
 
 def _without_hydra(cfg: DictConfig) -> DictConfig:
-    """The job's own config (the hydra node's sweep subdir needs the job number, known only at launch)."""
-    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    """The job's own config (the hydra node's sweep subdir needs the job number, known only at launch),
+    in struct mode like Hydra's: setting a key that does not exist raises."""
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    OmegaConf.set_struct(job, True)
+    return job
 
 
 def _plain_value(override: Override) -> bool:

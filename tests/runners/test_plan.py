@@ -64,6 +64,7 @@ def test_measure_parameters_need_no_plus():
     ("data=digit", "did you mean 'digits'"),
     ("measures.include=[cka_liner]", "did you mean 'cka_linear'"),
     ("perturbation.scal=0.1", "perturbation.scal: no such key; valid keys of 'perturbation': scale, seed"),
+    ("perturbation.scal=0,0.1", "perturbation.scal: no such key; valid keys of 'perturbation': scale, seed"),
 ])
 def test_a_bad_override_is_refused_before_torch_loads(override, message):
     code = ("import sys; from runners.sweep import cli; rc = cli([sys.argv[1]]); "
