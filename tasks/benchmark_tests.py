@@ -211,7 +211,7 @@ def group_separation(ctx: AnalysisContext) -> AnalysisResult:
 
 def _plot_dose(curves: pd.DataFrame, ctx: AnalysisContext) -> None:
     """One heatmap per architecture: rows are measures (by family), columns the intervention levels, the
-    colour the mean similarity to the level-0 models, min-max scaled per measure over the levels (so
+    colour the mean similarity to the models of the lowest level, min-max scaled per measure over the levels (so
     measures on different scales share one colour bar; the scaling hides the size of the change)."""
     for axis, by_axis in curves.groupby("axis"):
         archs = sorted(by_axis["arch"].unique())
@@ -223,7 +223,7 @@ def _plot_dose(curves: pd.DataFrame, ctx: AnalysisContext) -> None:
             image = plotting.measure_heatmap(ax, scaled, norm=plt.Normalize(0, 1), xlabel=f"{axis} level")
             ax.set_title(arch)
         fig.colorbar(image, ax=axes[0].tolist(), shrink=0.5,
-                     label="similarity to level-0 models,\nmin-max scaled per measure (1 = most similar level)")
+                     label="similarity to the lowest level's models,\nmin-max scaled per measure (1 = most similar level)")
         fig.suptitle(f"Dose-response, {axis}: {by_axis['level'].nunique()} levels; grey: no variation or no value")
         fig.savefig(ctx.figure_path(f"dose_response_{axis}"), dpi=110)
         plt.close(fig)
@@ -311,6 +311,7 @@ def _plot_bars(evaluations: pd.DataFrame, name: str, xlabel: str, ctx: AnalysisC
         ax.barh(part["measure"], part["value"], xerr=None if err is None else np.nan_to_num(err.clip(0)), color="tab:blue")
         if "baseline" in part and part["baseline"].notna().any():
             ax.axvline(part["baseline"].iloc[0], color="grey", ls=":", label="chance")
+            ax.legend(loc="lower right", fontsize=7)
         ax.set_xlabel(xlabel)
         ax.set_title(arch)
         ax.tick_params(axis="y", labelsize=7)
