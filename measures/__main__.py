@@ -1,5 +1,7 @@
-"""Command line: ``python -m measures list [--json]``, ``python -m measures info NAME`` and
-``python -m measures docs [--output docs/measures.md]`` (the generated catalogue with every card)."""
+"""Command line: ``python -m measures list [--json]``, ``python -m measures info NAME``,
+``python -m measures docs [--output docs/measures.md]`` (the generated catalogue with every card) and
+``python -m measures catalogue`` (regenerates ``measures/catalogue.json``, which ``list`` and ``info``
+read so that they answer without importing torch)."""
 
 from __future__ import annotations
 
@@ -9,29 +11,31 @@ import sys
 from pathlib import Path
 
 import measures
+from measures import _catalogue
+from measures._suggest import unknown_measure
 
 
-def _fmt_range(r: tuple[float, float]) -> str:
-    return "[" + ", ".join(f"{v:g}" for v in r) + "]"
+def _fmt_range(r: tuple[float | str, float | str]) -> str:
+    return "[" + ", ".join(f"{float(v):g}" for v in r) + "]"
 
 
 def _list(as_json: bool) -> None:
-    infos = [measures.info(n) for n in measures.names()]
+    infos = _catalogue.entries()
     if as_json:
-        print(json.dumps([i.as_dict() for i in infos], indent=2))
+        print(json.dumps([{k: v for k, v in i.items() if k not in ("doc", "param_reprs")} for i in infos], indent=2))
         return
     header = ("name", "family", "kind", "range", "sym", "metric", "invariances", "inputs", "version")
     rows = [
         (
-            i.name,
-            i.family,
-            i.kind,
-            _fmt_range(i.range),
-            "yes" if i.symmetric else "no",
-            "yes" if i.metric else "no",
-            ",".join(sorted(i.invariances)) or "-",
-            i.inputs,
-            i.version,
+            i["name"],
+            i["family"],
+            i["kind"],
+            _fmt_range(i["range"]),
+            "yes" if i["symmetric"] else "no",
+            "yes" if i["metric"] else "no",
+            ",".join(i["invariances"]) or "-",
+            i["inputs"],
+            i["version"],
         )
         for i in infos
     ]
@@ -41,31 +45,34 @@ def _list(as_json: bool) -> None:
     print(f"\n{len(rows)} measures")
 
 
-def _card_fields(i: measures.MeasureInfo) -> list[tuple[str, str]]:
+def _card_fields(i: dict) -> list[tuple[str, str]]:
     return [
-        ("range", f"{_fmt_range(i.range)}  ({'higher' if i.higher_is_more_similar else 'lower'} = more similar)"),
-        ("symmetric", f"{i.symmetric}    metric: {i.metric}"),
-        ("invariances", ", ".join(sorted(i.invariances)) or "none declared"),
-        ("inputs", f"{i.inputs}  (at least {i.min_rows} rows){'  + labels' if i.requires_labels else ''}"),
-        ("parameters", ", ".join(f"{k}={v!r}" for k, v in i.params.items()) or "none"),
-        ("stochastic", str(i.stochastic)),
-        ("cost", i.cost or "not stated"),
-        ("reference", i.reference),
+        ("range", f"{_fmt_range(i['range'])}  ({'higher' if i['kind'] == 'similarity' else 'lower'} = more similar)"),
+        ("symmetric", f"{i['symmetric']}    metric: {i['metric']}"),
+        ("invariances", ", ".join(i["invariances"]) or "none declared"),
+        ("inputs", f"{i['inputs']}  (at least {i['min_rows']} rows){'  + labels' if i['requires_labels'] else ''}"),
+        ("parameters", ", ".join(f"{k}={v}" for k, v in i["param_reprs"].items()) or "none"),
+        ("stochastic", str(i["stochastic"])),
+        ("cost", i["cost"] or "not stated"),
+        ("reference", i["reference"]),
     ]
 
 
 def _card(name: str) -> None:
-    i = measures.info(name)
-    print(f"{i.name}  ({i.family}, {i.kind}, version {i.version})")
-    print("=" * len(i.name))
-    print(i.doc or "(no documentation)")
+    infos = {i["name"]: i for i in _catalogue.entries()}
+    if name not in infos:
+        raise ValueError(unknown_measure(name, list(infos)))
+    i = infos[name]
+    print(f"{i['name']}  ({i['family']}, {i['kind']}, version {i['version']})")
+    print("=" * len(i["name"]))
+    print(i["doc"] or "(no documentation)")
     print()
     for key, value in _card_fields(i):
         print(f"{key + ':':<13} {value}")
 
 
-#: Conventions that change the number and differ between public implementations (facts collected in
-#: the project's reference notes); our choice is the measure's default parameter.
+#: Conventions that change the number and differ between public implementations (collected from those
+#: implementations' code and papers); our choice is the measure's default parameter.
 CONVENTIONS = [
     ("svcca", "variance kept by the SVD truncation", "τ = 0.99 of the squared singular values",
      "ReSi keeps k = 1 component when total variance > ≈1.01 (fraction vs absolute comparison); anatome thresholds |s|, not s²; platonic-rep uses a fixed 10 dims from a randomised SVD"),
@@ -97,7 +104,7 @@ CONVENTIONS = [
 
 
 def _docs() -> str:
-    infos = [measures.info(n) for n in measures.names()]
+    infos = _catalogue.generate()["measures"]
     out = [
         "# Measure catalogue",
         "",
@@ -109,15 +116,16 @@ def _docs() -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for i in infos:
-        out.append(f"| [`{i.name}`](#{i.name}) | {i.family} | {i.kind} | {_fmt_range(i.range)} | "
-                   f"{'yes' if i.symmetric else 'no'} | {'yes' if i.metric else 'no'} | "
-                   f"{', '.join(sorted(i.invariances)) or '—'} | {i.inputs} |")
+        out.append(f"| [`{i['name']}`](#{i['name']}) | {i['family']} | {i['kind']} | {_fmt_range(i['range'])} | "
+                   f"{'yes' if i['symmetric'] else 'no'} | {'yes' if i['metric'] else 'no'} | "
+                   f"{', '.join(i['invariances']) or '—'} | {i['inputs']} |")
     out += ["", "## Conventions where implementations differ", "",
             "| measure | convention | ours (the default) | elsewhere |", "|---|---|---|---|"]
     out += [f"| `{m}` | {what} | {ours} | {other} |" for m, what, ours, other in CONVENTIONS if m in measures.names()]
     out += ["", "## Cards", ""]
     for i in infos:
-        out += [f"### {i.name}", "", f"*{i.family}, {i.kind}, version {i.version}*", "", i.doc or "(no documentation)", ""]
+        out += [f"### {i['name']}", "", f"*{i['family']}, {i['kind']}, version {i['version']}*", "",
+                i["doc"] or "(no documentation)", ""]
         out += [f"- **{key}**: {value}" for key, value in _card_fields(i)]
         out.append("")
     return "\n".join(out)
@@ -132,12 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     p_info.add_argument("name")
     p_docs = sub.add_parser("docs", help="write the Markdown catalogue with every card")
     p_docs.add_argument("--output", default="-", help="file to write (default: standard output)")
+    sub.add_parser("catalogue", help=f"regenerate {_catalogue.PATH.name} (what list and info read)")
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
             _list(args.json)
         elif args.command == "info":
             _card(args.name)
+        elif args.command == "catalogue":
+            print(f"wrote {_catalogue.write()}")
         elif args.output == "-":
             print(_docs())
         else:

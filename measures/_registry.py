@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from measures import _validation
+from measures._suggest import unknown_measure
 
 #: The invariance classes a measure can declare (transform applied to either argument).
 INVARIANCES = ("permutation", "orthogonal", "isotropic_scaling", "translation", "invertible_linear")
@@ -233,7 +234,7 @@ def info(name: str) -> MeasureInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown measure {name!r}; valid measures: {', '.join(names())}") from None
+        raise ValueError(unknown_measure(name, names())) from None
 
 
 def compute(name: str, *inputs: Any, **params: Any) -> float:

@@ -8,7 +8,7 @@ networks are compared layer by layer: every pair of units gets the Jaccard index
 
 Seed method: K. Hennadii, "Functional Similarity Metric for Neural Networks: Overcoming Parametric
 Ambiguity via Activation Region Analysis", arXiv 2604.16426 (2026). The aggregation, the rule for dead and
-always-on units and the chance correction are this project's definitions (``activation-region.md`` §5-6).
+always-on units and the chance correction are this project's definitions (``docs/activation_region.md`` §5-6).
 
 The module also holds the model-side helpers the metric relies on: :func:`hidden_layers` (the unit groups
 of a supported ``nn.Sequential``), :func:`canonicalize` (canonical positive scaling, which quotients out the
@@ -531,14 +531,14 @@ def activation_region(
     (never active) and always-on units carry no region information. ``degenerate="match"`` (default)
     keeps them in the matching with J(∅, ∅) = 1 (two dead units agree; an always-on unit's J with any
     unit equals that unit's rate, its chance level), so S(A, A) = 1 always. ``degenerate="exclude"``
-    (activation-region.md §8) leaves them out of the matching and charges them as unmatched in the
+    (docs/activation_region.md §8) leaves them out of the matching and charges them as unmatched in the
     denominator; then S(A, A) = 1 − (degenerate units)/(units). Never NaN. Networks of different depth
     raise ``ValueError``. Chance levels (independent units: pq/(p+q−pq)), the chance-corrected score,
     per-layer scores, permutations and dead/always-on counts: :func:`activation_region_details`.
     Conv layers: every column is a unit (flattened channel-positions); see :func:`preactivations`.
 
     Reference: Hennadii, arXiv 2604.16426 (2026) (signatures, MinHash, Hungarian matching); the
-    aggregation and the degenerate-unit rule are this project's (``activation-region.md`` §3, §6).
+    aggregation and the degenerate-unit rule are this project's (``docs/activation_region.md`` §3, §6).
     """
     return _details(
         pre_a, pre_b, method=method, num_perm=num_perm, seed=seed, minhash_backend=minhash_backend,

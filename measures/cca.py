@@ -98,10 +98,11 @@ def principal_directions(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def check_not_degenerate(name: str, ranks: tuple[int, int], n: int, what: str = "rank") -> None:
     """Raise the family's degeneracy error when a (kept) rank reaches N - 1."""
     if max(ranks) >= n - 1:
+        fewer = ("keep fewer directions (a lower tau, or truncation='fixed_k' with a smaller k)" if name == "svcca"
+                 else "use fewer dimensions (e.g. svcca, which keeps the leading principal directions)")
         raise UndefinedMeasureError(
             f"{name}: D >= N-1: CCA degenerate ({what} {ranks[0]} and {ranks[1]} of the centred inputs with "
-            f"N = {n} rows; a rank of N-1 forces every canonical correlation to 1); use fewer dimensions "
-            "(e.g. svcca) or more rows"
+            f"N = {n} rows; a rank of N-1 forces every canonical correlation to 1); {fewer} or more rows"
         )
 
 

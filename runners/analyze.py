@@ -1,6 +1,6 @@
 """Analyze a collected sweep: run every analysis task, write evaluations, tables and figures.
 
-Usage: ``python -m runners.analyze [--sweep default] [--results results]``.
+Usage: ``python -m runners.analyze [--sweep benchmark] [--results results]``.
 Outputs under ``results/<sweep>/``: ``evaluations.parquet`` (task, measure, statistic, value, ...),
 ``tables/*.csv``, ``figures/*.png`` and ``report.html`` (one self-contained page of all of them,
 :mod:`runners.report`); a short summary is printed.
@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+import time
 import warnings
 from pathlib import Path
 
 import pandas as pd
 from scipy.stats import ConstantInputWarning
 
+from runners.collect import check_sweep_dir
 from runners.report import write_report
 from runners.storage import read_parquet, write_parquet
 from tasks.base import OWN_SWEEP_ONLY, AnalysisContext, load_analyses
@@ -33,17 +36,20 @@ def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None) -> pd.DataFrame
     (sweep_dir / "figures").mkdir(parents=True, exist_ok=True)
     (sweep_dir / "tables").mkdir(parents=True, exist_ok=True)
     frames, lines = [], []
-    for name, analysis in load_analyses().items():
+    analyses = load_analyses()
+    for i, (name, analysis) in enumerate(analyses.items(), start=1):
         own = OWN_SWEEP_ONLY.get(name)
         if own is not None and sweep_dir.name != own:
             lines.append(f"{name}: runs on `sweep={own}` results only")
             continue
+        tic = time.perf_counter()
         with warnings.catch_warnings():
             # NaN cells (undefined measures, too few pairs) are expected and handled explicitly;
             # numpy's and scipy's warnings about them would only bury the summary.
             warnings.simplefilter("ignore", RuntimeWarning)
             warnings.simplefilter("ignore", ConstantInputWarning)
             result = analysis(ctx)
+        print(f"[simbench] analysis {i}/{len(analyses)} {name}: {time.perf_counter() - tic:.1f}s", flush=True)
         if result.evaluations.empty:
             lines.append(f"{name}: not applicable ({result.summary})")
             continue
@@ -75,14 +81,26 @@ def _summary(sweep_dir: Path, scores: pd.DataFrame, evaluations: pd.DataFrame, l
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runners.analyze", description=__doc__.splitlines()[0])
-    parser.add_argument("--sweep", default="default", help="sweep name (folder under --results)")
+    parser.add_argument("--sweep", default="benchmark",
+                        help="sweep name: the folder under --results, i.e. the sweep's name= (default: benchmark, "
+                             "what `python -m runners.sweep` writes; sweep=smoke writes smoke, ...)")
     parser.add_argument("--results", default="results", help="results directory")
+    parser.add_argument("--modules", nargs="*", default=[], metavar="MODULE",
+                        help="your own measure modules (the sweep's measures.modules), e.g. my_pkg.my_measure")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    analyze(Path(args.results) / args.sweep)
+    try:
+        import measures
+
+        measures.load_modules(args.modules, source="--modules")
+        analyze(check_sweep_dir(Path(args.results), args.sweep))
+    except (FileNotFoundError, ValueError) as exc:  # a missing folder or table: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """Collect a sweep's result shards into ``results/<sweep>/scores.parquet`` (idempotent).
 
-Usage: ``python -m runners.collect [--sweep default] [--results results]``.
+Usage: ``python -m runners.collect [--sweep benchmark] [--results results]``.
 Rows are deduplicated by their row key (a finished value beats an error or undefined row, then the
 newest wins), so collecting twice, or after a resumed sweep, gives the same table. Rows a job flagged
 stale (its latest run no longer asks for them: a measure removed or excluded, changed parameters, an
@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
+from measures._suggest import suggest
 from runners.storage import read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
@@ -68,14 +70,31 @@ def collect(sweep_dir: Path, jobs: Iterable[str] | None = None) -> pd.DataFrame:
     return scores
 
 
-def main(argv: list[str] | None = None) -> None:
+def check_sweep_dir(results: Path, sweep: str) -> Path:
+    """``results/sweep``, or FileNotFoundError naming the sweeps that exist (with a did-you-mean)."""
+    sweep_dir = Path(results) / sweep
+    if not sweep_dir.is_dir():
+        found = sorted(p.name for p in Path(results).glob("*") if (p / "shards").is_dir())
+        hint = suggest(sweep, found, "sweeps") if found else f"; no sweep has written results under {results} yet"
+        raise FileNotFoundError(f"no sweep folder {sweep_dir}{hint} (--sweep is the sweep's name=)")
+    return sweep_dir
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runners.collect", description=__doc__.splitlines()[0])
-    parser.add_argument("--sweep", default="default", help="sweep name (folder under --results)")
+    parser.add_argument("--sweep", default="benchmark",
+                        help="sweep name: the folder under --results, i.e. the sweep's name= (default: benchmark, "
+                             "what `python -m runners.sweep` writes; sweep=smoke writes smoke, ...)")
     parser.add_argument("--results", default="results", help="results directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    collect(Path(args.results) / args.sweep)
+    try:
+        collect(check_sweep_dir(Path(args.results), args.sweep))
+    except (FileNotFoundError, ValueError) as exc:  # a missing folder or table: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

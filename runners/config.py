@@ -6,11 +6,19 @@ available ones); this module checks values: ranges, measure names, compare modes
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
 from omegaconf import DictConfig, OmegaConf
 
 import measures
-from tasks.zoo import architectures, datasets
+from measures._catalogue import measure_names
+from measures._suggest import suggest, unknown_measure
+
+if TYPE_CHECKING:
+    import torch
+
+# torch and the zoo are imported by the checks that build a model (the last ones), so that a bad value
+# is refused without loading them.
 
 COMPARE_SEED_PAIRS = ("lower", "none")
 COMPARE_LAYERS = ("same", "all", "last")
@@ -22,23 +30,25 @@ class ConfigError(ValueError):
 
 def selected_measures(cfg: DictConfig) -> list[str]:
     """The measure names a job computes: ``measures.include`` (or ``all``) minus ``measures.exclude``."""
-    valid = measures.names()
+    modules = list(cfg.measures.get("modules") or [])
+    if modules:  # the user's own measure modules (measures.modules=[my_pkg.my_measure]) register on import
+        try:
+            measures.load_modules(modules)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    valid = measures.names() if modules else measure_names()
     include = cfg.measures.include
     chosen = valid if include == "all" else list(include)
     for key, names in (("measures.include", chosen), ("measures.exclude", list(cfg.measures.exclude)),
                        ("measures.params", list(cfg.measures.params))):
         unknown = [n for n in names if n not in valid]
         if unknown:
-            raise ConfigError(f"{key}: unknown measure(s) {unknown}; valid measures: {', '.join(valid)}")
+            raise ConfigError(f"{key}: {unknown_measure(unknown[0], valid)}")
     return [n for n in chosen if n not in set(cfg.measures.exclude)]
 
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` naming the first invalid key and its valid values."""
-    if cfg.arch.name not in architectures.ARCHITECTURES:
-        raise ConfigError(f"arch.name: unknown architecture {cfg.arch.name!r}; valid choices: {sorted(architectures.ARCHITECTURES)}")
-    if cfg.data.name not in datasets.DATASETS:
-        raise ConfigError(f"data.name: unknown dataset {cfg.data.name!r}; valid choices: {sorted(datasets.DATASETS)}")
     scale = cfg.perturbation.scale
     if not isinstance(scale, (int, float)) or scale < 0:
         raise ConfigError(f"perturbation.scale: must be a number >= 0, got {scale!r}")
@@ -80,11 +90,20 @@ def validate_config(cfg: DictConfig) -> None:
     if device not in ("cpu", "auto") and not device.startswith("cuda"):
         raise ConfigError(f"runtime.device: {device!r}; valid choices: cpu, cuda, cuda:<index>, auto")
     chosen = selected_measures(cfg)
+    from tasks.zoo import architectures, datasets
+
+    if cfg.arch.name not in architectures.ARCHITECTURES:
+        raise ConfigError(f"arch.name: unknown architecture {cfg.arch.name!r}"
+                          f"{suggest(cfg.arch.name, architectures.ARCHITECTURES)}")
+    if cfg.data.name not in datasets.DATASETS:
+        raise ConfigError(f"data.name: unknown dataset {cfg.data.name!r}{suggest(cfg.data.name, datasets.DATASETS)}")
     _check_model(cfg, chosen)
 
 
 def _input(cfg: DictConfig) -> tuple[tuple[int, ...], int]:
     """The input shape and class count the model of ``cfg`` sees (no data loaded)."""
+    from tasks.zoo import datasets
+
     data = OmegaConf.to_container(cfg.data, resolve=True)
     name = data.pop("name")
     try:
@@ -98,12 +117,18 @@ def _input(cfg: DictConfig) -> tuple[tuple[int, ...], int]:
 
 def _build_on_meta(name: str, shape: tuple[int, ...], n_classes: int, **params) -> torch.nn.Module:
     """Build an architecture without allocating weights (the meta device), to check its config."""
+    import torch
+
+    from tasks.zoo import architectures
+
     with torch.device("meta"):
         return architectures.build(name, shape, n_classes, **params)
 
 
 def _check_model(cfg: DictConfig, chosen: list[str]) -> None:
     """The architecture builds for this data, and the chosen measures can apply to it."""
+    from tasks.zoo import architectures
+
     shape, n_classes = _input(cfg)
     params = OmegaConf.to_container(cfg.arch, resolve=True)
     name = params.pop("name")

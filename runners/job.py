@@ -195,7 +195,9 @@ def run_job(cfg: DictConfig) -> JobResult:
         if not todo:
             continue
         arrays_a, arrays_b = cache.representations(pair.a), cache.representations(pair.b)
-        for task in tqdm(todo, desc=f"{pair.pair_type} pair", leave=False, disable=len(todo) < 20, mininterval=1.0):
+        # no per-job bars under the sweep command, which shows one progress line for all jobs
+        quiet = len(todo) < 20 or bool(os.environ.get("SIMBENCH_PROGRESS_DIR"))
+        for task in tqdm(todo, desc=f"{pair.pair_type} pair", leave=False, disable=quiet, mininterval=1.0):
             new_rows.append(_compute_row(task, pair, arrays_a, arrays_b, cache, cfg, key))
 
     n_expected = len(expected)

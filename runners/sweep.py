@@ -8,36 +8,50 @@ shard. When the jobs have returned, the shards are collected into ``scores.parqu
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
 import re
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
-import pandas as pd
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
-from runners.config import ConfigError, validate_config
-from runners.job import job_key, results_root, run_job
+from measures._suggest import suggest
+from runners.config import ConfigError
+
+# runners.job (torch, the zoo, the measures) is imported where a job runs or a plan is validated, so a
+# mistyped override is refused in well under a second of CPU.
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 #: set in the environment of the part sweeps of a composite sweep: the parent collects and analyses
 NO_POST = "SIMBENCH_PART_OF_COMPOSITE"
+#: set by the sweep command for its jobs: each finished job leaves a file here (the overall progress line)
+PROGRESS_DIR = "SIMBENCH_PROGRESS_DIR"
 log = logging.getLogger("runners.sweep")
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+# an absolute path: Hydra resolves a relative one against the module's package when the module is not
+# __main__ (the `simbench` console script), where ../conf is not a package
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    from runners.job import run_job
+
     run_job(cfg)
+    if os.environ.get(PROGRESS_DIR):
+        tempfile.mkstemp(dir=os.environ[PROGRESS_DIR], suffix=".done")
 
 
 @dataclass
@@ -67,6 +81,8 @@ def part_overrides(overrides: list[str]) -> list[str]:
 
 def plan(overrides: list[str]) -> Plan:
     """Compose and validate the config of every job the sweep will launch; raise on the first bad one."""
+    from runners.config import validate_config
+
     plain = [o for o in overrides if not _is_sweep(o)]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         master = _compose(plain)
@@ -79,6 +95,8 @@ def plan(overrides: list[str]) -> Plan:
     if parts:
         others = part_overrides(overrides)
         plans = [plan([f"sweep={part}", f"name={master.name}", *others]) for part in parts]
+        from runners.job import results_root
+
         return Plan(sweep_dir=results_root(master) / master.name, n_jobs=sum(p.n_jobs for p in plans), parts=parts,
                     launcher=launcher, part_args=others, job_keys=set().union(*(p.job_keys for p in plans)))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -92,16 +110,66 @@ def plan(overrides: list[str]) -> Plan:
                               f"{limit}; narrow the grid or raise limits.max_jobs")
         _check_array_size(master, len(jobs))
         keys = set()
+        composer = Composer()
         for job in jobs:
-            cfg = _compose(list(job))
+            cfg = composer(list(job))
             try:
                 validate_config(cfg)
             except ConfigError as exc:
                 raise ConfigError(f"{exc}\n  (in the job with overrides: {' '.join(job)})") from None
-            # (the hydra node is left out: its sweep subdir needs the job number, known only at launch)
-            keys.add(job_key(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])))
+            from runners.job import job_key  # after the first validation: a bad value is refused before torch loads
+            keys.add(job_key(cfg))
+    from runners.job import results_root
+
     return Plan(sweep_dir=results_root(master) / master.name, n_jobs=len(jobs), parts=[], launcher=launcher,
                 job_keys=keys)
+
+
+class Composer:
+    """Compose the configs of a sweep's jobs (without the hydra node), each distinct set of config-group
+    choices once.
+
+    Hydra's ``compose`` takes ~0.2-0.5 s of CPU per call, and a sweep has up to thousands of jobs that
+    differ mostly in plain values (seed, scale, ...). A job's group choices (``arch=cnn``, launcher,
+    ``+``/``~`` edits, ``hydra.*``) are composed once per distinct set; its plain value overrides are then
+    set on a copy. A value Hydra would refuse (a key that does not exist) falls back to composing that
+    job in full, which raises Hydra's error. ``tests/runners/test_plan.py`` checks that this gives every
+    job the same config as composing it alone.
+    """
+
+    def __init__(self) -> None:
+        self._base: dict[tuple[str, ...], DictConfig] = {}
+        self._parser = OverridesParser.create()
+
+    def __call__(self, job: list[str]) -> DictConfig:
+        parsed = self._parser.parse_overrides(job)
+        groups = tuple(text for text, o in zip(job, parsed) if not _plain_value(o))
+        values = [o for o in parsed if _plain_value(o)]
+        if groups not in self._base:
+            self._base[groups] = _without_hydra(_compose(list(groups)))
+        cfg = copy.deepcopy(self._base[groups])
+        try:
+            for o in values:
+                OmegaConf.update(cfg, o.key_or_group, o.value(), merge=False)
+        except Exception:
+            return _without_hydra(_compose(job))
+        return cfg
+
+
+def _without_hydra(cfg: DictConfig) -> DictConfig:
+    """The job's own config (the hydra node's sweep subdir needs the job number, known only at launch),
+    in struct mode like Hydra's: setting a key that does not exist raises."""
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    OmegaConf.set_struct(job, True)
+    return job
+
+
+def _plain_value(override: Override) -> bool:
+    """A plain ``key=value`` change of an existing config value (not a group, not hydra's, no +/~)."""
+    key = override.key_or_group
+    return (not (override.is_add() or override.is_delete() or override.is_force_add())
+            and override.package is None and not key.startswith("hydra")
+            and "/" not in key and not (CONF_DIR / key).is_dir() and not override.is_sweep_override())
 
 
 def _compose(overrides: list[str]) -> DictConfig:
@@ -173,37 +241,137 @@ def _is_sweep(override: str) -> bool:
     return parsed.is_sweep_override()
 
 
+#: parameters of any measure may be set without Hydra's ``+`` (``measures.params.svcca.tau=0.95``)
+PARAMS_KEY = "measures.params."
+
+
+def normalise(argv: list[str]) -> tuple[list[str], list[str]]:
+    """The command line as the sweep runs it, and a note for each change:
+
+    - ``measures.params.<measure>.<param>=v`` becomes ``++measures.params...`` (set or add): the params
+      node lists only the parameters the config changes, so a plain override of another one would fail;
+    - a grid on the command line (``arch=mlp,cnn seed='range(5)'``) without ``sweep=`` runs that grid
+      alone, as ``sweep=grid`` into ``results/grid``, instead of adding it to each of the five parts
+      of the default benchmark (``sweep=benchmark`` says that is what you want).
+    """
+    out, notes = [], []
+    for a in argv:
+        out.append(f"++{a}" if a.startswith(PARAMS_KEY) else a)
+    overrides = [a for a in out if not a.startswith("-")]
+    grid = [a.partition("=")[0] for a in overrides if not a.lstrip("+~").startswith("hydra") and _is_sweep(a)]
+    if grid and not any(a.lstrip("+~").startswith("sweep=") for a in overrides):
+        out.append("sweep=grid")
+        notes.append(f"no sweep= given and the command line sets a grid ({', '.join(grid)}): running that grid "
+                     "alone (sweep=grid; results/grid unless name= says otherwise); add sweep=benchmark to "
+                     "apply it to every part of the benchmark instead")
+    return out, notes
+
+
+def explain(exc: Exception) -> str:
+    """One line (or a few) for a configuration error, with a did-you-mean for an unknown group option."""
+    text = str(exc)
+    missing = re.search(r"Could not find '([\w/]+)/([^'/]+)'", text)
+    if missing and (CONF_DIR / missing.group(1)).is_dir():
+        group, name = missing.groups()
+        options = [p.stem for p in (CONF_DIR / group).glob("*.yaml")]
+        return f"{group}={name}: no such option (Could not find '{group}/{name}'){suggest(name, options, 'options')}"
+    return text
+
+
+class Progress:
+    """One progress line for the whole sweep: jobs done of the total (over every part) and an estimate
+    of the time left. Finished jobs leave a file in a temporary folder (``SIMBENCH_PROGRESS_DIR``),
+    which a thread of the sweep command counts; on a terminal the line is redrawn in place, in a log
+    a line is written whenever a job finishes."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.part, self.done = total, "", 0
+        self.folder = tempfile.mkdtemp(prefix="simbench-progress-")
+        os.environ[PROGRESS_DIR] = self.folder
+        self._stop = threading.Event()
+        self._tic = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "Progress":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._report(final=True)
+        for f in Path(self.folder).glob("*"):
+            f.unlink()
+        os.rmdir(self.folder)
+        os.environ.pop(PROGRESS_DIR, None)
+
+    def _run(self) -> None:
+        while not self._stop.wait(2.0):
+            self._report()
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self._tic
+        left = "" if not 0 < self.done < self.total else f", ~{_duration(elapsed / self.done * (self.total - self.done))} left"
+        part = f" ({self.part})" if self.part else ""
+        return f"[simbench] jobs {self.done}/{self.total} done{part}, {_duration(elapsed)} elapsed{left}"
+
+    def _report(self, final: bool = False) -> None:
+        done = len(list(Path(self.folder).glob("*.done")))
+        changed, self.done = done != self.done, done
+        if sys.stderr.isatty() and (changed or final):
+            print("\r" + self.line().ljust(100), end="\n" if final else "", file=sys.stderr, flush=True)
+        elif changed:
+            print(self.line(), file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    minutes, sec = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {sec:02d} s" if minutes else f"{sec} s"
+
+
 def cli(argv: list[str]) -> int:
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         main()  # Hydra's own flags (--help, --cfg, --info, ...): no planning or post-processing
         return 0
-    overrides = [a for a in argv if a not in ("-m", "--multirun")]
     if os.environ.get(NO_POST):
         main()  # a part of a composite sweep: the parent has planned and validated its jobs already
         return 0
+    argv, notes = normalise(argv)
+    overrides = [a for a in argv if a not in ("-m", "--multirun")]
+    for note in notes:
+        print(f"[simbench] {note}", flush=True)
     try:
         sweep = plan(overrides)
     except ConfigError as exc:
         print(f"Invalid configuration: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # Hydra's composition errors list the available group options
-        print(f"Invalid configuration: {exc}", file=sys.stderr)
+        print(f"Invalid configuration: {explain(exc)}", file=sys.stderr)
         return 2
+    import pandas as pd
+
     start = pd.Timestamp.now(tz="UTC")
     tic = time.perf_counter()
     print(f"[simbench] {sweep.n_jobs} job(s) validated; results go to {sweep.sweep_dir}", flush=True)
-    if sweep.parts:
-        for i, part in enumerate(sweep.parts, start=1):
-            print(f"[simbench] part {i}/{len(sweep.parts)}: sweep={part} ({time.perf_counter() - tic:.0f}s elapsed)", flush=True)
-            command = [sys.executable, "-m", "runners.sweep", f"sweep={part}", f"name={sweep.sweep_dir.name}",
-                       *sweep.part_args]
-            done = subprocess.run(command, env={**os.environ, NO_POST: "1"})
-            if done.returncode != 0:
-                print(f"[simbench] part sweep={part} failed (exit {done.returncode}); rerun to resume", file=sys.stderr)
-                return done.returncode
-    else:
-        sys.argv[1:1] = sweep.launcher  # the sweep's default launcher, before the command line's overrides
-        main()
+    with Progress(sweep.n_jobs) as progress:
+        if sweep.parts:
+            for i, part in enumerate(sweep.parts, start=1):
+                progress.part = f"part {i}/{len(sweep.parts)}: sweep={part}"
+                print(f"[simbench] part {i}/{len(sweep.parts)}: sweep={part} ({time.perf_counter() - tic:.0f}s elapsed)",
+                      flush=True)
+                # -P: the working directory is not put on sys.path, so a user's tasks.py or measures.py there
+                # cannot shadow the project's packages
+                command = [sys.executable, "-P", "-m", "runners.sweep", f"sweep={part}",
+                           f"name={sweep.sweep_dir.name}", *sweep.part_args]
+                done = subprocess.run(command, env={**os.environ, NO_POST: "1"})
+                if done.returncode != 0:
+                    print(f"[simbench] part sweep={part} failed (exit {done.returncode}); rerun to resume",
+                          file=sys.stderr)
+                    return done.returncode
+        else:
+            # the sweep's default launcher, before the command line's (normalised) overrides
+            sys.argv[1:] = [*sweep.launcher, *argv]
+            main()
 
     from runners.analyze import analyze
     from runners.collect import collect

@@ -41,7 +41,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 import measures  # noqa: E402
-from tasks import stats  # noqa: E402
+from tasks import plotting, stats  # noqa: E402
 from tasks.base import INTERVENTION_AXES, AnalysisContext, AnalysisResult, analysis, is_default  # noqa: E402
 from tasks.robustness import last_hidden_layer  # noqa: E402
 
@@ -213,23 +213,21 @@ def group_separation(ctx: AnalysisContext) -> AnalysisResult:
 
 
 def _plot_dose(curves: pd.DataFrame, ctx: AnalysisContext) -> None:
+    """One heatmap per architecture: rows are measures (by family), columns the intervention levels, the
+    colour the mean similarity to the models of the lowest level, min-max scaled per measure over the levels (so
+    measures on different scales share one colour bar; the scaling hides the size of the change)."""
     for axis, by_axis in curves.groupby("axis"):
         archs = sorted(by_axis["arch"].unique())
-        fig, axes = plt.subplots(1, len(archs), figsize=(7 * len(archs), 5), squeeze=False)
+        fig, axes = plotting.figure(len(archs), by_axis["measure"].nunique())
         for ax, arch in zip(axes[0], archs):
-            part = by_axis[by_axis["arch"].eq(arch)]
-            cmap = plt.get_cmap("tab20")
-            for i, (measure, g) in enumerate(part.groupby("measure")):
-                s = g.sort_values("level")["score"].to_numpy()
-                span = np.nanmax(s) - np.nanmin(s)
-                ax.plot(g.sort_values("level")["level"], (s - np.nanmin(s)) / span if span > 0 else s * 0,
-                        marker="o", ms=3, lw=1, color=cmap(i % 20), label=measure)
-            ax.set_xlabel(f"intervention level: {axis}")
-            ax.set_ylabel("similarity to level-0 models (min-max scaled per measure)")
-            ax.set_title(f"{arch}: dose-response")
-        handles, labels = axes[0][-1].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="center right", fontsize=6)
-        fig.tight_layout(rect=(0, 0, 0.82, 1))
+            grid = by_axis[by_axis["arch"].eq(arch)].pivot_table(index="measure", columns="level", values="score")
+            low, high = grid.min(axis=1), grid.max(axis=1)
+            scaled = grid.sub(low, axis=0).div((high - low).where(high > low), axis=0)
+            image = plotting.measure_heatmap(ax, scaled, norm=plt.Normalize(0, 1), xlabel=f"{axis} level")
+            ax.set_title(arch)
+        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.5,
+                     label="similarity to the lowest level's models,\nmin-max scaled per measure (1 = most similar level)")
+        fig.suptitle(f"Dose-response, {axis}: {by_axis['level'].nunique()} levels; grey: no variation or no value")
         fig.savefig(ctx.figure_path(f"dose_response_{axis}"), dpi=110)
         plt.close(fig)
 
@@ -309,17 +307,17 @@ def layer_identification(ctx: AnalysisContext) -> AnalysisResult:
 def _plot_bars(evaluations: pd.DataFrame, name: str, xlabel: str, ctx: AnalysisContext) -> None:
     archs = sorted(evaluations["arch"].unique())
     n = evaluations["measure"].nunique()
-    fig, axes = plt.subplots(1, len(archs), figsize=(6 * len(archs), 0.25 * n + 2), squeeze=False)
+    fig, axes = plt.subplots(1, len(archs), figsize=(6 * len(archs), 0.25 * n + 2), squeeze=False, layout="constrained")
     for ax, arch in zip(axes[0], archs):
         part = evaluations[evaluations["arch"].eq(arch)].sort_values("value")
         err = np.vstack([part["value"] - part["ci_low"], part["ci_high"] - part["value"]]) if "ci_low" in part else None
         ax.barh(part["measure"], part["value"], xerr=None if err is None else np.nan_to_num(err.clip(0)), color="tab:blue")
         if "baseline" in part and part["baseline"].notna().any():
             ax.axvline(part["baseline"].iloc[0], color="grey", ls=":", label="chance")
+            ax.legend(loc="lower right", fontsize=7)
         ax.set_xlabel(xlabel)
         ax.set_title(arch)
         ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
     fig.savefig(ctx.figure_path(name), dpi=110)
     plt.close(fig)
 
@@ -407,24 +405,27 @@ def pc_deletion(ctx: AnalysisContext) -> AnalysisResult:
 
 
 def _plot_pc(curves: pd.DataFrame, ctx: AnalysisContext) -> None:
+    """Per architecture: the linear probe's accuracy (top, on a 0-1 axis so a small loss looks small) and
+    a heatmap of every measure's drift from the intact representation, scaled to its largest drift."""
     archs = sorted(curves["arch"].unique())
-    fig, axes = plt.subplots(1, len(archs), figsize=(7 * len(archs), 5), squeeze=False)
-    for ax, arch in zip(axes[0], archs):
-        part = curves[curves["arch"].eq(arch)]
-        cmap = plt.get_cmap("tab20")
-        for i, (measure, g) in enumerate(part.groupby("measure")):
-            ax.plot(g["fraction_deleted"], g["drift"], lw=2.5 if measure == "cka_linear" else 0.8,
-                    color="black" if measure == "cka_linear" else cmap(i % 20), label=measure)
-        acc = part.drop_duplicates("fraction_deleted")
-        ax2 = ax.twinx()
-        ax2.plot(acc["fraction_deleted"], acc["probe_accuracy"], color="red", lw=2, ls="--")
-        ax2.set_ylabel("linear probe accuracy (red, dashed)")
-        ax.set_xlabel("fraction of principal components deleted (lowest variance first)")
-        ax.set_ylabel("measure drift from the intact representation (scaled)")
-        ax.set_title(f"{arch} (black: linear CKA)")
-    handles, labels = axes[0][-1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=6)
-    fig.tight_layout(rect=(0, 0, 0.82, 1))
+    n = curves["measure"].nunique()
+    fig, axes = plt.subplots(2, len(archs), figsize=(5.5 * len(archs), 0.2 * n + 3.2), squeeze=False,
+                             layout="constrained", height_ratios=[1, max(3, 0.2 * n)])
+    for col, arch in enumerate(archs):
+        part = curves[curves["arch"].eq(arch)].assign(fraction=lambda d: d["fraction_deleted"].round(3))
+        grid = part.pivot_table(index="measure", columns="fraction", values="drift")
+        acc = part.drop_duplicates("fraction").set_index("fraction")["probe_accuracy"].reindex(grid.columns)
+        top = axes[0][col]
+        top.plot(range(len(acc)), acc.to_numpy(), color="tab:red", marker="o", ms=3)
+        top.set_xlim(-0.5, len(acc) - 0.5)
+        top.set_ylim(0, 1.02)
+        top.set_xticks([])
+        top.grid(axis="y", lw=0.5)
+        top.set_ylabel("probe\naccuracy")
+        top.set_title(f"{arch}: probe accuracy {acc.iloc[0]:.3f} -> {acc.iloc[-1]:.3f}")
+        image = plotting.measure_heatmap(axes[1][col], grid, norm=plt.Normalize(0, 1), cmap="magma",
+                                         xlabel="fraction of principal components deleted (lowest variance first)")
+    fig.colorbar(image, ax=axes[1].tolist(), shrink=0.5, label="drift from the intact representation\n(1 = the measure's largest drift)")
     fig.savefig(ctx.figure_path("pc_deletion"), dpi=110)
     plt.close(fig)
 
@@ -543,7 +544,7 @@ def _markdown(frame: pd.DataFrame) -> str:
 def _plot_ranks(ranked: pd.DataFrame, table: pd.DataFrame, ctx: AnalysisContext) -> None:
     order = list(table["measure"])
     data = [ranked.loc[ranked["measure"].eq(m), "rank"].dropna().to_numpy() for m in order]
-    fig, ax = plt.subplots(figsize=(7, 0.25 * len(order) + 2))
+    fig, ax = plt.subplots(figsize=(7, 0.25 * len(order) + 2), layout="constrained")
     ax.boxplot(data, orientation="horizontal", tick_labels=order, showfliers=True)
     y = np.arange(1, len(order) + 1)
     score = table["rank_score"].to_numpy()
@@ -554,6 +555,5 @@ def _plot_ranks(ranked: pd.DataFrame, table: pd.DataFrame, ctx: AnalysisContext)
     ax.tick_params(axis="y", labelsize=7)
     ax.set_title("Measures ranked over all benchmark tests (ReSi rule)\n"
                  "boxes: rank per cell; red: rank score with 95% bootstrap interval", fontsize=9)
-    fig.tight_layout()
     fig.savefig(ctx.figure_path("ranks"), dpi=110)
     plt.close(fig)

@@ -3,7 +3,7 @@
 The seed paper (Hennadii, arXiv 2604.16426, 2026) claims that parameter-based comparisons are unstable
 under small weight perturbations while the activation-region metric is robust and "mitigates the
 flickering" of neurons. Its own definitions are unknown; these are the project's
-(``activation-region.md`` §7), computed from a sweep's perturbation pairs (a model A and its copy Ã with
+(``docs/activation_region.md`` §7), computed from a sweep's perturbation pairs (a model A and its copy Ã with
 relative Gaussian weight noise of scale σ) and from near-tie fixtures built here:
 
 * **score drift**: |m(A, Ã) − m(A, A)| in units of a seed pair, per measure and scale, is the robustness

@@ -124,7 +124,8 @@ def _plot(evaluations: pd.DataFrame, ctx: AnalysisContext):
     data = evaluations[evaluations["transform"].ne("none")]
     archs = sorted(data["arch"].unique())
     n_measures = data["measure"].nunique()
-    fig, axes = plt.subplots(1, len(archs), figsize=(5 * len(archs), 0.28 * n_measures + 2), squeeze=False)
+    fig, axes = plt.subplots(1, len(archs), figsize=(5 * len(archs), 0.22 * n_measures + 2), squeeze=False,
+                             layout="constrained")
     for ax, arch in zip(axes[0], archs):
         part = data[data["arch"].eq(arch)]
         grid = part.pivot_table(index="measure", columns="transform", values="value", aggfunc="first")
@@ -141,7 +142,6 @@ def _plot(evaluations: pd.DataFrame, ctx: AnalysisContext):
                             va="center", color="red" if bool(flags.loc[(m, t), "contradicts"]) else "white")
         ax.set_title(f"{arch}: log10 relative change (·: declared invariant)", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.6)
-    fig.tight_layout()
     path = ctx.figure_path("invariance")
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -15,9 +15,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 import measures  # noqa: E402
+from tasks import plotting  # noqa: E402
 from tasks.base import AnalysisContext, AnalysisResult, analysis, standard_rows  # noqa: E402
 
 
@@ -107,33 +109,23 @@ def robustness(ctx: AnalysisContext) -> AnalysisResult:
 
 
 def _plot(table: pd.DataFrame, ctx: AnalysisContext):
+    """Per architecture, a heatmap: rows are measures (by family; functional ones on the outputs, the
+    others at the last hidden layer), columns the noise scales, the colour log10 of the drift in units of
+    a seed pair, centred on 0 (as far as another seed)."""
     archs = sorted(table["arch_a"].unique())
-    fig, axes = plt.subplots(1, len(archs), figsize=(7 * len(archs), 6), squeeze=False)
+    fig, axes = plotting.figure(len(archs), table["measure"].nunique())
+    norm = TwoSlopeNorm(vmin=-3, vcenter=0, vmax=1)
     for ax, arch in zip(axes[0], archs):
         part = table[table["arch_a"].eq(arch)]
         layer = last_hidden_layer(sorted(part["layer_a"].unique()))
-        cmap = plt.get_cmap("tab20")
-        for i, (measure, g) in enumerate(part[part["layer_a"].isin([layer, "output"])].groupby("measure")):
-            g = g.sort_values("scale")
-            y = g["drift_in_seed_units"]
-            if y.notna().sum() == 0:
-                continue
-            functional = measures.info(measure).family == "functional_outputs" if measure in measures.names() else False
-            ax.plot(g["scale"], y, marker="o", ms=3, lw=2.5 if measure == "disagreement" else 1.0,
-                    color="black" if measure == "disagreement" else cmap(i % 20),
-                    ls="--" if functional else "-", label=measure)
-        ax.axhline(1.0, color="grey", lw=1, ls=":")
-        ax.text(part["scale"].min(), 1.05, "another seed", color="grey", fontsize=8)
-        ax.set_xscale("log")
-        ax.set_yscale("symlog", linthresh=1e-4)
-        top = np.nanmax(part["drift_in_seed_units"].to_numpy(dtype=float), initial=1.0)
-        ax.set_ylim(0, max(2.0, 1.5 * top))
-        ax.set_xlabel("relative weight-noise scale")
-        ax.set_ylabel("drift from m(X, X), in units of a seed pair")
-        ax.set_title(f"{arch}: layer {layer} (dashed: functional, on outputs)")
-    handles, labels = axes[0][-1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=7, ncol=1)
-    fig.tight_layout(rect=(0, 0, 0.82, 1))
+        part = part[part["layer_a"].isin([layer, "output"])]
+        grid = part.pivot_table(index="measure", columns="scale", values="drift_in_seed_units", aggfunc="mean")
+        grid = grid.dropna(how="all")
+        shown = np.log10(grid.clip(lower=10 ** norm.vmin).where(grid.notna()))
+        image = plotting.measure_heatmap(ax, shown, cmap="RdBu_r", norm=norm, xlabel="relative weight-noise scale")
+        ax.set_title(f"{arch}: layer {layer} (functional measures: outputs)")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.5, extend="both",
+                 label="drift from m(X, X) in seed-pair units, log10\n(0 = as far as another seed; clipped at 1e-3)")
     path = ctx.figure_path("robustness")
     fig.savefig(path, dpi=120)
     plt.close(fig)

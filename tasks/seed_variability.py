@@ -70,8 +70,8 @@ def seed_variability(ctx: AnalysisContext) -> AnalysisResult:
 
 def _plot(stats: pd.DataFrame, ctx: AnalysisContext):
     archs = sorted(stats["arch_a"].unique())
-    fig, axes = plt.subplots(1, len(archs), figsize=(6 * len(archs), 0.25 * stats["measure"].nunique() + 2),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(archs), figsize=(6 * len(archs), 0.2 * stats["measure"].nunique() + 2),
+                             squeeze=False, layout="constrained")
     for ax, arch in zip(axes[0], archs):
         part = stats[stats["arch_a"].eq(arch)]
         layer = last_hidden_layer(sorted(part["layer_a"].unique()))
@@ -80,9 +80,9 @@ def _plot(stats: pd.DataFrame, ctx: AnalysisContext):
         top = np.nanmax(values) * 3 if values.notna().any() else 1.0
         ax.barh(part["measure"], values.fillna(top), color=np.where(values.isna(), "lightgrey", "tab:blue"))
         ax.set_xscale("log")
-        ax.set_xlabel("weight-noise scale that moves the measure as much as retraining from another seed")
-        ax.set_title(f"{arch}, layer {layer} (grey: beyond the largest scale)")
-    fig.tight_layout()
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_xlabel("weight-noise scale that moves the measure\nas much as retraining from another seed")
+        ax.set_title(f"{arch}, layer {layer}\n(grey: beyond the largest scale)", fontsize=10)
     path = ctx.figure_path("seed_variability")
     fig.savefig(path, dpi=120)
     plt.close(fig)

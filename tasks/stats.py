@@ -2,7 +2,7 @@
 
 Every quality statistic an analysis task reports is computed here, so that the rules which decide a
 ranking (orientation, NaN handling, ties, p-value conventions, aggregation) live in one module.
-Section numbers refer to ``shared/reference/protocols.md``.
+Section numbers refer to ``docs/protocols.md``.
 
 Conventions used throughout:
 

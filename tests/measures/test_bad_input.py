@@ -96,3 +96,8 @@ def test_duplicate_registration_rejected():
         measures.register("cka_linear", family="rsm", kind="similarity", range=(0, 1), symmetric=True, reference="x")(
             lambda X, Y: 0.0
         )
+
+
+def test_mistyped_measure_suggests_the_close_name():
+    with pytest.raises(ValueError, match="did you mean 'svcca'"):
+        measures.compute("svcaa", np.zeros((3, 2)), np.zeros((3, 2)))

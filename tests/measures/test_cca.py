@@ -322,3 +322,16 @@ def test_float32_arithmetic_path(name, pair):
     assert float(impl(torch.tensor(x, dtype=torch.float32), torch.tensor(x, dtype=torch.float32))) == pytest.approx(
         1.0, abs=1e-5
     )
+
+
+def test_svcca_undefined_message_does_not_suggest_svcca():
+    """When svcca's kept directions reach N - 1, its hint is to keep fewer (not to use svcca)."""
+    import measures
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(8, 20)), rng.normal(size=(8, 20))
+    with pytest.raises(measures.UndefinedMeasureError) as err:
+        measures.compute("svcca", X, Y, tau=1.0)
+    assert "keep fewer directions" in str(err.value) and "e.g. svcca" not in str(err.value)
+    with pytest.raises(measures.UndefinedMeasureError, match=r"e\.g\. svcca"):
+        measures.compute("cca_mean_rho", X, Y)

@@ -45,3 +45,26 @@ def test_reverse_direction_is_filed_at_its_noise_scale_and_measured_from_the_cle
     assert list(table["scale"]) == [0.01]
     assert table["n_pairs"].iloc[0] == 2
     assert table["drift"].iloc[0] == pytest.approx((0.05 + 0.10) / 2)
+
+
+def test_measure_heatmap_orders_by_family_and_survives_an_empty_table(tmp_path):
+    """The figure helper groups rows by the registry's families and draws a note, not an error, when a
+    sweep leaves no finite value (e.g. a narrow rerun without noise pairs)."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    import measures
+    from tasks import plotting
+
+    names = ["svcca", "cka_linear", "knn_jaccard", "cca_r2"]
+    order = plotting.by_family(names)
+    families = [measures.info(m).family for m in order]
+    assert order == ["cca_r2", "svcca", "cka_linear", "knn_jaccard"]
+    assert families == sorted(families, key=measures.FAMILIES.index)
+    fig, axes = plotting.figure(2, len(names))
+    plotting.measure_heatmap(axes[0][0], pd.DataFrame({0.1: [0.1, 0.2, 0.3, 0.4]}, index=names), norm=plt.Normalize(0, 1))
+    empty = plotting.measure_heatmap(axes[0][1], pd.DataFrame(), norm=plt.Normalize(0, 1))
+    fig.colorbar(empty, ax=axes[0].tolist())
+    fig.savefig(tmp_path / "figure.png")
+    assert [t.get_text() for t in axes[0][0].get_yticklabels()] == order
+    plt.close(fig)

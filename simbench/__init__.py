@@ -1,0 +1,42 @@
+"""simbench: a benchmark of similarity measures between neural networks.
+
+The library API (the same objects as the ``measures`` package; torch is imported on first use)::
+
+    import simbench
+    simbench.names()                          # every registered measure, sorted
+    simbench.info("cka_linear")               # family, kind, range, invariances, params, reference, ...
+    simbench.compute("cka_linear", X, Y)      # -> float; X, Y: N x D numpy arrays or torch tensors
+    simbench.register(...)                    # decorator for a measure of your own (see README)
+
+The command line is ``simbench`` (``simbench --help``): ``simbench sweep [overrides]``,
+``simbench measures list``, ``simbench collect|analyze --sweep NAME``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "FAMILIES",
+    "INPUT_KINDS",
+    "INVARIANCES",
+    "MeasureInfo",
+    "UndefinedMeasureError",
+    "compute",
+    "info",
+    "load_modules",
+    "names",
+    "register",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        import measures
+
+        return getattr(measures, name)
+    raise AttributeError(f"module 'simbench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,32 @@
+"""The generated catalogue (what `python -m measures list|info` read without importing torch) is the
+registry's metadata, and the commands that read it import neither torch nor the family modules."""
+
+import json
+import subprocess
+import sys
+
+import measures
+from measures import _catalogue
+
+
+def test_catalogue_file_is_the_registry():
+    on_disk = json.loads(_catalogue.PATH.read_text())
+    live = json.loads(json.dumps(_catalogue.generate(), ensure_ascii=False))
+    assert on_disk == live, ("measures/catalogue.json differs from the registry; regenerate it with "
+                             "`uv run python -m measures catalogue` and commit it")
+    assert [e["name"] for e in on_disk["measures"]] == measures.names()
+
+
+def test_list_and_info_do_not_import_torch():
+    code = ("import sys; from measures.__main__ import main; main(['list']); main(['info', 'cka_linear']); "
+            "assert 'torch' not in sys.modules, 'torch imported'; "
+            "assert 'measures.rsm' not in sys.modules, 'family module imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "cka_linear" in done.stdout and f"{len(measures.names())} measures" in done.stdout
+
+
+def test_mistyped_measure_gets_a_suggestion():
+    done = subprocess.run([sys.executable, "-m", "measures", "info", "cka_liner"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "did you mean 'cka_linear'" in done.stderr and "Traceback" not in done.stderr
