@@ -44,7 +44,8 @@ LIBRARIES = ("torch", "numpy", "scipy", "scikit-learn", "pandas", "hydra-core", 
 class Pair:
     """Two model variants to compare. ``pair_type``: ``perturbation`` (a model and its noisy copy),
     ``seed`` (same config, different seeds), ``group`` (different intervention levels), ``layers``
-    (a model with itself, across its layers)."""
+    (a model with itself, across its layers); ``seed_group`` rows (group-wise measures over seeds
+    0..s, see :func:`seed_group`) name the group's first and last model."""
 
     pair_type: str
     a: Variant
@@ -124,6 +125,22 @@ def job_pairs(cfg: DictConfig) -> list[Pair]:
     return pairs
 
 
+def seed_group(cfg: DictConfig) -> list[Variant]:
+    """The models of the cell's configuration trained from seeds 0..seed (this cell last), for the
+    group-wise measures; empty for a perturbed cell, a first seed, or a sweep without seed pairs.
+
+    The job of seed s computes the group of the first s + 1 seeds, so ``seed=range(K)`` yields the groups
+    of N = 2..K seeds (what "stop searching?" reads). In a ``compare.groups`` sweep the group is the cell's
+    own level. Its rows are keyed by the ordered model keys, like pair rows by their two keys.
+    """
+    if float(cfg.perturbation.scale) > 0 or int(cfg.seed) < 1:
+        return []
+    groups = cfg.compare.groups
+    if not (groups is not None and groups.axis) and cfg.compare.seed_pairs != "lower":
+        return []
+    return [Variant(model_spec(cfg, s)) for s in range(int(cfg.seed) + 1)]
+
+
 def results_root(cfg: DictConfig) -> Path:
     """``cfg.results_dir`` as an absolute path (relative to the launch directory, also on SLURM nodes)."""
     return Path(to_absolute_path(str(cfg.results_dir)))
@@ -189,6 +206,16 @@ def run_job(cfg: DictConfig) -> JobResult:
         arrays_a, arrays_b = cache.representations(pair.a), cache.representations(pair.b)
         for task in tqdm(todo, desc=f"{pair.pair_type} pair", leave=False, disable=len(todo) < 20, mininterval=1.0):
             new_rows.append(_compute_row(task, pair, arrays_a, arrays_b, cache, cfg, key))
+
+    group = seed_group(cfg)
+    tasks = _group_comparisons(group, chosen, cfg)
+    expected.update(t["row_key"] for t in tasks)
+    todo = [t for t in tasks if t["row_key"] not in done]
+    if todo:
+        group_arrays = [cache.representations(v) for v in group]
+        pair = Pair("seed_group", group[0], group[-1])
+        new_rows += [_compute_row(t, pair, group_arrays[0], group_arrays[-1], cache, cfg, key, group_arrays)
+                     for t in todo]
 
     n_expected = len(expected)
     # A job that measures nothing (a train-and-extract stage) leaves its shard as it is.
@@ -258,7 +285,7 @@ def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache
             lps = [("network", "network")]
         elif info.inputs == "models":
             lps = [("weights", "weights")]
-        else:  # group-wise measures compare sets of models: analyses call them, not pair jobs
+        else:  # group-wise measures compare sets of models: one row per seed group (_group_comparisons)
             continue
         # Asymmetric measures are computed in both directions (B vs A as well), except within one
         # model, where every ordered layer pair is already there.
@@ -274,13 +301,27 @@ def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache
     return out
 
 
+def _group_comparisons(group: list[Variant], chosen: list[str], cfg: DictConfig) -> list[dict[str, Any]]:
+    """Every group-wise measure's row for the seed group (see :func:`seed_group`), with its row key."""
+    out = []
+    for name in chosen:
+        info = measures.info(name)
+        if info.inputs != "outputs_group" or len(group) < 2:
+            continue
+        params = {**info.params, **dict(cfg.measures.params.get(name, {}))}
+        row_key = content_key([[v.key for v in group], "output", name, params, info.version])
+        out.append({"row_key": row_key, "measure": name, "layer_a": "output", "layer_b": "output", "params": params,
+                    "swap": False, "layer_index_a": -1, "layer_index_b": -1})
+    return out
+
+
 def _layers(cache: ZooCache, pair: Pair) -> list[str]:
     # The architecture alone names the layers: no training or extraction is needed to plan the rows.
     return representation_layers(cache.build(pair.a.model))
 
 
 def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dict, cache: ZooCache,
-                 cfg: DictConfig, key: str) -> dict[str, Any]:
+                 cfg: DictConfig, key: str, group_arrays: list[dict] | None = None) -> dict[str, Any]:
     name, la, lb = task["measure"], task["layer_a"], task["layer_b"]
     if task["swap"]:
         pair, arrays_a, arrays_b = Pair(pair.pair_type, pair.b, pair.a), arrays_b, arrays_a
@@ -294,6 +335,8 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         inputs = (arrays_a["probabilities"], arrays_b["probabilities"])
     elif info.inputs == "preactivations":
         inputs = tuple([arr[f"pre/{n}"] for n in layer_names(arr, "pre/")] for arr in (arrays_a, arrays_b))
+    elif info.inputs == "outputs_group":
+        inputs = ([arr["probabilities"] for arr in group_arrays],)
     else:
         inputs = (cache.variant_model(pair.a), cache.variant_model(pair.b))
         if "probe" in info.params:
@@ -310,7 +353,7 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         status, error = "error", f"{type(exc).__name__}: {exc}"
     runtime = time.perf_counter() - t0
     shape_a = np.shape(inputs[0]) if isinstance(inputs[0], np.ndarray) else ()
-    shape_b = np.shape(inputs[1]) if isinstance(inputs[1], np.ndarray) else ()
+    shape_b = np.shape(inputs[-1]) if isinstance(inputs[-1], np.ndarray) else ()
     a, b = pair.a, pair.b
     return {
         "row_key": task["row_key"],
@@ -336,6 +379,7 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         "layer_b": lb,
         "layer_index_a": task["layer_index_a"],
         "layer_index_b": task["layer_index_b"],
+        "n_models": len(group_arrays) if group_arrays else 2,
         "measure": name,
         "family": info.family,
         "measure_version": info.version,
