@@ -294,8 +294,13 @@ def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache
             for swap in directions:
                 first, second = (pair.b, pair.a) if swap else (pair.a, pair.b)
                 l1, l2 = (lb, la) if swap else (la, lb)
-                row_key = content_key([first.key, second.key, l1, l2, name, params, info.version])
+                identity = [first.key, second.key, l1, l2, name, params, info.version]
+                significance = _significance_settings(cfg, info)
+                if significance:  # only when on, so rows computed without it keep their keys
+                    identity.append(significance)
+                row_key = content_key(identity)
                 out.append({"row_key": row_key, "measure": name, "layer_a": l1, "layer_b": l2, "params": params,
+                            "significance": significance,
                             "swap": swap, "layer_index_a": layers.index(l1) if l1 in layers else -1,
                             "layer_index_b": layers.index(l2) if l2 in layers else -1})
     return out
@@ -312,6 +317,44 @@ def _group_comparisons(group: list[Variant], chosen: list[str], cfg: DictConfig)
         row_key = content_key([[v.key for v in group], "output", name, params, info.version])
         out.append({"row_key": row_key, "measure": name, "layer_a": "output", "layer_b": "output", "params": params,
                     "swap": False, "layer_index_a": -1, "layer_index_b": -1})
+    return out
+
+
+#: input kinds whose rows can get a permutation null and a bootstrap CI (two row-paired inputs)
+_SIGNIFICANCE_INPUTS = ("representations", "outputs", "probabilities", "preactivations")
+SIGNIFICANCE_COLUMNS = ("p_value", "null_q05", "null_q50", "null_q95", "n_permutations", "ci_low", "ci_high",
+                        "n_resamples")
+
+
+def _significance_settings(cfg: DictConfig, info: measures.MeasureInfo) -> dict[str, Any] | None:
+    """The ``significance`` settings that apply to rows of ``info``'s measure, or None when off for it."""
+    sig = cfg.get("significance")
+    if sig is None or info.inputs not in _SIGNIFICANCE_INPUTS:
+        return None
+    chosen = sig.get("measures", "all")
+    if chosen != "all" and info.name not in chosen:
+        return None
+    n_perm, n_boot = int(sig.get("n_permutations", 0)), int(sig.get("n_resamples", 0))
+    if n_perm == 0 and n_boot == 0:
+        return None
+    return {"n_permutations": n_perm, "n_resamples": n_boot, "confidence": float(sig.get("confidence", 0.95)),
+            "seed": int(sig.get("seed", 0))}
+
+
+def _significance_columns(name: str, inputs: tuple, kwargs: dict, settings: dict[str, Any] | None) -> dict[str, Any]:
+    """p-value and null quantiles (rows of the second input shuffled) and the bootstrap CI of one row."""
+    out: dict[str, Any] = dict.fromkeys(SIGNIFICANCE_COLUMNS, float("nan"))
+    if not settings:
+        return out
+    if settings["n_permutations"]:
+        null = measures.permutation_test(name, *inputs, n_permutations=settings["n_permutations"],
+                                         seed=settings["seed"], measure_params=kwargs)
+        out.update(p_value=null.p_value, null_q05=null.null_quantiles[0.05], null_q50=null.null_quantiles[0.5],
+                   null_q95=null.null_quantiles[0.95], n_permutations=settings["n_permutations"])
+    if settings["n_resamples"]:
+        ci = measures.bootstrap_ci(name, *inputs, n_resamples=settings["n_resamples"], seed=settings["seed"],
+                                   confidence=settings["confidence"], measure_params=kwargs)
+        out.update(ci_low=ci.low, ci_high=ci.high, n_resamples=settings["n_resamples"])
     return out
 
 
@@ -352,6 +395,12 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
     except Exception as exc:  # a failing measure is a row with its message, never a crashed sweep
         status, error = "error", f"{type(exc).__name__}: {exc}"
     runtime = time.perf_counter() - t0
+    significance = dict.fromkeys(SIGNIFICANCE_COLUMNS, float("nan"))
+    if status == "ok" and task.get("significance"):
+        try:
+            significance = _significance_columns(name, inputs, kwargs, task["significance"])
+        except Exception as exc:  # the value stands; a failed null is reported in its row, never a crash
+            status, error = "error", f"significance: {type(exc).__name__}: {exc}"
     shape_a = np.shape(inputs[0]) if isinstance(inputs[0], np.ndarray) else ()
     shape_b = np.shape(inputs[-1]) if isinstance(inputs[-1], np.ndarray) else ()
     a, b = pair.a, pair.b
@@ -385,6 +434,7 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         "measure_version": info.version,
         "params": json.dumps(task["params"], sort_keys=True, default=str),
         "value": value,
+        **significance,
         "higher_is_more_similar": info.higher_is_more_similar,
         "status": status,
         "error": error,
