@@ -263,7 +263,9 @@ def _update_shard(path: Path, new_rows: list[dict[str, Any]], expected: set[str]
 
 def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache) -> list[dict[str, Any]]:
     """Every (layer pair, measure) the pair needs, with its row key (computed without loading data)."""
-    layers = _layers(cache, pair)
+    # the two models may differ in architecture, width or depth (a compare.groups axis over arch): each
+    # side has its own layers; for two models of one architecture both lists are the same
+    layers, layers_b = _layers(cache, pair.a), _layers(cache, pair.b)
     out = []
     for name in chosen:
         info = measures.info(name)
@@ -272,11 +274,11 @@ def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache
             if pair.pair_type == "layers":
                 lps = [(la, lb) for la in layers for lb in layers if la != lb]
             elif cfg.compare.layers == "same" or (pair.pair_type == "self" and cfg.compare.layers == "all"):
-                lps = [(layer, layer) for layer in layers]
+                lps = [(layer, layer) for layer in layers if layer in layers_b]
             elif cfg.compare.layers == "last":  # the final hidden layer only (ReSi's tests 1-5)
-                lps = [(layers[-2], layers[-2])] if len(layers) > 1 else [(layers[0], layers[0])]
+                lps = [(layers[-2] if len(layers) > 1 else layers[0], layers_b[-2] if len(layers_b) > 1 else layers_b[0])]
             else:
-                lps = [(la, lb) for la in layers for lb in layers]
+                lps = [(la, lb) for la in layers for lb in layers_b]
         elif pair.pair_type == "layers":
             continue  # outputs and whole networks are identical within one model
         elif info.inputs in ("outputs", "probabilities"):
@@ -301,8 +303,8 @@ def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache
                 row_key = content_key(identity)
                 out.append({"row_key": row_key, "measure": name, "layer_a": l1, "layer_b": l2, "params": params,
                             "significance": significance,
-                            "swap": swap, "layer_index_a": layers.index(l1) if l1 in layers else -1,
-                            "layer_index_b": layers.index(l2) if l2 in layers else -1})
+                            "swap": swap, "layer_index_a": _index(layers_b if swap else layers, l1),
+                            "layer_index_b": _index(layers if swap else layers_b, l2)})
     return out
 
 
@@ -358,9 +360,13 @@ def _significance_columns(name: str, inputs: tuple, kwargs: dict, settings: dict
     return out
 
 
-def _layers(cache: ZooCache, pair: Pair) -> list[str]:
+def _layers(cache: ZooCache, variant: Variant) -> list[str]:
     # The architecture alone names the layers: no training or extraction is needed to plan the rows.
-    return representation_layers(cache.build(pair.a.model))
+    return representation_layers(cache.build(variant.model))
+
+
+def _index(layers: list[str], layer: str) -> int:
+    return layers.index(layer) if layer in layers else -1
 
 
 def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dict, cache: ZooCache,

@@ -117,7 +117,8 @@ def analysis(name: str) -> Callable[[Callable[[AnalysisContext], AnalysisResult]
 
 
 TASK_MODULES = ("invariance", "robustness", "seed_variability", "flicker", "solutions", "stop_searching", "significance",
-                "sample_size", "representation_robustness", "measure_agreement", "benchmark_tests")
+                "sample_size", "representation_robustness", "measure_agreement", "cross_model",
+                "benchmark_tests")
 #: tasks that need their own dedicated grid (``sweep=flicker``, ``sweep=solutions``) and run only on that
 #: sweep's results: on other sweeps they would be expensive and answer a question nobody designed for.
 OWN_SWEEP_ONLY = {"flicker": "flicker", "solutions": "solutions"}

@@ -896,3 +896,37 @@ def probability_new_class(labels: ArrayLike) -> float:
         return float("nan")
     _, counts = np.unique(labels, return_counts=True)
     return float(np.sum(counts == 1) / labels.size)
+
+
+# --------------------------------------------------------------------------------------------------
+# Model-level aggregate of a layer x layer similarity matrix
+# --------------------------------------------------------------------------------------------------
+
+AGGREGATE_RULES = ("max", "matched_depth", "mean")
+
+
+def model_aggregate(matrix: ArrayLike, rule: str, higher_is_more_similar: bool = True) -> float:
+    """One number for two models from their layer x layer matrix M (rows: layers of A, columns: layers of B).
+
+    * ``"max"``: the mean over A's layers of the best match in B (max of a similarity, min of a distance);
+    * ``"matched_depth"``: the mean of M[i, j(i)] with j(i) the layer of B at the nearest relative depth
+      i / (L_A − 1) ≈ j / (L_B − 1) (ties to the lower layer; a one-layer model has depth 0);
+    * ``"mean"``: the mean of every entry.
+    NaN entries are ignored; NaN when nothing is left.
+    """
+    m = np.asarray(matrix, dtype=float)
+    if m.ndim != 2 or m.size == 0:
+        raise ValueError(f"model_aggregate: needs a non-empty 2-D matrix, got shape {m.shape}")
+    if rule == "mean":
+        return _nanmean(m)
+    if rule == "max":
+        oriented = orient(m, higher_is_more_similar)
+        best = np.array([np.nanmax(r) if np.isfinite(r).any() else np.nan for r in oriented])
+        return _nanmean(orient(best, higher_is_more_similar))
+    if rule == "matched_depth":
+        la, lb = m.shape
+        depth_a = np.arange(la) / max(la - 1, 1)
+        depth_b = np.arange(lb) / max(lb - 1, 1)
+        match = np.abs(depth_a[:, None] - depth_b[None, :]).argmin(axis=1)
+        return _nanmean(m[np.arange(la), match])
+    raise ValueError(f"model_aggregate: unknown rule {rule!r}; valid rules: {AGGREGATE_RULES}")
