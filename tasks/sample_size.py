@@ -111,7 +111,7 @@ def sample_size(ctx: AnalysisContext) -> AnalysisResult:
         for n in N_GRID:
             inputs.append(("independent", n, d, *independent_inputs(n, d, rng)))
     for arch, (x, y) in _real_pairs(ctx).items():
-        for n in [m for m in N_GRID if m < len(x)] + [len(x)]:
+        for n in [m for m in N_GRID if m <= len(x)]:
             rows = rng.choice(len(x), size=n, replace=False)
             shuffled = rng.permutation(rows)
             inputs.append((f"{arch} seed pair", n, x.shape[1], x[rows], y[rows]))
