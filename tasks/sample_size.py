@@ -4,8 +4,8 @@ Every representational measure is computed on
 
 * **independent inputs**: two independent standard Gaussian N x D matrices (nothing shared: the value
   a measure gives to unrelated representations), for N in ``N_GRID`` and D in ``D_GRID``;
-* **a real pair and its shuffled baseline**: the final hidden layers of the first seed pair of each
-  architecture in the sweep, on N probe inputs drawn without replacement (same rows for both models),
+* **a real pair and its shuffled baseline**: the final hidden layers of the first seed pair of the first
+  architecture in the sweep (alphabetically), on N probe inputs drawn without replacement (same rows for both models),
   and the same with the rows of the second model shuffled (the pairing destroyed, each geometry kept).
 
 Where the real pair and its shuffled baseline give the same value, the score at that N says nothing
@@ -110,7 +110,8 @@ def sample_size(ctx: AnalysisContext) -> AnalysisResult:
     for d in D_GRID:
         for n in N_GRID:
             inputs.append(("independent", n, d, *independent_inputs(n, d, rng)))
-    for arch, (x, y) in _real_pairs(ctx).items():
+    real = _real_pairs(ctx)
+    for arch, (x, y) in [(a, real[a]) for a in sorted(real)[:1]]:  # the first architecture: keeps the cost small
         for n in [m for m in N_GRID if m <= len(x)]:
             rows = rng.choice(len(x), size=n, replace=False)
             shuffled = rng.permutation(rows)
