@@ -87,6 +87,10 @@ def seed_pairs(scores: pd.DataFrame) -> pd.DataFrame:
                 & trained_from_scratch(rows, "a") & trained_from_scratch(rows, "b")].copy()
     if rows.empty:
         return rows.assign(configuration=pd.Series(dtype=str))
+    keyed = rows["model_a"].notna() & rows["model_b"].notna()
+    if not keyed.all():  # rows made by an analysis without model keys (flicker's variants): by architecture
+        unkeyed = rows[~keyed].assign(configuration=rows.loc[~keyed, "arch_a"])
+        return pd.concat([seed_pairs(rows[keyed]) if keyed.any() else None, unkeyed]).loc[rows.index]
     models = pd.Index(sorted(set(rows["model_a"]) | set(rows["model_b"])))
     a, b = models.get_indexer(rows["model_a"]), models.get_indexer(rows["model_b"])
     graph = coo_matrix((np.ones(len(rows)), (a, b)), shape=(len(models), len(models)))
