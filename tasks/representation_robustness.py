@@ -121,10 +121,10 @@ def _plot(table: pd.DataFrame, ctx: AnalysisContext):
             ax.text(j, i, f"{matrix[i, j]:.2g}", ha="center", va="center", fontsize=6,
                     color="white" if matrix[i, j] > 0.3 else "black")
     ax.set_xticks(range(len(columns)), [f"noise σ={lv:g}" if k == "noise" else
-                                        (f"outlier ×{lv:g}" if k == "outlier" else f"subsample {lv:g} (sd)")
-                                        for k, lv, _ in columns], fontsize=8)
+                                        (f"outlier ×{lv:g}" if k == "outlier" else f"{lv:g} of rows (sd)")
+                                        for k, lv, _ in columns], fontsize=8, rotation=30, ha="right")
     ax.set_yticks(range(len(order)), [f"{m} ({f})" for f, m in zip(order["family"], order["measure"])], fontsize=7)
-    fig.colorbar(image, ax=ax, label="log10 drift in seed units (1 = as far as another seed)")
+    fig.colorbar(image, ax=ax, label="log10 drift in seed units (0: another seed)")
     ax.set_title(f"Representation-level robustness ({table['arch'].iloc[0]}, {int(table['n'].iloc[0])} rows)", fontsize=9)
     fig.tight_layout()
     path = ctx.figure_path("representation_robustness")
