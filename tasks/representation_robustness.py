@@ -12,8 +12,8 @@ On the first seed pair (X, Y) of the sweep's first architecture, final hidden la
 
 Every drift is also given in **seed units**: divided by |m(X, Y) − m(X, X)|, the distance between two
 seeds on this measure (1 = the perturbation moves the score as much as retraining from another seed).
-Outputs ``tables/representation_robustness.csv`` and ``figures/representation_robustness.png``. Cost: about
-30 s CPU on the benchmark (``N_ROWS`` = 200; the topology measures dominate).
+Outputs ``tables/representation_robustness.csv`` and ``figures/representation_robustness.png``. Cost: 34 s
+CPU on the default benchmark (measured on a loaded 2-core machine; ``N_ROWS`` = 200 is the knob).
 """
 
 from __future__ import annotations

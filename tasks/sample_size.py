@@ -16,7 +16,8 @@ D in ``CKA_D`` (mean of ``CKA_REPEATS`` draws), and the smallest N at which bias
 Outputs: ``tables/sample_size.csv`` (measure, family, source, n, d, value, status),
 ``tables/cka_bias.csv``, ``figures/sample_size.png`` (small multiples, grouped by family) and
 ``figures/cka_bias.png``. The topology family runs up to N = 128 only (``MAX_N``: seconds per call at
-N = 512). Cost: about 20 s CPU on the benchmark (measured with ``cpu_s`` in the table).
+N = 512). Cost: 53 s CPU on the default benchmark (measured on a loaded 2-core machine; ``cpu_s`` in the
+table gives each call's share); ``N_GRID`` and ``MAX_N`` are the knobs.
 """
 
 from __future__ import annotations
