@@ -98,6 +98,24 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.data.name not in datasets.DATASETS:
         raise ConfigError(f"data.name: unknown dataset {cfg.data.name!r}{suggest(cfg.data.name, datasets.DATASETS)}")
     _check_model(cfg, chosen)
+    _check_significance(cfg, chosen)
+
+
+def _check_significance(cfg: DictConfig, chosen: list[str]) -> None:
+    sig = cfg.get("significance")
+    if sig is None:
+        return
+    for key in ("n_permutations", "n_resamples", "seed"):
+        value = sig.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"significance.{key}: must be an integer >= 0, got {value!r}")
+    if not 0 < sig.get("confidence", 0.95) < 1:
+        raise ConfigError(f"significance.confidence: must lie in (0, 1), got {sig.confidence!r}")
+    names = sig.get("measures", "all")
+    if names != "all":
+        unknown = sorted(set(names) - set(measures.names()))
+        if unknown:
+            raise ConfigError(f"significance.measures: unknown measure(s) {unknown}; valid: {measures.names()}")
 
 
 def _input(cfg: DictConfig) -> tuple[tuple[int, ...], int]:

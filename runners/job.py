@@ -44,7 +44,8 @@ LIBRARIES = ("torch", "numpy", "scipy", "scikit-learn", "pandas", "hydra-core", 
 class Pair:
     """Two model variants to compare. ``pair_type``: ``perturbation`` (a model and its noisy copy),
     ``seed`` (same config, different seeds), ``group`` (different intervention levels), ``layers``
-    (a model with itself, across its layers)."""
+    (a model with itself, across its layers); ``seed_group`` rows (group-wise measures over seeds
+    0..s, see :func:`seed_group`) name the group's first and last model."""
 
     pair_type: str
     a: Variant
@@ -124,6 +125,22 @@ def job_pairs(cfg: DictConfig) -> list[Pair]:
     return pairs
 
 
+def seed_group(cfg: DictConfig) -> list[Variant]:
+    """The models of the cell's configuration trained from seeds 0..seed (this cell last), for the
+    group-wise measures; empty for a perturbed cell, a first seed, or a sweep without seed pairs.
+
+    The job of seed s computes the group of the first s + 1 seeds, so ``seed=range(K)`` yields the groups
+    of N = 2..K seeds (what "stop searching?" reads). In a ``compare.groups`` sweep the group is the cell's
+    own level. Its rows are keyed by the ordered model keys, like pair rows by their two keys.
+    """
+    if float(cfg.perturbation.scale) > 0 or int(cfg.seed) < 1:
+        return []
+    groups = cfg.compare.groups
+    if not (groups is not None and groups.axis) and cfg.compare.seed_pairs != "lower":
+        return []
+    return [Variant(model_spec(cfg, s)) for s in range(int(cfg.seed) + 1)]
+
+
 def results_root(cfg: DictConfig) -> Path:
     """``cfg.results_dir`` as an absolute path (relative to the launch directory, also on SLURM nodes)."""
     return Path(to_absolute_path(str(cfg.results_dir)))
@@ -200,6 +217,16 @@ def run_job(cfg: DictConfig) -> JobResult:
         for task in tqdm(todo, desc=f"{pair.pair_type} pair", leave=False, disable=quiet, mininterval=1.0):
             new_rows.append(_compute_row(task, pair, arrays_a, arrays_b, cache, cfg, key))
 
+    group = seed_group(cfg)
+    tasks = _group_comparisons(group, chosen, cfg)
+    expected.update(t["row_key"] for t in tasks)
+    todo = [t for t in tasks if t["row_key"] not in done]
+    if todo:
+        group_arrays = [cache.representations(v) for v in group]
+        pair = Pair("seed_group", group[0], group[-1])
+        new_rows += [_compute_row(t, pair, group_arrays[0], group_arrays[-1], cache, cfg, key, group_arrays)
+                     for t in todo]
+
     n_expected = len(expected)
     # A job that measures nothing (a train-and-extract stage) leaves its shard as it is.
     if chosen and (new_rows or _stale_flags_outdated(old, expected)):
@@ -246,7 +273,9 @@ def _update_shard(path: Path, new_rows: list[dict[str, Any]], expected: set[str]
 
 def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache) -> list[dict[str, Any]]:
     """Every (layer pair, measure) the pair needs, with its row key (computed without loading data)."""
-    layers = _layers(cache, pair)
+    # the two models may differ in architecture, width or depth (a compare.groups axis over arch): each
+    # side has its own layers; for two models of one architecture both lists are the same
+    layers, layers_b = _layers(cache, pair.a), _layers(cache, pair.b)
     out = []
     for name in chosen:
         info = measures.info(name)
@@ -255,11 +284,11 @@ def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache
             if pair.pair_type == "layers":
                 lps = [(la, lb) for la in layers for lb in layers if la != lb]
             elif cfg.compare.layers == "same" or (pair.pair_type == "self" and cfg.compare.layers == "all"):
-                lps = [(layer, layer) for layer in layers]
+                lps = [(layer, layer) for layer in layers if layer in layers_b]
             elif cfg.compare.layers == "last":  # the final hidden layer only (ReSi's tests 1-5)
-                lps = [(layers[-2], layers[-2])] if len(layers) > 1 else [(layers[0], layers[0])]
+                lps = [(layers[-2] if len(layers) > 1 else layers[0], layers_b[-2] if len(layers_b) > 1 else layers_b[0])]
             else:
-                lps = [(la, lb) for la in layers for lb in layers]
+                lps = [(la, lb) for la in layers for lb in layers_b]
         elif pair.pair_type == "layers":
             continue  # outputs and whole networks are identical within one model
         elif info.inputs in ("outputs", "probabilities"):
@@ -268,7 +297,7 @@ def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache
             lps = [("network", "network")]
         elif info.inputs == "models":
             lps = [("weights", "weights")]
-        else:  # group-wise measures compare sets of models: analyses call them, not pair jobs
+        else:  # group-wise measures compare sets of models: one row per seed group (_group_comparisons)
             continue
         # Asymmetric measures are computed in both directions (B vs A as well), except within one
         # model, where every ordered layer pair is already there.
@@ -277,20 +306,81 @@ def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache
             for swap in directions:
                 first, second = (pair.b, pair.a) if swap else (pair.a, pair.b)
                 l1, l2 = (lb, la) if swap else (la, lb)
-                row_key = content_key([first.key, second.key, l1, l2, name, params, info.version])
+                identity = [first.key, second.key, l1, l2, name, params, info.version]
+                significance = _significance_settings(cfg, info)
+                if significance:  # only when on, so rows computed without it keep their keys
+                    identity.append(significance)
+                row_key = content_key(identity)
                 out.append({"row_key": row_key, "measure": name, "layer_a": l1, "layer_b": l2, "params": params,
-                            "swap": swap, "layer_index_a": layers.index(l1) if l1 in layers else -1,
-                            "layer_index_b": layers.index(l2) if l2 in layers else -1})
+                            "significance": significance,
+                            "swap": swap, "layer_index_a": _index(layers_b if swap else layers, l1),
+                            "layer_index_b": _index(layers if swap else layers_b, l2)})
     return out
 
 
-def _layers(cache: ZooCache, pair: Pair) -> list[str]:
+def _group_comparisons(group: list[Variant], chosen: list[str], cfg: DictConfig) -> list[dict[str, Any]]:
+    """Every group-wise measure's row for the seed group (see :func:`seed_group`), with its row key."""
+    out = []
+    for name in chosen:
+        info = measures.info(name)
+        if info.inputs != "outputs_group" or len(group) < 2:
+            continue
+        params = {**info.params, **dict(cfg.measures.params.get(name, {}))}
+        row_key = content_key([[v.key for v in group], "output", name, params, info.version])
+        out.append({"row_key": row_key, "measure": name, "layer_a": "output", "layer_b": "output", "params": params,
+                    "swap": False, "layer_index_a": -1, "layer_index_b": -1})
+    return out
+
+
+#: input kinds whose rows can get a permutation null and a bootstrap CI (two row-paired inputs)
+_SIGNIFICANCE_INPUTS = ("representations", "outputs", "probabilities", "preactivations")
+SIGNIFICANCE_COLUMNS = ("p_value", "null_q05", "null_q50", "null_q95", "n_permutations", "ci_low", "ci_high",
+                        "n_resamples")
+
+
+def _significance_settings(cfg: DictConfig, info: measures.MeasureInfo) -> dict[str, Any] | None:
+    """The ``significance`` settings that apply to rows of ``info``'s measure, or None when off for it."""
+    sig = cfg.get("significance")
+    if sig is None or info.inputs not in _SIGNIFICANCE_INPUTS:
+        return None
+    chosen = sig.get("measures", "all")
+    if chosen != "all" and info.name not in chosen:
+        return None
+    n_perm, n_boot = int(sig.get("n_permutations", 0)), int(sig.get("n_resamples", 0))
+    if n_perm == 0 and n_boot == 0:
+        return None
+    return {"n_permutations": n_perm, "n_resamples": n_boot, "confidence": float(sig.get("confidence", 0.95)),
+            "seed": int(sig.get("seed", 0))}
+
+
+def _significance_columns(name: str, inputs: tuple, kwargs: dict, settings: dict[str, Any] | None) -> dict[str, Any]:
+    """p-value and null quantiles (rows of the second input shuffled) and the bootstrap CI of one row."""
+    out: dict[str, Any] = dict.fromkeys(SIGNIFICANCE_COLUMNS, float("nan"))
+    if not settings:
+        return out
+    if settings["n_permutations"]:
+        null = measures.permutation_test(name, *inputs, n_permutations=settings["n_permutations"],
+                                         seed=settings["seed"], measure_params=kwargs)
+        out.update(p_value=null.p_value, null_q05=null.null_quantiles[0.05], null_q50=null.null_quantiles[0.5],
+                   null_q95=null.null_quantiles[0.95], n_permutations=settings["n_permutations"])
+    if settings["n_resamples"]:
+        ci = measures.bootstrap_ci(name, *inputs, n_resamples=settings["n_resamples"], seed=settings["seed"],
+                                   confidence=settings["confidence"], measure_params=kwargs)
+        out.update(ci_low=ci.low, ci_high=ci.high, n_resamples=settings["n_resamples"])
+    return out
+
+
+def _layers(cache: ZooCache, variant: Variant) -> list[str]:
     # The architecture alone names the layers: no training or extraction is needed to plan the rows.
-    return representation_layers(cache.build(pair.a.model))
+    return representation_layers(cache.build(variant.model))
+
+
+def _index(layers: list[str], layer: str) -> int:
+    return layers.index(layer) if layer in layers else -1
 
 
 def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dict, cache: ZooCache,
-                 cfg: DictConfig, key: str) -> dict[str, Any]:
+                 cfg: DictConfig, key: str, group_arrays: list[dict] | None = None) -> dict[str, Any]:
     name, la, lb = task["measure"], task["layer_a"], task["layer_b"]
     if task["swap"]:
         pair, arrays_a, arrays_b = Pair(pair.pair_type, pair.b, pair.a), arrays_b, arrays_a
@@ -304,6 +394,8 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         inputs = (arrays_a["probabilities"], arrays_b["probabilities"])
     elif info.inputs == "preactivations":
         inputs = tuple([arr[f"pre/{n}"] for n in layer_names(arr, "pre/")] for arr in (arrays_a, arrays_b))
+    elif info.inputs == "outputs_group":
+        inputs = ([arr["probabilities"] for arr in group_arrays],)
     else:
         inputs = (cache.variant_model(pair.a), cache.variant_model(pair.b))
         if "probe" in info.params:
@@ -319,8 +411,14 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
     except Exception as exc:  # a failing measure is a row with its message, never a crashed sweep
         status, error = "error", f"{type(exc).__name__}: {exc}"
     runtime = time.perf_counter() - t0
+    significance = dict.fromkeys(SIGNIFICANCE_COLUMNS, float("nan"))
+    if status == "ok" and task.get("significance"):
+        try:
+            significance = _significance_columns(name, inputs, kwargs, task["significance"])
+        except Exception as exc:  # the value stands; a failed null is reported in its row, never a crash
+            status, error = "error", f"significance: {type(exc).__name__}: {exc}"
     shape_a = np.shape(inputs[0]) if isinstance(inputs[0], np.ndarray) else ()
-    shape_b = np.shape(inputs[1]) if isinstance(inputs[1], np.ndarray) else ()
+    shape_b = np.shape(inputs[-1]) if isinstance(inputs[-1], np.ndarray) else ()
     a, b = pair.a, pair.b
     return {
         "row_key": task["row_key"],
@@ -346,11 +444,13 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         "layer_b": lb,
         "layer_index_a": task["layer_index_a"],
         "layer_index_b": task["layer_index_b"],
+        "n_models": len(group_arrays) if group_arrays else 2,
         "measure": name,
         "family": info.family,
         "measure_version": info.version,
         "params": json.dumps(task["params"], sort_keys=True, default=str),
         "value": value,
+        **significance,
         "higher_is_more_similar": info.higher_is_more_similar,
         "status": status,
         "error": error,

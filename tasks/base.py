@@ -9,6 +9,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from runners.storage import read_arrays
 
@@ -63,6 +65,48 @@ def standard_rows(scores: pd.DataFrame) -> pd.DataFrame:
     return scores[is_default(scores, "a") & is_default(scores, "b")]
 
 
+def trained_from_scratch(rows: pd.DataFrame, side: str) -> pd.Series:
+    """Rows whose model on ``side`` was not warm-started (tables without the column have no warm starts)."""
+    column = f"warm_start_{side}"
+    return rows[column].isna() if column in rows else pd.Series(True, index=rows.index)
+
+
+def seed_pairs(scores: pd.DataFrame) -> pd.DataFrame:
+    """The finished pairs of independently trained seeds of one configuration, with a ``configuration`` label.
+
+    Kept: ``pair_type == "seed"``, both models unperturbed, at default interventions and trained from
+    scratch. Left out: warm-started and perturbed copies (not independent seeds) and ``group`` pairs
+    (different configurations). A sweep can hold several configurations of one architecture (e.g. a
+    ``compare.groups`` axis over ``arch.width``: its seed pairs are within one width); since a seed pair
+    always joins two models of the same configuration, the configurations are the connected components
+    of the seed-pair graph. ``configuration`` is the architecture name, suffixed ``#k`` (k = 1, 2, ...,
+    largest first) where an architecture has more than one.
+    """
+    rows = standard_rows(scores)
+    rows = rows[rows["status"].eq("ok") & rows["pair_type"].eq("seed") & rows["scale_a"].eq(0) & rows["scale_b"].eq(0)
+                & trained_from_scratch(rows, "a") & trained_from_scratch(rows, "b")].copy()
+    if rows.empty:
+        return rows.assign(configuration=pd.Series(dtype=str))
+    keyed = rows["model_a"].notna() & rows["model_b"].notna()
+    if not keyed.all():  # rows made by an analysis without model keys (flicker's variants): by architecture
+        unkeyed = rows[~keyed].assign(configuration=rows.loc[~keyed, "arch_a"])
+        return pd.concat([seed_pairs(rows[keyed]) if keyed.any() else None, unkeyed]).loc[rows.index]
+    models = pd.Index(sorted(set(rows["model_a"]) | set(rows["model_b"])))
+    a, b = models.get_indexer(rows["model_a"]), models.get_indexer(rows["model_b"])
+    graph = coo_matrix((np.ones(len(rows)), (a, b)), shape=(len(models), len(models)))
+    _, component = connected_components(graph, directed=False)
+    # a seed pair joins two models of one architecture, so arch_a names the component's architecture
+    arch = dict(zip(component[a], rows["arch_a"]))
+    labels = {}
+    for name in sorted(set(arch.values())):
+        members = sorted((c for c in arch if arch[c] == name),
+                         key=lambda c: (-int((component == c).sum()), models[np.flatnonzero(component == c)[0]]))
+        for k, c in enumerate(members, start=1):
+            labels[c] = name if len(members) == 1 else f"{name}#{k}"
+    rows["configuration"] = [labels[c] for c in component[a]]
+    return rows
+
+
 ANALYSES: dict[str, Callable[[AnalysisContext], AnalysisResult]] = {}
 
 
@@ -76,7 +120,9 @@ def analysis(name: str) -> Callable[[Callable[[AnalysisContext], AnalysisResult]
     return decorator
 
 
-TASK_MODULES = ("invariance", "robustness", "seed_variability", "flicker", "solutions", "benchmark_tests")
+TASK_MODULES = ("invariance", "robustness", "seed_variability", "flicker", "solutions", "stop_searching", "significance",
+                "sample_size", "representation_robustness", "measure_agreement", "cross_model",
+                "benchmark_tests")
 #: tasks that need their own dedicated grid (``sweep=flicker``, ``sweep=solutions``) and run only on that
 #: sweep's results: on other sweeps they would be expensive and answer a question nobody designed for.
 OWN_SWEEP_ONLY = {"flicker": "flicker", "solutions": "solutions"}

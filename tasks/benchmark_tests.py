@@ -42,7 +42,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 import measures  # noqa: E402
 from tasks import plotting, stats  # noqa: E402
-from tasks.base import INTERVENTION_AXES, AnalysisContext, AnalysisResult, analysis, is_default  # noqa: E402
+from tasks.base import INTERVENTION_AXES, AnalysisContext, AnalysisResult, analysis, is_default, seed_pairs  # noqa: E402
 from tasks.robustness import last_hidden_layer  # noqa: E402
 
 N_BOOT = 100  # bootstrap replicates per statistic (seeded; a coarse 95% percentile interval, kept cheap)
@@ -104,13 +104,15 @@ def _final_rows(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 @analysis("output_correlation")
 def output_correlation(ctx: AnalysisContext) -> AnalysisResult:
-    pairs = _model_pairs(ctx.scores)
-    pairs = pairs[pairs["arch_a"].eq(pairs["arch_b"])]
-    if pairs.empty:
+    # Only pairs of independent seeds of one configuration: warm-started and perturbed copies and other
+    # configurations (group levels, widths) are not "the same training with another seed".
+    seeds = seed_pairs(ctx.scores)
+    if seeds.empty:
         return AnalysisResult(pd.DataFrame(), "no pairs of standard models")
     rows = []
-    for arch, final in _final_rows(pairs).items():
-        everything = pairs[pairs["arch_a"].eq(arch)]
+    for configuration, pairs in seeds.groupby("configuration"):
+        arch, final = next(iter(_final_rows(pairs).items()))
+        everything = pairs
         models = sorted(set(everything["model_a"]) | set(everything["model_b"]))
         if len(models) < 4:
             continue
@@ -130,7 +132,7 @@ def output_correlation(ctx: AnalysisContext) -> AnalysisResult:
                 test = stats.correlation_test(rep, fmat, n_resamples=N_PERM, seed=SEED)
                 low, high = _boot(np.arange(len(models)), lambda idx: stats.correlation_statistic(
                     rep[np.ix_(idx, idx)], fmat[np.ix_(idx, idx)]))
-                rows.append({"arch": arch, "layer": g["layer_a"].iloc[0], "measure": measure,
+                rows.append({"arch": arch, "configuration": configuration, "layer": g["layer_a"].iloc[0], "measure": measure,
                              "statistic": f"spearman_{fname}", "value": test.statistic, "ci_low": low,
                              "ci_high": high, "p_pairings": test.pvalue_pairings, "p_mantel": test.pvalue_mantel,
                              "n_pairs": test.n_pairs, "baseline": 0.0})

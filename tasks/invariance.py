@@ -66,7 +66,9 @@ def _source_pairs(scores: pd.DataFrame) -> list[tuple[str, str, str, str]]:
         if src.empty:
             continue
         first = src.iloc[0]
-        layer = last_hidden_layer(sorted(g["layer_a"].unique()))
+        # the layers of this very pair: one architecture name can cover several depths (sweep=cross_model)
+        own = src[src["model_a"].eq(first["model_a"]) & src["model_b"].eq(first["model_b"])]
+        layer = last_hidden_layer(sorted(own["layer_a"].unique()))
         out.append((arch, first["model_a"], first["model_b"], layer))
     return out
 

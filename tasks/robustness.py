@@ -20,7 +20,7 @@ from scipy.stats import spearmanr  # noqa: E402
 
 import measures  # noqa: E402
 from tasks import plotting  # noqa: E402
-from tasks.base import AnalysisContext, AnalysisResult, analysis, standard_rows  # noqa: E402
+from tasks.base import AnalysisContext, AnalysisResult, analysis, seed_pairs, standard_rows  # noqa: E402
 
 
 def identity_value(measure: str) -> float:
@@ -37,8 +37,9 @@ def drift_rows(scores: pd.DataFrame) -> pd.DataFrame:
     value (the end of its range) otherwise; the two differ where a measure's convention keeps it off its
     extreme on identical inputs (dead units in correlation matching)."""
     scores = standard_rows(scores)
-    ok = scores[scores["status"].eq("ok") & scores["pair_type"].isin(["perturbation", "seed"])
-                & scores["layer_a"].eq(scores["layer_b"])].copy()
+    seeds = seed_pairs(scores).drop(columns="configuration")  # independent seeds only: no warm starts
+    ok = pd.concat([scores[scores["status"].eq("ok") & scores["pair_type"].eq("perturbation")], seeds])
+    ok = ok[ok["layer_a"].eq(ok["layer_b"])].copy()
     if ok.empty:
         return ok.assign(scale=pd.Series(dtype=float), drift=pd.Series(dtype=float))
     reverse = ok["scale_a"] > ok["scale_b"]

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tasks.base import AnalysisContext, AnalysisResult, analysis, standard_rows  # noqa: E402
+from tasks.base import AnalysisContext, AnalysisResult, analysis, seed_pairs, standard_rows  # noqa: E402
 from tasks.robustness import drift_table, last_hidden_layer  # noqa: E402
 
 
@@ -43,17 +43,22 @@ def equivalent_scale(scales: np.ndarray, drifts: np.ndarray, target: float) -> f
 @analysis("seed_variability")
 def seed_variability(ctx: AnalysisContext) -> AnalysisResult:
     scores = standard_rows(ctx.scores)
-    seeds = scores[scores["status"].eq("ok") & scores["pair_type"].eq("seed") & scores["layer_a"].eq(scores["layer_b"])]
+    # independent seeds of one configuration only (no warm starts, perturbed copies or group levels)
+    seeds = seed_pairs(scores)
+    seeds = seeds[seeds["layer_a"].eq(seeds["layer_b"])]
     if seeds.empty:
         return AnalysisResult(pd.DataFrame(), "no seed pairs in this sweep (needs at least two seeds at scale 0)")
-    keys = ["arch_a", "measure", "layer_a"]
+    keys = ["arch_a", "configuration", "measure", "layer_a"]
     stats = seeds.groupby(keys)["value"].agg(seed_mean="mean", seed_std="std", n_pairs="size").reset_index()
     curves = drift_table(scores)
+    # the weight-noise curves belong to the configuration whose models were perturbed
+    perturbed = set(scores.loc[scores["pair_type"].eq("perturbation"), "model_a"])
+    noised = {c for c, g in seeds.groupby("configuration") if perturbed & (set(g["model_a"]) | set(g["model_b"]))}
     eq = []
     for _, row in stats.iterrows():
         part = curves[(curves["arch_a"] == row["arch_a"]) & (curves["measure"] == row["measure"])
                       & (curves["layer_a"] == row["layer_a"])] if not curves.empty else curves
-        if part.empty:
+        if part.empty or row["configuration"] not in noised:
             eq.append(np.nan)
         else:
             eq.append(equivalent_scale(part["scale"].to_numpy(), part["drift"].to_numpy(), part["seed_drift"].iloc[0]))
@@ -69,11 +74,11 @@ def seed_variability(ctx: AnalysisContext) -> AnalysisResult:
 
 
 def _plot(stats: pd.DataFrame, ctx: AnalysisContext):
-    archs = sorted(stats["arch_a"].unique())
+    archs = sorted(stats["configuration"].unique())
     fig, axes = plt.subplots(1, len(archs), figsize=(6 * len(archs), 0.2 * stats["measure"].nunique() + 2),
                              squeeze=False, layout="constrained")
     for ax, arch in zip(axes[0], archs):
-        part = stats[stats["arch_a"].eq(arch)]
+        part = stats[stats["configuration"].eq(arch)]
         layer = last_hidden_layer(sorted(part["layer_a"].unique()))
         part = part[part["layer_a"].isin([layer, "output", "network", "weights"])].sort_values("equivalent_noise_scale")
         values = part["equivalent_noise_scale"].replace(np.inf, np.nan)

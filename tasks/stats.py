@@ -950,3 +950,89 @@ def dose_response(levels: ArrayLike, scores: ArrayLike, *, higher_is_more_simila
         if pooled_sd > 0:
             effect = float((low.mean() - high.mean()) / pooled_sd)
     return DoseResponse(spearman=_spearman(lv, sc), effect_size=effect, n=int(lv.size))
+
+
+# --------------------------------------------------------------------------------------------------
+# Solution classes and the stopping rule ("stop searching?")
+# --------------------------------------------------------------------------------------------------
+
+
+def solution_classes(distances: ArrayLike, threshold: float) -> np.ndarray:
+    """Classes of models by a functional distance: single linkage cut at ``threshold``.
+
+    Two models are in one class when a chain of models joins them with every step at distance
+    <= ``threshold`` (the connected components of the graph "d <= threshold";
+    ``scipy.cluster.hierarchy`` single linkage, ``fcluster(criterion="distance")``). Labels are
+    0, 1, ... in the order in which each class first appears, so the labels of the first N models
+    are those of clustering only them when no later model bridges two of their classes. NaN distances
+    count as "not joined". A single model is one class.
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    d = _square(distances, "distances")
+    n = d.shape[0]
+    if n == 1:
+        return np.zeros(1, dtype=int)
+    d = np.where(np.isnan(d), np.inf, np.maximum(d, d.T))
+    # linkage needs finite distances: "never joined" becomes a distance above every threshold
+    finite = d[np.isfinite(d)]
+    big = (max(finite.max(initial=0.0), threshold) + 1.0) * 2.0
+    d = np.where(np.isfinite(d), d, big)
+    np.fill_diagonal(d, 0.0)
+    raw = fcluster(linkage(squareform(d, checks=False), method="single"), t=threshold, criterion="distance")
+    order = {c: i for i, c in enumerate(dict.fromkeys(raw))}
+    return np.array([order[c] for c in raw])
+
+
+def saturation_curve(distances: ArrayLike, threshold: float) -> np.ndarray:
+    """Number of solution classes among the first N models, for N = 1..K (each prefix clustered alone)."""
+    d = _square(distances, "distances")
+    return np.array([solution_classes(d[:n, :n], threshold).max() + 1 for n in range(1, d.shape[0] + 1)])
+
+
+def probability_new_class(labels: ArrayLike) -> float:
+    """Good–Turing estimate of the chance that the next model starts a new class: (#classes seen once) / N.
+
+    Good (1953): the total probability of the unseen species is estimated by the share of the sample
+    that fell in singleton species. 1 when every model so far is its own class; 0 when none is alone.
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        return float("nan")
+    _, counts = np.unique(labels, return_counts=True)
+    return float(np.sum(counts == 1) / labels.size)
+
+
+# --------------------------------------------------------------------------------------------------
+# Model-level aggregate of a layer x layer similarity matrix
+# --------------------------------------------------------------------------------------------------
+
+AGGREGATE_RULES = ("max", "matched_depth", "mean")
+
+
+def model_aggregate(matrix: ArrayLike, rule: str, higher_is_more_similar: bool = True) -> float:
+    """One number for two models from their layer x layer matrix M (rows: layers of A, columns: layers of B).
+
+    * ``"max"``: the mean over A's layers of the best match in B (max of a similarity, min of a distance);
+    * ``"matched_depth"``: the mean of M[i, j(i)] with j(i) the layer of B at the nearest relative depth
+      i / (L_A − 1) ≈ j / (L_B − 1) (ties to the lower layer; a one-layer model has depth 0);
+    * ``"mean"``: the mean of every entry.
+    NaN entries are ignored; NaN when nothing is left.
+    """
+    m = np.asarray(matrix, dtype=float)
+    if m.ndim != 2 or m.size == 0:
+        raise ValueError(f"model_aggregate: needs a non-empty 2-D matrix, got shape {m.shape}")
+    if rule == "mean":
+        return _nanmean(m)
+    if rule == "max":
+        oriented = orient(m, higher_is_more_similar)
+        best = np.array([np.nanmax(r) if np.isfinite(r).any() else np.nan for r in oriented])
+        return _nanmean(orient(best, higher_is_more_similar))
+    if rule == "matched_depth":
+        la, lb = m.shape
+        depth_a = np.arange(la) / max(la - 1, 1)
+        depth_b = np.arange(lb) / max(lb - 1, 1)
+        match = np.abs(depth_a[:, None] - depth_b[None, :]).argmin(axis=1)
+        return _nanmean(m[np.arange(la), match])
+    raise ValueError(f"model_aggregate: unknown rule {rule!r}; valid rules: {AGGREGATE_RULES}")

@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import measures
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -40,8 +42,12 @@ def test_smoke_sweep_writes_tables_and_figures(smoke):
     assert {"task", "measure", "statistic", "value"} <= set(evaluations.columns)
     assert {"invariance", "robustness", "seed_variability"} <= set(evaluations["task"])
     assert len(list((out / "figures").glob("*.png"))) >= 3
-    # 2 seeds x scales {0, 0.05}: one seed pair and two perturbation pairs.
-    assert set(scores["pair_type"]) == {"seed", "perturbation"}
+    # 2 seeds x scales {0, 0.05}: one seed pair, two perturbation pairs and the group {seed 0, seed 1} of the
+    # group-wise measures (one row each).
+    assert set(scores["pair_type"]) == {"seed", "perturbation", "seed_group"}
+    groups = scores[scores["pair_type"].eq("seed_group")]
+    assert sorted(groups["measure"]) == sorted(measures.names(inputs="outputs_group"))
+    assert groups["n_models"].eq(2).all()
     assert scores["row_key"].is_unique
     assert "Summary of sweep 'smoke'" in first.stdout
 
