@@ -31,8 +31,8 @@ from tqdm import tqdm
 import measures
 from runners.config import selected_measures, validate_config
 from runners.storage import content_key, read_parquet, write_parquet
-from runners.zoo_cache import ModelSpec, Variant, ZooCache, layer_names, semantic_data
 from tasks.zoo.architectures import representation_layers
+from tasks.zoo.cache import ModelSpec, Variant, ZooCache, layer_names, semantic_data
 
 log = logging.getLogger(__name__)
 
