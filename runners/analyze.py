@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import warnings
 from pathlib import Path
 
@@ -21,16 +22,24 @@ from tasks.base import OWN_SWEEP_ONLY, AnalysisContext, load_analyses
 log = logging.getLogger(__name__)
 
 
+class AnalysisError(RuntimeError):
+    """One or more analysis tasks raised; the message names them (the other tasks' results are written)."""
+
+
 def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None) -> pd.DataFrame:
     sweep_dir = Path(sweep_dir)
     if scores is None:
-        scores = read_parquet(sweep_dir / "scores.parquet")
+        path = sweep_dir / "scores.parquet"
+        scores = read_parquet(path)
+        if scores is None and path.exists():
+            raise ValueError(f"{path} is corrupt (not a readable, checksum-valid Parquet file); re-create it with "
+                             f"`python -m runners.collect --sweep {sweep_dir.name} --results {sweep_dir.parent}`")
         if scores is None:
             raise FileNotFoundError(f"no scores.parquet under {sweep_dir}; run `python -m runners.collect` first")
     ctx = AnalysisContext(sweep_dir=sweep_dir, scores=scores, cache_dir=sweep_dir.parent / "cache")
     (sweep_dir / "figures").mkdir(parents=True, exist_ok=True)
     (sweep_dir / "tables").mkdir(parents=True, exist_ok=True)
-    frames, lines = [], []
+    frames, lines, failed = [], [], []
     for name, analysis in load_analyses().items():
         own = OWN_SWEEP_ONLY.get(name)
         if own is not None and sweep_dir.name != own:
@@ -41,7 +50,13 @@ def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None) -> pd.DataFrame
             # numpy's and scipy's warnings about them would only bury the summary.
             warnings.simplefilter("ignore", RuntimeWarning)
             warnings.simplefilter("ignore", ConstantInputWarning)
-            result = analysis(ctx)
+            try:
+                result = analysis(ctx)
+            except Exception as exc:  # one broken analysis must not take the others' tables with it
+                log.exception("analysis %s failed", name)
+                failed.append(f"{name} ({type(exc).__name__}: {exc})")
+                lines.append(f"{name}: FAILED ({type(exc).__name__}: {exc})")
+                continue
         if result.evaluations.empty:
             lines.append(f"{name}: not applicable ({result.summary})")
             continue
@@ -55,6 +70,9 @@ def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None) -> pd.DataFrame
     write_parquet(evaluations, sweep_dir / "evaluations.parquet")
     figures = sorted(p.name for p in (sweep_dir / "figures").glob("*.png"))
     print(_summary(sweep_dir, scores, evaluations, lines, figures))
+    if failed:
+        raise AnalysisError(f"{len(failed)} analysis task(s) failed (the others' results are written): "
+                            + "; ".join(failed))
     return evaluations
 
 
@@ -78,7 +96,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", default="results", help="results directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    analyze(Path(args.results) / args.sweep)
+    try:
+        analyze(Path(args.results) / args.sweep)
+    except (OSError, ValueError, AnalysisError) as exc:
+        print(f"[simbench] analyze: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

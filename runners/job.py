@@ -33,6 +33,7 @@ from runners.config import selected_measures, validate_config
 from runners.storage import content_key, read_parquet, write_parquet
 from tasks.zoo.architectures import representation_layers
 from tasks.zoo.cache import ModelSpec, Variant, ZooCache, layer_names, semantic_data
+from tasks.zoo.training import TrainingDivergedError
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,14 @@ def run_job(cfg: DictConfig) -> JobResult:
                     if k in ("arch", "seed", "scale") or v not in (0, 0.0, None))
 
     # Every job materialises its own cell (train + extract, cached), so parallel jobs share the training.
-    cache.representations(Variant(model_spec(cfg), float(cfg.perturbation.scale), int(cfg.perturbation.seed)))
+    # A model whose training diverged is recorded as such by the cache; every comparison with it becomes
+    # an "undefined" row with the reason (a final answer: reruns neither retrain nor retry it).
+    try:
+        cache.representations(Variant(model_spec(cfg), float(cfg.perturbation.scale), int(cfg.perturbation.seed)))
+        diverged = ""
+    except TrainingDivergedError as exc:
+        diverged = str(exc)
+        log.warning("%s: %s", cell, exc)
     new_rows: list[dict[str, Any]] = []
     expected: set[str] = set()
     for pair in pairs:
@@ -186,7 +194,12 @@ def run_job(cfg: DictConfig) -> JobResult:
         todo = [t for t in tasks if t["row_key"] not in done]
         if not todo:
             continue
-        arrays_a, arrays_b = cache.representations(pair.a), cache.representations(pair.b)
+        try:
+            arrays_a, arrays_b = cache.representations(pair.a), cache.representations(pair.b)
+        except TrainingDivergedError as exc:
+            new_rows += [_row(task, _directed(pair, task), cfg, key, cache.device, status="undefined", error=str(exc))
+                         for task in todo]
+            continue
         for task in tqdm(todo, desc=f"{pair.pair_type} pair", leave=False, disable=len(todo) < 20, mininterval=1.0):
             new_rows.append(_compute_row(task, pair, arrays_a, arrays_b, cache, cfg, key))
 
@@ -200,6 +213,8 @@ def run_job(cfg: DictConfig) -> JobResult:
     if new_rows:
         log.info("%s: computed %d rows (%d cached, %d errors; trained %d models, extracted %d) in %.1fs",
                  cell, result.computed, result.cached, errors, result.trained, result.extracted, result.seconds)
+    elif not pairs and diverged:
+        log.info("%s: no partner to compare with, and the model diverged", cell)
     elif not pairs:
         log.info("%s: model ready; no partner to compare with (seed 0 at scale 0 is the first of its group)", cell)
     else:
@@ -279,11 +294,17 @@ def _layers(cache: ZooCache, pair: Pair) -> list[str]:
     return representation_layers(cache.build(pair.a.model))
 
 
+def _directed(pair: Pair, task: dict[str, Any]) -> Pair:
+    """The pair in the direction of the task's row (B vs A for the swapped rows of asymmetric measures)."""
+    return Pair(pair.pair_type, pair.b, pair.a) if task["swap"] else pair
+
+
 def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dict, cache: ZooCache,
                  cfg: DictConfig, key: str) -> dict[str, Any]:
     name, la, lb = task["measure"], task["layer_a"], task["layer_b"]
     if task["swap"]:
-        pair, arrays_a, arrays_b = Pair(pair.pair_type, pair.b, pair.a), arrays_b, arrays_a
+        arrays_a, arrays_b = arrays_b, arrays_a
+    pair = _directed(pair, task)
     info = measures.info(name)
     kwargs = {k: v for k, v in task["params"].items() if k not in ("probe", "labels")}
     if info.inputs == "representations":
@@ -311,6 +332,20 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
     runtime = time.perf_counter() - t0
     shape_a = np.shape(inputs[0]) if isinstance(inputs[0], np.ndarray) else ()
     shape_b = np.shape(inputs[1]) if isinstance(inputs[1], np.ndarray) else ()
+    return _row(task, pair, cfg, key, cache.device, status=status, error=error, value=value, runtime=runtime,
+                n=int(shape_a[0]) if shape_a else int(arrays_a["labels"].shape[0]),
+                d_a=int(shape_a[1]) if len(shape_a) == 2 else -1, d_b=int(shape_b[1]) if len(shape_b) == 2 else -1,
+                accuracy_a=float((arrays_a["logits"].argmax(1) == arrays_a["labels"]).mean()),
+                accuracy_b=float((arrays_b["logits"].argmax(1) == arrays_b["labels"]).mean()))
+
+
+def _row(task: dict[str, Any], pair: Pair, cfg: DictConfig, key: str, device: str, *, status: str, error: str,
+         value: float = float("nan"), runtime: float = 0.0, n: int = -1, d_a: int = -1, d_b: int = -1,
+         accuracy_a: float = float("nan"), accuracy_b: float = float("nan")) -> dict[str, Any]:
+    """One result row of ``task`` (``pair`` in the row's direction, see :func:`_directed`). Rows of a comparison that
+    never ran (a diverged model) keep the defaults: no value, no sizes, no accuracies."""
+    name = task["measure"]
+    info = measures.info(name)
     a, b = pair.a, pair.b
     return {
         "row_key": task["row_key"],
@@ -332,8 +367,8 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         "scale_b": b.scale,
         "perturb_seed_a": a.perturb_seed,
         "perturb_seed_b": b.perturb_seed,
-        "layer_a": la,
-        "layer_b": lb,
+        "layer_a": task["layer_a"],
+        "layer_b": task["layer_b"],
         "layer_index_a": task["layer_index_a"],
         "layer_index_b": task["layer_index_b"],
         "measure": name,
@@ -345,13 +380,13 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         "status": status,
         "error": error,
         "runtime_s": runtime,
-        "n": int(shape_a[0]) if shape_a else int(arrays_a["labels"].shape[0]),
-        "d_a": int(shape_a[1]) if len(shape_a) == 2 else -1,
-        "d_b": int(shape_b[1]) if len(shape_b) == 2 else -1,
-        "accuracy_a": float((arrays_a["logits"].argmax(1) == arrays_a["labels"]).mean()),
-        "accuracy_b": float((arrays_b["logits"].argmax(1) == arrays_b["labels"]).mean()),
+        "n": n,
+        "d_a": d_a,
+        "d_b": d_b,
+        "accuracy_a": accuracy_a,
+        "accuracy_b": accuracy_b,
         **provenance(),
-        "device": cache.device,
+        "device": device,
         "timestamp": pd.Timestamp.now(tz="UTC"),
     }
 
