@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 from scipy.stats import ConstantInputWarning
 
+from runners.job import torch_threads
 from runners.storage import read_parquet, write_parquet
 from tasks.base import OWN_SWEEP_ONLY, AnalysisContext, load_analyses
 
@@ -40,6 +41,26 @@ def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None) -> pd.DataFrame
     (sweep_dir / "figures").mkdir(parents=True, exist_ok=True)
     (sweep_dir / "tables").mkdir(parents=True, exist_ok=True)
     frames, lines, failed = [], [], []
+    # One torch thread, as in the sweep's jobs: a standalone `runners.analyze` on a many-core machine
+    # must give the same numbers (and ranks) as the sweep's own analysis.
+    with torch_threads(1):
+        _run_analyses(ctx, frames, lines, failed)
+    evaluations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["task", "measure", "statistic", "value"])
+    first = ["task", "measure", "statistic", "value"]
+    evaluations = evaluations[first + [c for c in evaluations.columns if c not in first]]
+    write_parquet(evaluations, sweep_dir / "evaluations.parquet")
+    figures = sorted(p.name for p in (sweep_dir / "figures").glob("*.png"))
+    print(_summary(sweep_dir, scores, evaluations, lines, figures))
+    if failed:
+        raise AnalysisError(f"{len(failed)} analysis task(s) failed (the others' results are written): "
+                            + "; ".join(failed))
+    return evaluations
+
+
+def _run_analyses(ctx: AnalysisContext, frames: list[pd.DataFrame], lines: list[str], failed: list[str]) -> None:
+    """Run every registered analysis on ``ctx``, appending its evaluations, summary line or failure."""
+    sweep_dir = ctx.sweep_dir
     for name, analysis in load_analyses().items():
         own = OWN_SWEEP_ONLY.get(name)
         if own is not None and sweep_dir.name != own:
@@ -63,17 +84,6 @@ def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None) -> pd.DataFrame
         frames.append(result.evaluations.assign(task=name))
         ctx.previous.append(frames[-1])
         lines.append(f"{name}: {result.summary}")
-    evaluations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["task", "measure", "statistic", "value"])
-    first = ["task", "measure", "statistic", "value"]
-    evaluations = evaluations[first + [c for c in evaluations.columns if c not in first]]
-    write_parquet(evaluations, sweep_dir / "evaluations.parquet")
-    figures = sorted(p.name for p in (sweep_dir / "figures").glob("*.png"))
-    print(_summary(sweep_dir, scores, evaluations, lines, figures))
-    if failed:
-        raise AnalysisError(f"{len(failed)} analysis task(s) failed (the others' results are written): "
-                            + "; ".join(failed))
-    return evaluations
 
 
 def _summary(sweep_dir: Path, scores: pd.DataFrame, evaluations: pd.DataFrame, lines: list[str], figures: list[str]) -> str:

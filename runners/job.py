@@ -14,11 +14,12 @@ import os
 import platform
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -162,7 +163,12 @@ def run_job(cfg: DictConfig) -> JobResult:
     """Run one job to completion (idempotent)."""
     start = time.perf_counter()
     validate_config(cfg)
-    torch.set_num_threads(int(cfg.runtime.num_threads))
+    # Measures run on one torch thread whatever runtime.num_threads says: parallel reductions sum in an
+    # order that depends on the thread count (up to ~1e-7 relative in riemannian_distance), and thread
+    # counts never enter a key, so values must not depend on them. Training and extraction use
+    # runtime.num_threads (trained weights were bit-identical at 1 and 2 threads, tests/integration).
+    torch.set_num_threads(1)
+    threads = int(cfg.runtime.num_threads)
     torch.use_deterministic_algorithms(True)
     key = job_key(cfg)
     path = shard_path(cfg, key)
@@ -181,7 +187,8 @@ def run_job(cfg: DictConfig) -> JobResult:
     # A model whose training diverged is recorded as such by the cache; every comparison with it becomes
     # an "undefined" row with the reason (a final answer: reruns neither retrain nor retry it).
     try:
-        cache.representations(Variant(model_spec(cfg), float(cfg.perturbation.scale), int(cfg.perturbation.seed)))
+        with torch_threads(threads):
+            cache.representations(Variant(model_spec(cfg), float(cfg.perturbation.scale), int(cfg.perturbation.seed)))
         diverged = ""
     except TrainingDivergedError as exc:
         diverged = str(exc)
@@ -195,7 +202,8 @@ def run_job(cfg: DictConfig) -> JobResult:
         if not todo:
             continue
         try:
-            arrays_a, arrays_b = cache.representations(pair.a), cache.representations(pair.b)
+            with torch_threads(threads):
+                arrays_a, arrays_b = cache.representations(pair.a), cache.representations(pair.b)
         except TrainingDivergedError as exc:
             new_rows += [_row(task, _directed(pair, task), cfg, key, cache.device, status="undefined", error=str(exc))
                          for task in todo]
@@ -220,6 +228,17 @@ def run_job(cfg: DictConfig) -> JobResult:
     else:
         log.info("%s: nothing to compute, all %d rows already in %s", cell, n_expected, path.name)
     return result
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads, then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _stale_flags_outdated(table: pd.DataFrame | None, expected: set[str]) -> bool:

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -173,11 +174,86 @@ def _is_sweep(override: str) -> bool:
     return parsed.is_sweep_override()
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...), from ``ps`` (POSIX: Linux and macOS;
+    no dependency needed for one table of pid/ppid pairs)."""
+    try:
+        table = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    children: dict[int, list[int]] = {}
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
+            children.setdefault(int(fields[1]), []).append(int(fields[0]))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def stop_descendants(grace_s: float = 5.0) -> int:
+    """SIGTERM every descendant of this process (joblib/loky workers, a composite's part sweep and its
+    workers), SIGKILL those still alive after ``grace_s``; returns how many there were."""
+    pids = descendants(os.getpid())
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace_s
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if _alive(p)]
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)  # our own children must be reaped, or they stay zombies
+        if reaped:
+            return False
+    except ChildProcessError:
+        pass  # not our child (a grandchild): its parent reaps it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _install_stop_handlers(quiet: bool) -> None:
+    """SIGTERM and SIGINT stop the whole process tree: the workers first, then this process, with one
+    line saying that a rerun resumes (no KeyboardInterrupt traceback). Writes are atomic and finished rows
+    are in their shards, so nothing is lost; a part sweep of a composite stops quietly (its parent speaks)."""
+
+    def stop(signum: int, _frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        n = stop_descendants()
+        if not quiet:
+            print(f"[simbench] stopped by {signal.Signals(signum).name} ({n} worker process(es) ended); finished "
+                  "rows are saved: rerun the same command to resume", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def cli(argv: list[str]) -> int:
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         main()  # Hydra's own flags (--help, --cfg, --info, ...): no planning or post-processing
         return 0
     overrides = [a for a in argv if a not in ("-m", "--multirun")]
+    _install_stop_handlers(quiet=bool(os.environ.get(NO_POST)))
     if os.environ.get(NO_POST):
         main()  # a part of a composite sweep: the parent has planned and validated its jobs already
         return 0
@@ -205,7 +281,7 @@ def cli(argv: list[str]) -> int:
         sys.argv[1:1] = sweep.launcher  # the sweep's default launcher, before the command line's overrides
         main()
 
-    from runners.analyze import analyze
+    from runners.analyze import AnalysisError, analyze
     from runners.collect import collect
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -219,7 +295,11 @@ def cli(argv: list[str]) -> int:
         print(f"[simbench] done in {time.perf_counter() - tic:.1f}s: no current result rows (no measure selected?); "
               "nothing to analyse")
         return 0
-    analyze(sweep.sweep_dir, scores=scores)
+    try:
+        analyze(sweep.sweep_dir, scores=scores)
+    except AnalysisError as exc:
+        print(f"[simbench] {exc}", file=sys.stderr)
+        return 1
     fresh = int((scores["timestamp"] >= start).sum())
     print(f"[simbench] done in {time.perf_counter() - tic:.1f}s: {fresh} rows computed in this run, "
           f"{len(scores) - fresh} reused from earlier runs" + ("" if fresh else " (nothing recomputed)"))
