@@ -173,6 +173,8 @@ def run_job(cfg: DictConfig) -> JobResult:
     key = job_key(cfg)
     path = shard_path(cfg, key)
     old = read_parquet(path)
+    if old is None and path.exists():
+        log.warning("repairing damaged shard %s (unreadable or failed its checksums): its rows are recomputed", path)
     # Finished rows are not recomputed; a row whose measure raised (status "error": a crash, out of
     # memory) is not finished work and is retried by the next run. "undefined" rows are final answers.
     done = set(old.loc[old["status"].ne("error"), "row_key"]) if old is not None else set()
@@ -188,6 +190,7 @@ def run_job(cfg: DictConfig) -> JobResult:
     # an "undefined" row with the reason (a final answer: reruns neither retrain nor retry it).
     try:
         with torch_threads(threads):
+            cache.verify_model(model_spec(cfg))
             cache.representations(Variant(model_spec(cfg), float(cfg.perturbation.scale), int(cfg.perturbation.seed)))
         diverged = ""
     except TrainingDivergedError as exc:

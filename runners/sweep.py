@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runners.config import ConfigError, validate_config
 from runners.job import job_key, results_root, run_job
+from runners.storage import remove_stale_temporaries
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 #: set in the environment of the part sweeps of a composite sweep: the parent collects and analyses
@@ -248,6 +250,21 @@ def _install_stop_handlers(quiet: bool) -> None:
     signal.signal(signal.SIGINT, stop)
 
 
+def results_root_of(sweep: Plan) -> Path:
+    return sweep.sweep_dir.parent
+
+
+def _unwritable(root: Path) -> str:
+    """Why the sweep could not write under ``root`` (read-only, no permission, full disk), or ""."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        return f"{root}: {exc.strerror or exc}"
+    return ""
+
+
 def cli(argv: list[str]) -> int:
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         main()  # Hydra's own flags (--help, --cfg, --info, ...): no planning or post-processing
@@ -265,6 +282,15 @@ def cli(argv: list[str]) -> int:
     except Exception as exc:  # Hydra's composition errors list the available group options
         print(f"Invalid configuration: {exc}", file=sys.stderr)
         return 2
+    problem = _unwritable(results_root_of(sweep))
+    if problem:
+        print(f"[simbench] cannot write results: {problem}", file=sys.stderr)
+        return 1
+    stale = [p for folder in (sweep.sweep_dir.parent / "cache", sweep.sweep_dir) if folder.exists()
+             for p in remove_stale_temporaries(folder)]
+    if stale:
+        print(f"[simbench] removed {len(stale)} temporary file(s) left by interrupted writes (e.g. {stale[0].name})",
+              flush=True)
     start = pd.Timestamp.now(tz="UTC")
     tic = time.perf_counter()
     print(f"[simbench] {sweep.n_jobs} job(s) validated; results go to {sweep.sweep_dir}", flush=True)

@@ -203,6 +203,13 @@ class ZooCache:
         model.to(self.device).eval()
         return model
 
+    def verify_model(self, spec: ModelSpec) -> None:
+        """Check the model file of ``spec`` if there is one, and retrain it if it is damaged (a job's own
+        model is verified even when its representations are cached and the model would not be loaded)."""
+        path = self.model_path(spec)
+        if path.exists() and _load_state(path, consequence="repairing it: retraining") is None:
+            self.model(spec)
+
     def cached_model(self, spec: ModelSpec) -> torch.nn.Sequential | None:
         """The trained model of ``spec`` if the cache holds it, else None (never trains: for analyses)."""
         state = _load_state(self.model_path(spec), consequence="treated as missing")
@@ -260,6 +267,9 @@ class ZooCache:
         with FileLock(str(path) + ".lock"):
             arrays = read_arrays(path)
             if arrays is None:
+                if path.exists():
+                    log.warning("repairing damaged representation file %s (unreadable or failed its CRCs): "
+                                "extracting it again", path)
                 model = self.variant_model(variant)
                 arrays = extract(model, self.data_for(variant.model))
                 write_arrays(arrays, path)
