@@ -209,6 +209,8 @@ def _call(info: MeasureInfo, impl: Callable[..., Any], args: tuple, kwargs: dict
             f"valid parameters: {sorted(info.params) or 'none'}"
         )
     inputs = _validation.validate(info, args)
+    if info.inputs == "models":
+        _validation.check_probe(info.name, kwargs.get("probe"))
     if info.requires_labels:
         if kwargs.get("labels") is None:
             raise ValueError(f"measure {info.name!r}: needs labels=... (one class index per row)")

@@ -154,6 +154,19 @@ def validate(info: "MeasureInfo", args: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(args)
 
 
+def check_probe(measure: str, probe: Any) -> None:
+    """The probe inputs of a model-based measure: real, finite, at least one row (None: not given)."""
+    if probe is None:
+        return
+    t = probe.detach() if isinstance(probe, torch.Tensor) else as_tensor(measure, probe, "probe")
+    if t.is_complex():
+        raise ValueError(f"measure {measure!r}: probe is complex ({t.dtype}); models take real inputs")
+    if t.ndim == 0 or t.shape[0] == 0:
+        raise ValueError(f"measure {measure!r}: probe needs at least one input, got shape {tuple(t.shape)}")
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        raise ValueError(f"measure {measure!r}: probe contains NaN or Inf values")
+
+
 def rescale_extreme(info: "MeasureInfo", inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """For a measure invariant to isotropic scaling, inputs whose largest magnitude lies outside
     [EXTREME_SMALL, EXTREME_LARGE] are divided by a power of two that brings it into [0.5, 1): float64
