@@ -207,7 +207,13 @@ class ZooCache:
         """Check the model file of ``spec`` if there is one, and retrain it if it is damaged (a job's own
         model is verified even when its representations are cached and the model would not be loaded)."""
         path = self.model_path(spec)
-        if path.exists() and _load_state(path, consequence="repairing it: retraining") is None:
+        if not path.exists():
+            return
+        with FileLock(str(path) + ".lock"):
+            damaged = path.exists() and _load_state(path, consequence="repairing it: retraining") is None
+            if damaged:
+                path.unlink()
+        if damaged:
             self.model(spec)
 
     def cached_model(self, spec: ModelSpec) -> torch.nn.Sequential | None:
