@@ -27,9 +27,9 @@ from tests.integration.conftest import (
     wait_for,
 )
 
-#: measures whose values moved with runtime.num_threads before measures ran on one thread (up to 1.5e-7),
+#: riemannian_distance moved with runtime.num_threads before measures ran on one thread (up to 1.5e-7),
 #: plus a weight-space one (its rows name no layer with representations)
-THREAD_SENSITIVE = "measures.include=[cka_linear,weight_distance,riemannian_distance,imd,pwcca,linear_regression]"
+THREAD_SENSITIVE = "measures.include=[cka_linear,weight_distance,riemannian_distance]"
 
 
 def _analyze(results: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -47,7 +47,7 @@ def test_diverged_training_is_recorded_and_never_retried(tmp_path):
     table = scores(results)
     assert len(table) > 0 and table["status"].eq("undefined").all(), table["status"].value_counts()
     assert table["error"].str.contains("training diverged").all()
-    assert table["error"].str.contains("train.lr=1e+20").all(), table["error"].iloc[0]
+    assert table["error"].str.contains("train.lr=1e+20", regex=False).all(), table["error"].iloc[0]
     assert not table["value"].notna().any()  # weight_distance is no NaN "ok" row
     markers = list((results / "cache" / "models").glob("*.diverged.json"))
     assert len(markers) == 2 and not list((results / "cache" / "models").glob("*.pt"))
