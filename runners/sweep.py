@@ -196,26 +196,25 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def stop_descendants(grace_s: float = 5.0) -> int:
-    """SIGTERM every descendant of this process (joblib/loky workers, a composite's part sweep and its
-    workers), SIGKILL those still alive after ``grace_s``; returns how many there were."""
-    pids = descendants(os.getpid())
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace_s
-    alive = pids
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)
-        alive = [p for p in alive if _alive(p)]
-    for pid in alive:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return len(pids)
+def stop_descendants(rounds: int = 20) -> int:
+    """SIGKILL every descendant of this process (joblib/loky workers and their resource tracker, a
+    composite's part sweep and its workers); returns how many there were. SIGKILL, not SIGTERM: the
+    workers hold no state worth a graceful exit (every write is atomic, and the temporary files of
+    killed writers are removed by the next sweep), and loky's helpers print tracebacks when terminated.
+    Repeated until none is left, since a pool may start a replacement for a worker that just died."""
+    seen: set[int] = set()
+    for _ in range(rounds):
+        pids = [p for p in descendants(os.getpid()) if _alive(p)]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        seen.update(pids)
+        time.sleep(0.1)
+    return len(seen)
 
 
 def _alive(pid: int) -> bool:
