@@ -243,7 +243,13 @@ def _install_stop_handlers(quiet: bool) -> None:
         if not quiet:
             print(f"[simbench] stopped by {signal.Signals(signum).name} ({n} worker process(es) ended); finished "
                   "rows are saved: rerun the same command to resume", file=sys.stderr, flush=True)
-        raise SystemExit(128 + signum)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Exit at once: unwinding would let joblib relaunch loky's resource tracker, which then prints
+        # tracebacks about the killed workers' resources. Nothing is lost: shards, models and
+        # representations are renamed into place whole, file locks are released by the OS, and a
+        # temporary file of an interrupted write is removed by the next sweep (runners.storage).
+        os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
