@@ -239,16 +239,21 @@ def _install_stop_handlers(quiet: bool) -> None:
     def stop(signum: int, _frame) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        n = stop_descendants()
+        n = len(descendants(os.getpid()))
         if not quiet:
-            print(f"[simbench] stopped by {signal.Signals(signum).name} ({n} worker process(es) ended); finished "
+            print(f"[simbench] stopped by {signal.Signals(signum).name} (ending {n} worker process(es)); finished "
                   "rows are saved: rerun the same command to resume", file=sys.stderr, flush=True)
         sys.stdout.flush()
         sys.stderr.flush()
-        # Exit at once: unwinding would let joblib relaunch loky's resource tracker, which then prints
-        # tracebacks about the killed workers' resources. Nothing is lost: shards, models and
-        # representations are renamed into place whole, file locks are released by the OS, and a
-        # temporary file of an interrupted write is removed by the next sweep (runners.storage).
+        # From here on nothing of this process may print: joblib's and loky's threads react to the killed
+        # workers with tracebacks (a relaunched resource tracker, "worker terminated unexpectedly").
+        silent = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(silent, 1)
+        os.dup2(silent, 2)
+        stop_descendants()
+        # Exit at once, without unwinding. Nothing is lost: shards, models and representations are
+        # renamed into place whole, file locks are released by the OS, and a temporary file of an
+        # interrupted write is removed by the next sweep (runners.storage.remove_stale_temporaries).
         os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
