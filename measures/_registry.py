@@ -223,22 +223,24 @@ def _call(info: MeasureInfo, impl: Callable[..., Any], args: tuple, kwargs: dict
 
 
 #: A result this far outside the declared range (relative to the bound, at least absolute) is round-off
-#: and is clipped to the range; anything farther out is an error.
+#: and is clipped to the range. Values farther out are returned as they are: some parameters move the
+#: range (distance_correlation with unbiased=True can be negative, unnormalised Procrustes is unbounded).
 RANGE_TOLERANCE = 1e-6
 
 
 def _checked_result(info: MeasureInfo, value: float) -> float:
-    """``value`` inside the declared range, or an error saying why there is no such value."""
+    """``value`` with round-off outside the declared range clipped; a non-finite value is an error."""
     if not math.isfinite(value):
         raise UndefinedMeasureError(
             f"{info.name}: the result is {value} (not finite): the computation overflowed or divided by zero "
             "on these inputs (e.g. magnitudes near the float64 limits, or degenerate rows)"
         )
     low, high = info.range
-    if low - RANGE_TOLERANCE * max(1.0, abs(low)) <= value <= high + RANGE_TOLERANCE * max(1.0, abs(high)):
-        return min(max(value, low), high)
-    raise ValueError(f"measure {info.name!r}: the result {value!r} lies outside the declared range [{low}, {high}] "
-                     "(a numerical failure on these inputs)")
+    if low - RANGE_TOLERANCE * max(1.0, abs(low)) <= value < low:
+        return low
+    if high < value <= high + RANGE_TOLERANCE * max(1.0, abs(high)):
+        return high
+    return value
 
 
 def names(*, family: str | None = None, inputs: str | None = None) -> list[str]:
