@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -209,15 +210,38 @@ def _call(info: MeasureInfo, impl: Callable[..., Any], args: tuple, kwargs: dict
             f"valid parameters: {sorted(info.params) or 'none'}"
         )
     inputs = _validation.validate(info, args)
+    if info.inputs == "models":
+        _validation.check_probe(info.name, kwargs.get("probe"))
     if info.requires_labels:
         if kwargs.get("labels") is None:
             raise ValueError(f"measure {info.name!r}: needs labels=... (one class index per row)")
         if info.inputs != "models":  # model-based measures check labels against their own probe set
             kwargs["labels"] = _validation.check_labels(info.name, kwargs["labels"], _validation.n_rows(inputs))
-    value = impl(*inputs, **kwargs)
+    value = impl(*_validation.rescale_extreme(info, inputs), **kwargs)
     if isinstance(value, torch.Tensor):
         value = value.item()
-    return float(value)
+    return _checked_result(info, float(value))
+
+
+#: A result this far outside the declared range (relative to the bound, at least absolute) is round-off
+#: and is clipped to the range. Values farther out are returned as they are: some parameters move the
+#: range (distance_correlation with unbiased=True can be negative, unnormalised Procrustes is unbounded).
+RANGE_TOLERANCE = 1e-6
+
+
+def _checked_result(info: MeasureInfo, value: float) -> float:
+    """``value`` with round-off outside the declared range clipped; a non-finite value is an error."""
+    if not math.isfinite(value):
+        raise UndefinedMeasureError(
+            f"{info.name}: the result is {value} (not finite): the computation overflowed or divided by zero "
+            "on these inputs (e.g. magnitudes near the float64 limits, or degenerate rows)"
+        )
+    low, high = info.range
+    if low - RANGE_TOLERANCE * max(1.0, abs(low)) <= value < low:
+        return low
+    if high < value <= high + RANGE_TOLERANCE * max(1.0, abs(high)):
+        return high
+    return value
 
 
 def names(*, family: str | None = None, inputs: str | None = None) -> list[str]:

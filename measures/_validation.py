@@ -7,6 +7,7 @@ input's device: float64 on the CPU, the input's floating dtype (float32 for inte
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -15,6 +16,9 @@ import torch
 if TYPE_CHECKING:
     from measures._registry import MeasureInfo
 
+#: Inputs of scale-invariant measures beyond these magnitudes are rescaled exactly (see rescale_extreme).
+EXTREME_LARGE = 1e100
+EXTREME_SMALL = 1e-100
 #: Rows of a probability matrix must sum to one within this tolerance (float32 outputs included).
 PROBABILITY_ATOL = 1e-4
 
@@ -23,11 +27,15 @@ def as_tensor(measure: str, x: Any, what: str) -> torch.Tensor:
     """Convert one input to a floating torch tensor (float64 on the CPU)."""
     if isinstance(x, torch.Tensor):
         t = x.detach()
+        if t.is_complex():
+            raise ValueError(f"measure {measure!r}: {what} is complex ({t.dtype}); measures take real arrays")
     else:
         try:
             arr = np.asarray(x)
         except Exception as exc:  # ragged lists and the like
             raise ValueError(f"measure {measure!r}: {what} is not an array ({exc})") from None
+        if np.issubdtype(arr.dtype, np.complexfloating):
+            raise ValueError(f"measure {measure!r}: {what} is complex ({arr.dtype}); measures take real arrays")
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise ValueError(f"measure {measure!r}: {what} must be numeric, got dtype {arr.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(arr))
@@ -102,15 +110,19 @@ def validate(info: "MeasureInfo", args: Sequence[Any]) -> tuple[Any, ...]:
         if isinstance(group, (torch.Tensor, np.ndarray)) or not isinstance(group, Sequence) or len(group) < 2:
             raise ValueError(f"measure {name!r}: takes a list of at least 2 output matrices (one per model)")
         tensors = [as_tensor(name, x, f"output {i + 1}") for i, x in enumerate(group)]
+        # shapes, row and class counts first (as for the pairwise output measures), then the values
         for i, t in enumerate(tensors):
             _check_matrix(name, t, f"output {i + 1}")
-            _check_probabilities(name, t, f"output {i + 1}")
             if t.shape != tensors[0].shape:
                 raise ValueError(
                     f"measure {name!r}: output {i + 1} has shape {tuple(t.shape)}, "
                     f"output 1 has {tuple(tensors[0].shape)}; all must be N x C on the same inputs"
                 )
         _check_pair(name, tensors[0], tensors[-1], info.min_rows)
+        if tensors[0].shape[1] < 2:
+            raise ValueError(f"measure {name!r}: outputs need at least 2 classes, got {tensors[0].shape[1]}")
+        for i, t in enumerate(tensors):
+            _check_probabilities(name, t, f"output {i + 1}")
         return (tensors,)
 
     if kind == "preactivations":
@@ -133,15 +145,58 @@ def validate(info: "MeasureInfo", args: Sequence[Any]) -> tuple[Any, ...]:
         _check_pair(name, out[0][0], out[1][0], info.min_rows)
         return tuple(out)
 
-    return tuple(args)  # "models": the measure validates its own inputs
+    for side, model in enumerate(args, start=1):  # "models": the measure validates the rest itself
+        if isinstance(model, torch.nn.Module):
+            bad = [n for n, t in (*model.named_parameters(), *model.named_buffers())
+                   if t.is_floating_point() and not torch.isfinite(t).all()]
+            if bad:
+                raise ValueError(f"measure {name!r}: model {side} has NaN or Inf weights in {', '.join(bad)}")
+    return tuple(args)
+
+
+def check_probe(measure: str, probe: Any) -> None:
+    """The probe inputs of a model-based measure: real, finite, at least one row (None: not given)."""
+    if probe is None:
+        return
+    t = probe.detach() if isinstance(probe, torch.Tensor) else as_tensor(measure, probe, "probe")
+    if t.is_complex():
+        raise ValueError(f"measure {measure!r}: probe is complex ({t.dtype}); models take real inputs")
+    if t.ndim == 0 or t.shape[0] == 0:
+        raise ValueError(f"measure {measure!r}: probe needs at least one input, got shape {tuple(t.shape)}")
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        raise ValueError(f"measure {measure!r}: probe contains NaN or Inf values")
+
+
+def rescale_extreme(info: "MeasureInfo", inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """For a measure invariant to isotropic scaling, inputs whose largest magnitude lies outside
+    [EXTREME_SMALL, EXTREME_LARGE] are divided by a power of two that brings it into [0.5, 1): float64
+    would overflow (or underflow) in squares and Gram matrices otherwise. A power of two is exact, so the
+    value is the one the measure declares (that of the unscaled input); other inputs are left alone."""
+    if "isotropic_scaling" not in info.invariances or info.inputs != "representations":
+        return inputs
+    out = []
+    for t in inputs:
+        peak = float(t.abs().max()) if t.numel() else 0.0
+        if peak > EXTREME_LARGE or 0 < peak < EXTREME_SMALL:
+            t = torch.ldexp(t, torch.tensor(-math.frexp(peak)[1], device=t.device))
+        out.append(t)
+    return tuple(out)
 
 
 def check_labels(measure: str, labels: Any, n_rows: int) -> torch.Tensor:
     """Class labels: a 1-D integer vector with one entry per row."""
-    t = labels.detach() if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels))
+    if isinstance(labels, torch.Tensor):
+        t = labels.detach()
+    else:
+        arr = np.asarray(labels)
+        if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool):
+            raise ValueError(f"measure {measure!r}: labels must be integer class indices, got dtype {arr.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.is_complex():
+        raise ValueError(f"measure {measure!r}: labels must be integer class indices, got dtype {t.dtype}")
     if t.ndim != 1 or t.shape[0] != n_rows:
         raise ValueError(f"measure {measure!r}: labels must be a vector of {n_rows} class indices, got {tuple(t.shape)}")
-    if t.is_floating_point() and not torch.equal(t, t.round()):
+    if t.is_floating_point() and not (torch.isfinite(t).all() and torch.equal(t, t.round())):
         raise ValueError(f"measure {measure!r}: labels must be integer class indices")
     return t.long()
 

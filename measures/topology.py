@@ -369,6 +369,10 @@ def relative_living_times(intervals: np.ndarray, alpha_max: float, i_max: int) -
     return rlt / alpha_max
 
 
+#: Bound on the witness complex's size (estimated triangles): ~65x the largest seen on the default benchmark.
+MAX_WITNESS_TRIANGLES = 2e5
+
+
 def _witness_h1_intervals(witness_landmark: torch.Tensor, gamma: float) -> tuple[np.ndarray, float]:
     """H1 persistence intervals of the witness complex, and its largest filtration value alpha_max.
 
@@ -380,6 +384,24 @@ def _witness_h1_intervals(witness_landmark: torch.Tensor, gamma: float) -> tuple
     distances, landmarks = witness_landmark.sort(dim=1, stable=True)
     alpha_max = gamma * float(distances[:, -1].max())
     table = np.dstack([landmarks.cpu().numpy().astype(float), distances.cpu().numpy()])
+    # Witnesses with identical rows of the table witness the same simplices at the same filtration values,
+    # so one of each gives the same complex. Keeping one bounds the cost on degenerate inputs: gudhi's work
+    # per witness grows with the number of landmarks tied within its relaxation (dead ReLUs put most rows,
+    # landmarks included, on one point: minutes per call without this); normal inputs have no duplicates.
+    _, first = np.unique(table.reshape(len(table), -1), axis=0, return_index=True)
+    table = table[np.sort(first)]
+    # What is left to bound: ties among landmarks. A witness witnesses (about) every triangle of the
+    # landmarks within its third-nearest distance + alpha_max; on the default benchmark's representations
+    # that is at most ~3e3 triangles per complex, on a mostly-dead layer millions (seconds to minutes).
+    d = table[:, :, 1]
+    k = (d <= d[:, [min(2, d.shape[1] - 1)]] + alpha_max).sum(axis=1).astype(float)
+    triangles = float((k * (k - 1) * (k - 2) / 6).sum())
+    if triangles > MAX_WITNESS_TRIANGLES:
+        raise UndefinedMeasureError(
+            f"geometry_score: the witness complex would hold ~{triangles:.2g} triangles (limit "
+            f"{MAX_WITNESS_TRIANGLES:.0e}): many landmarks coincide or are tied (e.g. dead ReLUs), so the "
+            "representation has no stable H1 geometry at this scale"
+        )
     tree = gudhi.WitnessComplex(nearest_landmark_table=table).create_simplex_tree(
         max_alpha_square=alpha_max, limit_dimension=2
     )
@@ -397,13 +419,21 @@ def _summed_living_times(name: str, z: torch.Tensor, draws: list[np.ndarray], ga
         raise UndefinedMeasureError(f"{name}: a representation has all rows identical (no geometry)")
     z = z / peak
     sq = z.square().sum(dim=1)
+    # Coinciding rows (dead ReLUs put many rows on one point): distances between them are set to exactly
+    # 0, as the Gram expansion leaves them a residue that differs from row to row; witnesses then coincide
+    # exactly and _witness_h1_intervals keeps one of each, which bounds the cost on degenerate inputs.
+    # Without coinciding rows this is the landmark's zero distance to itself, as before.
+    _, point = np.unique(z.cpu().numpy(), axis=0, return_inverse=True)
+    point = point.reshape(-1)
     total = np.zeros(i_max)
     for landmark_rows in draws:
         index = torch.as_tensor(landmark_rows, device=z.device)
         squared = (sq[:, None] + sq[index][None, :] - 2.0 * z @ z[index].T).clamp_min(0.0)
-        # A landmark is its own nearest landmark at distance exactly 0; the Gram expansion would
-        # leave a round-off residue whose square root (~1e-8) is far above round-off level.
-        squared[index, torch.arange(len(index), device=z.device)] = 0.0
+        # A landmark is its own nearest landmark at distance exactly 0 (as is every row coinciding with
+        # it); the Gram expansion would leave a round-off residue whose square root (~1e-8) is far above
+        # round-off level.
+        same = torch.as_tensor(point[:, None] == point[landmark_rows][None, :], device=z.device)
+        squared[same] = 0.0
         # alpha_max > 0 here: some row differs from each landmark, since not all rows coincide.
         intervals, alpha_max = _witness_h1_intervals(squared.sqrt(), gamma)
         total += relative_living_times(intervals, alpha_max, i_max)

@@ -19,6 +19,7 @@ import pandas as pd
 from scipy.stats import ConstantInputWarning
 
 from runners.collect import check_sweep_dir
+from runners.job import torch_threads
 from runners.report import write_report
 from runners.storage import read_parquet, write_parquet
 from tasks.base import OWN_SWEEP_ONLY, AnalysisContext, load_analyses
@@ -26,16 +27,45 @@ from tasks.base import OWN_SWEEP_ONLY, AnalysisContext, load_analyses
 log = logging.getLogger(__name__)
 
 
+class AnalysisError(RuntimeError):
+    """One or more analysis tasks raised; the message names them (the other tasks' results are written)."""
+
+
 def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None) -> pd.DataFrame:
     sweep_dir = Path(sweep_dir)
     if scores is None:
-        scores = read_parquet(sweep_dir / "scores.parquet")
+        path = sweep_dir / "scores.parquet"
+        scores = read_parquet(path)
+        if scores is None and path.exists():
+            raise ValueError(f"{path} is corrupt (not a readable, checksum-valid Parquet file); re-create it with "
+                             f"`python -m runners.collect --sweep {sweep_dir.name} --results {sweep_dir.parent}`")
         if scores is None:
             raise FileNotFoundError(f"no scores.parquet under {sweep_dir}; run `python -m runners.collect` first")
     ctx = AnalysisContext(sweep_dir=sweep_dir, scores=scores, cache_dir=sweep_dir.parent / "cache")
     (sweep_dir / "figures").mkdir(parents=True, exist_ok=True)
     (sweep_dir / "tables").mkdir(parents=True, exist_ok=True)
-    frames, lines = [], []
+    frames, lines, failed = [], [], []
+    # One torch thread, as in the sweep's jobs: a standalone `runners.analyze` on a many-core machine
+    # must give the same numbers (and ranks) as the sweep's own analysis.
+    with torch_threads(1):
+        _run_analyses(ctx, frames, lines, failed)
+    evaluations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["task", "measure", "statistic", "value"])
+    first = ["task", "measure", "statistic", "value"]
+    evaluations = evaluations[first + [c for c in evaluations.columns if c not in first]]
+    write_parquet(evaluations, sweep_dir / "evaluations.parquet")
+    figures = sorted(p.name for p in (sweep_dir / "figures").glob("*.png"))
+    lines.append(f"report:      {write_report(sweep_dir, scores)}")
+    print(_summary(sweep_dir, scores, evaluations, lines, figures))
+    if failed:
+        raise AnalysisError(f"{len(failed)} analysis task(s) failed (the others' results are written): "
+                            + "; ".join(failed))
+    return evaluations
+
+
+def _run_analyses(ctx: AnalysisContext, frames: list[pd.DataFrame], lines: list[str], failed: list[str]) -> None:
+    """Run every registered analysis on ``ctx``, appending its evaluations, summary line or failure."""
+    sweep_dir = ctx.sweep_dir
     analyses = load_analyses()
     for i, (name, analysis) in enumerate(analyses.items(), start=1):
         own = OWN_SWEEP_ONLY.get(name)
@@ -48,7 +78,13 @@ def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None) -> pd.DataFrame
             # numpy's and scipy's warnings about them would only bury the summary.
             warnings.simplefilter("ignore", RuntimeWarning)
             warnings.simplefilter("ignore", ConstantInputWarning)
-            result = analysis(ctx)
+            try:
+                result = analysis(ctx)
+            except Exception as exc:  # one broken analysis must not take the others' tables with it
+                log.exception("analysis %s failed", name)
+                failed.append(f"{name} ({type(exc).__name__}: {exc})")
+                lines.append(f"{name}: FAILED ({type(exc).__name__}: {exc})")
+                continue
         print(f"[simbench] analysis {i}/{len(analyses)} {name}: {time.perf_counter() - tic:.1f}s", flush=True)
         if result.evaluations.empty:
             lines.append(f"{name}: not applicable ({result.summary})")
@@ -56,15 +92,6 @@ def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None) -> pd.DataFrame
         frames.append(result.evaluations.assign(task=name))
         ctx.previous.append(frames[-1])
         lines.append(f"{name}: {result.summary}")
-    evaluations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["task", "measure", "statistic", "value"])
-    first = ["task", "measure", "statistic", "value"]
-    evaluations = evaluations[first + [c for c in evaluations.columns if c not in first]]
-    write_parquet(evaluations, sweep_dir / "evaluations.parquet")
-    figures = sorted(p.name for p in (sweep_dir / "figures").glob("*.png"))
-    lines.append(f"report:      {write_report(sweep_dir, scores)}")
-    print(_summary(sweep_dir, scores, evaluations, lines, figures))
-    return evaluations
 
 
 def _summary(sweep_dir: Path, scores: pd.DataFrame, evaluations: pd.DataFrame, lines: list[str], figures: list[str]) -> str:
@@ -96,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
 
         measures.load_modules(args.modules, source="--modules")
         analyze(check_sweep_dir(Path(args.results), args.sweep))
-    except (FileNotFoundError, ValueError) as exc:  # a missing folder or table: one line, not a traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError, AnalysisError) as exc:  # one line, not a traceback
+        print(f"[simbench] analyze: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

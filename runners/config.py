@@ -6,8 +6,12 @@ available ones); this module checks values: ranges, measure names, compare modes
 
 from __future__ import annotations
 
+import json
+import math
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 import measures
@@ -50,8 +54,8 @@ def selected_measures(cfg: DictConfig) -> list[str]:
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` naming the first invalid key and its valid values."""
     scale = cfg.perturbation.scale
-    if not isinstance(scale, (int, float)) or scale < 0:
-        raise ConfigError(f"perturbation.scale: must be a number >= 0, got {scale!r}")
+    if not _finite_number(scale) or scale < 0:
+        raise ConfigError(f"perturbation.scale: must be a finite number >= 0, got {scale!r}")
     rate = cfg.intervention.label_randomization
     if not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
         raise ConfigError(f"intervention.label_randomization: must be a rate in [0, 1], got {rate!r}")
@@ -59,15 +63,17 @@ def validate_config(cfg: DictConfig) -> None:
     if shortcut is not None and (not isinstance(shortcut, (int, float)) or not 0 <= shortcut <= 1):
         raise ConfigError(f"intervention.shortcut: must be null or a probability in [0, 1], got {shortcut!r}")
     noise = cfg.intervention.input_noise
-    if not isinstance(noise, (int, float)) or noise < 0:
-        raise ConfigError(f"intervention.input_noise: must be a number >= 0, got {noise!r}")
+    if not _finite_number(noise) or noise < 0:
+        raise ConfigError(f"intervention.input_noise: must be a finite number >= 0, got {noise!r}")
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError(f"seed: must be an integer >= 0, got {cfg.seed!r}")
     for key in ("epochs", "batch_size"):
         if not isinstance(cfg.train[key], int) or cfg.train[key] < 1:
             raise ConfigError(f"train.{key}: must be an integer >= 1, got {cfg.train[key]!r}")
-    if not cfg.train.lr > 0:
-        raise ConfigError(f"train.lr: must be > 0, got {cfg.train.lr!r}")
+    for key, value, low, what in (("train.lr", cfg.train.lr, 0, "> 0"),
+                                  ("train.weight_decay", cfg.train.get("weight_decay", 0.0), 0, ">= 0")):
+        if not _finite_number(value) or value < low or (what == "> 0" and value == 0):
+            raise ConfigError(f"{key}: must be a finite number {what}, got {value!r}")
     if cfg.compare.seed_pairs not in COMPARE_SEED_PAIRS:
         raise ConfigError(f"compare.seed_pairs: {cfg.compare.seed_pairs!r}; valid choices: {list(COMPARE_SEED_PAIRS)}")
     groups = cfg.compare.groups
@@ -90,6 +96,8 @@ def validate_config(cfg: DictConfig) -> None:
     if device not in ("cpu", "auto") and not device.startswith("cuda"):
         raise ConfigError(f"runtime.device: {device!r}; valid choices: cpu, cuda, cuda:<index>, auto")
     chosen = selected_measures(cfg)
+    for name, params in cfg.measures.params.items():
+        _check_measure_params(str(name), json.dumps(OmegaConf.to_container(params, resolve=True), sort_keys=True))
     from tasks.zoo import architectures, datasets
 
     if cfg.arch.name not in architectures.ARCHITECTURES:
@@ -116,6 +124,68 @@ def _check_significance(cfg: DictConfig, chosen: list[str]) -> None:
         unknown = sorted(set(names) - set(measures.names()))
         if unknown:
             raise ConfigError(f"significance.measures: unknown measure(s) {unknown}; valid: {measures.names()}")
+
+
+def _finite_number(value: object) -> bool:
+    """A real number (not a bool, not NaN or ±Inf); YAML reads ``1e400`` as inf and ``.nan`` as NaN."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+#: rows of the small synthetic inputs a measure's parameters are tried on
+_PROBE_ROWS = 40
+
+
+@lru_cache(maxsize=None)
+def _check_measure_params(name: str, params_json: str) -> None:
+    """``measures.params.<name>``: known keys, and values the measure accepts.
+
+    Values are checked by calling the measure once on small synthetic inputs of its kind (every measure
+    computes on these with its defaults, see tests/integration/test_bad_configs.py), so a value the
+    measure refuses (a ValueError naming the parameter) is refused here, before any job runs, instead
+    of becoming an ``error`` row in every job. Model-based measures are only checked for known keys.
+    """
+    params = json.loads(params_json)
+    info = measures.info(name)
+    if not isinstance(params, dict):
+        raise ConfigError(f"measures.params.{name}: must be a mapping of parameter names to values, got {params!r}")
+    unknown = sorted(set(params) - set(info.params))
+    if unknown:
+        raise ConfigError(f"measures.params.{name}: unknown parameter(s) {unknown}; valid parameters of {name}: "
+                          f"{', '.join(sorted(info.params)) or 'none'}")
+    if info.inputs == "models":
+        return
+    try:
+        measures.compute(name, *probe_inputs(info), **params, **({"labels": _probe_labels()} if info.requires_labels else {}))
+    except measures.UndefinedMeasureError:
+        pass  # a property of the synthetic data, not of the parameters
+    except Exception as exc:
+        keys = ", ".join(f"measures.params.{name}.{k}" for k in sorted(params))
+        raise ConfigError(f"{keys}: {name} refuses {params}: {exc}") from None
+
+
+def probe_inputs(info: measures.MeasureInfo) -> tuple:
+    """Small synthetic inputs of the measure's kind (fixed seed): what parameter values are tried on."""
+    rng = np.random.default_rng(0)
+
+    def probabilities() -> np.ndarray:
+        logits = rng.normal(size=(_PROBE_ROWS, 3))
+        return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+    if info.inputs == "representations":
+        return rng.normal(size=(_PROBE_ROWS, 6)), rng.normal(size=(_PROBE_ROWS, 5))
+    if info.inputs == "outputs":
+        return rng.normal(size=(_PROBE_ROWS, 3)), rng.normal(size=(_PROBE_ROWS, 3))
+    if info.inputs == "probabilities":
+        return probabilities(), probabilities()
+    if info.inputs == "outputs_group":
+        return ([probabilities() for _ in range(3)],)
+    if info.inputs == "preactivations":
+        return tuple([rng.normal(size=(_PROBE_ROWS, 6)), rng.normal(size=(_PROBE_ROWS, 4))] for _ in range(2))
+    raise ValueError(f"no synthetic inputs for measures of kind {info.inputs!r}")
+
+
+def _probe_labels() -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 3, size=_PROBE_ROWS)
 
 
 def _input(cfg: DictConfig) -> tuple[tuple[int, ...], int]:

@@ -14,11 +14,12 @@ import os
 import platform
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -31,8 +32,9 @@ from tqdm import tqdm
 import measures
 from runners.config import selected_measures, validate_config
 from runners.storage import content_key, read_parquet, write_parquet
-from runners.zoo_cache import ModelSpec, Variant, ZooCache, layer_names, semantic_data
 from tasks.zoo.architectures import representation_layers
+from tasks.zoo.cache import ModelSpec, Variant, ZooCache, layer_names, semantic_data
+from tasks.zoo.training import TrainingDivergedError
 
 log = logging.getLogger(__name__)
 
@@ -186,11 +188,18 @@ def run_job(cfg: DictConfig) -> JobResult:
         return byo.run_job(cfg)
     start = time.perf_counter()
     validate_config(cfg)
-    torch.set_num_threads(int(cfg.runtime.num_threads))
+    # Measures run on one torch thread whatever runtime.num_threads says: parallel reductions sum in an
+    # order that depends on the thread count (up to ~1e-7 relative in riemannian_distance), and thread
+    # counts never enter a key, so values must not depend on them. Training and extraction use
+    # runtime.num_threads (trained weights were bit-identical at 1 and 2 threads, tests/integration).
+    torch.set_num_threads(1)
+    threads = int(cfg.runtime.num_threads)
     torch.use_deterministic_algorithms(True)
     key = job_key(cfg)
     path = shard_path(cfg, key)
     old = read_parquet(path)
+    if old is None and path.exists():
+        log.warning("repairing damaged shard %s (unreadable or failed its checksums): its rows are recomputed", path)
     # Finished rows are not recomputed; a row whose measure raised (status "error": a crash, out of
     # memory) is not finished work and is retried by the next run. "undefined" rows are final answers.
     done = set(old.loc[old["status"].ne("error"), "row_key"]) if old is not None else set()
@@ -202,7 +211,16 @@ def run_job(cfg: DictConfig) -> JobResult:
                     if k in ("arch", "seed", "scale") or v not in (0, 0.0, None))
 
     # Every job materialises its own cell (train + extract, cached), so parallel jobs share the training.
-    cache.representations(Variant(model_spec(cfg), float(cfg.perturbation.scale), int(cfg.perturbation.seed)))
+    # A model whose training diverged is recorded as such by the cache; every comparison with it becomes
+    # an "undefined" row with the reason (a final answer: reruns neither retrain nor retry it).
+    try:
+        with torch_threads(threads):
+            cache.verify_model(model_spec(cfg))
+            cache.representations(Variant(model_spec(cfg), float(cfg.perturbation.scale), int(cfg.perturbation.seed)))
+        diverged = ""
+    except TrainingDivergedError as exc:
+        diverged = str(exc)
+        log.warning("%s: %s", cell, exc)
     new_rows: list[dict[str, Any]] = []
     expected: set[str] = set()
     for pair in pairs:
@@ -211,7 +229,13 @@ def run_job(cfg: DictConfig) -> JobResult:
         todo = [t for t in tasks if t["row_key"] not in done]
         if not todo:
             continue
-        arrays_a, arrays_b = cache.representations(pair.a), cache.representations(pair.b)
+        try:
+            with torch_threads(threads):
+                arrays_a, arrays_b = cache.representations(pair.a), cache.representations(pair.b)
+        except TrainingDivergedError as exc:
+            new_rows += [_row(task, _directed(pair, task), cfg, key, cache.device, status="undefined", error=str(exc))
+                         for task in todo]
+            continue
         # no per-job bars under the sweep command, which shows one progress line for all jobs
         quiet = len(todo) < 20 or bool(os.environ.get("SIMBENCH_PROGRESS_DIR"))
         for task in tqdm(todo, desc=f"{pair.pair_type} pair", leave=False, disable=quiet, mininterval=1.0):
@@ -222,10 +246,16 @@ def run_job(cfg: DictConfig) -> JobResult:
     expected.update(t["row_key"] for t in tasks)
     todo = [t for t in tasks if t["row_key"] not in done]
     if todo:
-        group_arrays = [cache.representations(v) for v in group]
         pair = Pair("seed_group", group[0], group[-1])
-        new_rows += [_compute_row(t, pair, group_arrays[0], group_arrays[-1], cache, cfg, key, group_arrays)
-                     for t in todo]
+        try:
+            with torch_threads(threads):
+                group_arrays = [cache.representations(v) for v in group]
+        except TrainingDivergedError as exc:
+            new_rows += [_row(t, pair, cfg, key, cache.device, status="undefined", error=str(exc), n_models=len(group))
+                         for t in todo]
+        else:
+            new_rows += [_compute_row(t, pair, group_arrays[0], group_arrays[-1], cache, cfg, key, group_arrays)
+                         for t in todo]
 
     n_expected = len(expected)
     # A job that measures nothing (a train-and-extract stage) leaves its shard as it is.
@@ -237,11 +267,24 @@ def run_job(cfg: DictConfig) -> JobResult:
     if new_rows:
         log.info("%s: computed %d rows (%d cached, %d errors; trained %d models, extracted %d) in %.1fs",
                  cell, result.computed, result.cached, errors, result.trained, result.extracted, result.seconds)
+    elif not pairs and diverged:
+        log.info("%s: no partner to compare with, and the model diverged", cell)
     elif not pairs:
         log.info("%s: model ready; no partner to compare with (seed 0 at scale 0 is the first of its group)", cell)
     else:
         log.info("%s: nothing to compute, all %d rows already in %s", cell, n_expected, path.name)
     return result
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads, then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _stale_flags_outdated(table: pd.DataFrame | None, expected: set[str]) -> bool:
@@ -379,11 +422,17 @@ def _index(layers: list[str], layer: str) -> int:
     return layers.index(layer) if layer in layers else -1
 
 
+def _directed(pair: Pair, task: dict[str, Any]) -> Pair:
+    """The pair in the direction of the task's row (B vs A for the swapped rows of asymmetric measures)."""
+    return Pair(pair.pair_type, pair.b, pair.a) if task["swap"] else pair
+
+
 def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dict, cache: ZooCache,
                  cfg: DictConfig, key: str, group_arrays: list[dict] | None = None) -> dict[str, Any]:
     name, la, lb = task["measure"], task["layer_a"], task["layer_b"]
     if task["swap"]:
-        pair, arrays_a, arrays_b = Pair(pair.pair_type, pair.b, pair.a), arrays_b, arrays_a
+        arrays_a, arrays_b = arrays_b, arrays_a
+    pair = _directed(pair, task)
     info = measures.info(name)
     kwargs = {k: v for k, v in task["params"].items() if k not in ("probe", "labels")}
     if info.inputs == "representations":
@@ -419,6 +468,22 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
             status, error = "error", f"significance: {type(exc).__name__}: {exc}"
     shape_a = np.shape(inputs[0]) if isinstance(inputs[0], np.ndarray) else ()
     shape_b = np.shape(inputs[-1]) if isinstance(inputs[-1], np.ndarray) else ()
+    return _row(task, pair, cfg, key, cache.device, status=status, error=error, value=value, runtime=runtime,
+                n_models=len(group_arrays) if group_arrays else 2, significance=significance,
+                n=int(shape_a[0]) if shape_a else int(arrays_a["labels"].shape[0]),
+                d_a=int(shape_a[1]) if len(shape_a) == 2 else -1, d_b=int(shape_b[1]) if len(shape_b) == 2 else -1,
+                accuracy_a=float((arrays_a["logits"].argmax(1) == arrays_a["labels"]).mean()),
+                accuracy_b=float((arrays_b["logits"].argmax(1) == arrays_b["labels"]).mean()))
+
+
+def _row(task: dict[str, Any], pair: Pair, cfg: DictConfig, key: str, device: str, *, status: str, error: str,
+         value: float = float("nan"), runtime: float = 0.0, n: int = -1, d_a: int = -1, d_b: int = -1,
+         accuracy_a: float = float("nan"), accuracy_b: float = float("nan"), n_models: int = 2,
+         significance: dict[str, float] | None = None) -> dict[str, Any]:
+    """One result row of ``task`` (``pair`` in the row's direction, see :func:`_directed`). Rows of a comparison that
+    never ran (a diverged model) keep the defaults: no value, no sizes, no accuracies."""
+    name = task["measure"]
+    info = measures.info(name)
     a, b = pair.a, pair.b
     return {
         "row_key": task["row_key"],
@@ -440,28 +505,28 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         "scale_b": b.scale,
         "perturb_seed_a": a.perturb_seed,
         "perturb_seed_b": b.perturb_seed,
-        "layer_a": la,
-        "layer_b": lb,
+        "layer_a": task["layer_a"],
+        "layer_b": task["layer_b"],
         "layer_index_a": task["layer_index_a"],
         "layer_index_b": task["layer_index_b"],
-        "n_models": len(group_arrays) if group_arrays else 2,
+        "n_models": n_models,
         "measure": name,
         "family": info.family,
         "measure_version": info.version,
         "params": json.dumps(task["params"], sort_keys=True, default=str),
         "value": value,
-        **significance,
+        **(significance or dict.fromkeys(SIGNIFICANCE_COLUMNS, float("nan"))),
         "higher_is_more_similar": info.higher_is_more_similar,
         "status": status,
         "error": error,
         "runtime_s": runtime,
-        "n": int(shape_a[0]) if shape_a else int(arrays_a["labels"].shape[0]),
-        "d_a": int(shape_a[1]) if len(shape_a) == 2 else -1,
-        "d_b": int(shape_b[1]) if len(shape_b) == 2 else -1,
-        "accuracy_a": float((arrays_a["logits"].argmax(1) == arrays_a["labels"]).mean()),
-        "accuracy_b": float((arrays_b["logits"].argmax(1) == arrays_b["labels"]).mean()),
+        "n": n,
+        "d_a": d_a,
+        "d_b": d_b,
+        "accuracy_a": accuracy_a,
+        "accuracy_b": accuracy_b,
         **provenance(),
-        "device": cache.device,
+        "device": device,
         "timestamp": pd.Timestamp.now(tz="UTC"),
     }
 

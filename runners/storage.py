@@ -10,7 +10,10 @@ import hashlib
 import io
 import json
 import os
+import re
+import socket
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -26,9 +29,17 @@ def content_key(obj: Any, length: int = 16) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:length]
 
 
+#: Temporary files are named ``.<name>.<host>-<pid>.<random>.tmp``: the writer's host and process id tell
+#: a later run whether the writer is gone (see remove_stale_temporaries).
+_TMP = re.compile(r"^\..+\.(?P<host>[^.]+)-(?P<pid>\d+)\.[^.]+\.tmp$")
+#: A temporary file older than this is stale whoever wrote it (e.g. a writer on another host that died).
+STALE_TMP_S = 24 * 3600
+
+
 def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    host = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{host}-{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -38,6 +49,35 @@ def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(root: Path) -> list[Path]:
+    """Delete the temporary files under ``root`` that interrupted writes left behind (a killed process
+    cannot run its cleanup): those written on this host by a process that no longer runs, and any older
+    than STALE_TMP_S. Returns the removed paths. A temporary file of a live writer is never touched."""
+    host = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+    removed = []
+    for path in Path(root).rglob(".*.tmp"):
+        match = _TMP.match(path.name)
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            continue  # its writer finished meanwhile
+        dead = match is not None and match["host"] == host and not _running(int(match["pid"]))
+        if dead or age > STALE_TMP_S:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    return True
 
 
 def write_parquet(df: pd.DataFrame, path: Path) -> None:

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -329,10 +330,110 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {sec:02d} s" if minutes else f"{sec} s"
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...), from ``ps`` (POSIX: Linux and macOS;
+    no dependency needed for one table of pid/ppid pairs)."""
+    try:
+        table = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    children: dict[int, list[int]] = {}
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
+            children.setdefault(int(fields[1]), []).append(int(fields[0]))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def stop_descendants(rounds: int = 20) -> int:
+    """SIGKILL every descendant of this process (joblib/loky workers and their resource tracker, a
+    composite's part sweep and its workers); returns how many there were. SIGKILL, not SIGTERM: the
+    workers hold no state worth a graceful exit (every write is atomic, and the temporary files of
+    killed writers are removed by the next sweep), and loky's helpers print tracebacks when terminated.
+    Repeated until none is left, since a pool may start a replacement for a worker that just died."""
+    seen: set[int] = set()
+    for _ in range(rounds):
+        pids = [p for p in descendants(os.getpid()) if _alive(p)]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        seen.update(pids)
+        time.sleep(0.1)
+    return len(seen)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)  # our own children must be reaped, or they stay zombies
+        if reaped:
+            return False
+    except ChildProcessError:
+        pass  # not our child (a grandchild): its parent reaps it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _install_stop_handlers(quiet: bool) -> None:
+    """SIGTERM and SIGINT stop the whole process tree: the workers first, then this process, with one
+    line saying that a rerun resumes (no KeyboardInterrupt traceback). Writes are atomic and finished rows
+    are in their shards, so nothing is lost; a part sweep of a composite stops quietly (its parent speaks)."""
+
+    def stop(signum: int, _frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        n = len(descendants(os.getpid()))
+        if not quiet:
+            print(f"[simbench] stopped by {signal.Signals(signum).name} (ending {n} worker process(es)); finished "
+                  "rows are saved: rerun the same command to resume", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # From here on nothing of this process may print: joblib's and loky's threads react to the killed
+        # workers with tracebacks (a relaunched resource tracker, "worker terminated unexpectedly").
+        silent = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(silent, 1)
+        os.dup2(silent, 2)
+        stop_descendants()
+        # Exit at once, without unwinding. Nothing is lost: shards, models and representations are
+        # renamed into place whole, file locks are released by the OS, and a temporary file of an
+        # interrupted write is removed by the next sweep (runners.storage.remove_stale_temporaries).
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def results_root_of(sweep: Plan) -> Path:
+    return sweep.sweep_dir.parent
+
+
+def _unwritable(root: Path) -> str:
+    """Why the sweep could not write under ``root`` (read-only, no permission, full disk), or ""."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        return f"{root}: {exc.strerror or exc}"
+    return ""
+
+
 def cli(argv: list[str]) -> int:
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         main()  # Hydra's own flags (--help, --cfg, --info, ...): no planning or post-processing
         return 0
+    _install_stop_handlers(quiet=bool(os.environ.get(NO_POST)))
     if os.environ.get(NO_POST):
         main()  # a part of a composite sweep: the parent has planned and validated its jobs already
         return 0
@@ -350,6 +451,17 @@ def cli(argv: list[str]) -> int:
         return 2
     import pandas as pd
 
+    from runners.storage import remove_stale_temporaries
+
+    problem = _unwritable(results_root_of(sweep))
+    if problem:
+        print(f"[simbench] cannot write results: {problem}", file=sys.stderr)
+        return 1
+    stale = [p for folder in (sweep.sweep_dir.parent / "cache", sweep.sweep_dir) if folder.exists()
+             for p in remove_stale_temporaries(folder)]
+    if stale:
+        print(f"[simbench] removed {len(stale)} temporary file(s) left by interrupted writes (e.g. {stale[0].name})",
+              flush=True)
     start = pd.Timestamp.now(tz="UTC")
     tic = time.perf_counter()
     print(f"[simbench] {sweep.n_jobs} job(s) validated; results go to {sweep.sweep_dir}", flush=True)
@@ -373,7 +485,7 @@ def cli(argv: list[str]) -> int:
             sys.argv[1:] = [*sweep.launcher, *argv]
             main()
 
-    from runners.analyze import analyze
+    from runners.analyze import AnalysisError, analyze
     from runners.collect import collect
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -387,7 +499,11 @@ def cli(argv: list[str]) -> int:
         print(f"[simbench] done in {time.perf_counter() - tic:.1f}s: no current result rows (no measure selected?); "
               "nothing to analyse")
         return 0
-    analyze(sweep.sweep_dir, scores=scores)
+    try:
+        analyze(sweep.sweep_dir, scores=scores)
+    except AnalysisError as exc:
+        print(f"[simbench] {exc}", file=sys.stderr)
+        return 1
     fresh = int((scores["timestamp"] >= start).sum())
     print(f"[simbench] done in {time.perf_counter() - tic:.1f}s: {fresh} rows computed in this run, "
           f"{len(scores) - fresh} reused from earlier runs" + ("" if fresh else " (nothing recomputed)"))

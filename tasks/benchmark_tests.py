@@ -353,6 +353,8 @@ def probe_accuracy(x: np.ndarray, labels: np.ndarray) -> float:
 def pc_deletion(ctx: AnalysisContext) -> AnalysisResult:
     standard = _model_pairs(ctx.scores)
     chosen = [m for m in ctx.scores["measure"].unique() if _representational(m)]
+    # only representational rows name layers with representations (ok rows of weight_distance alone: none)
+    standard = standard[standard["measure"].isin(chosen)]
     if standard.empty or not chosen:
         return AnalysisResult(pd.DataFrame(), "no standard models or representational measures")
     params = {m: json.loads(ctx.scores.loc[ctx.scores["measure"].eq(m), "params"].iloc[0]) for m in chosen}

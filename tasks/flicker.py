@@ -68,10 +68,10 @@ from measures.activation_region import (  # noqa: E402
 )
 from measures.weights import weight_matching  # noqa: E402
 from runners.storage import content_key  # noqa: E402
-from runners.zoo_cache import ModelSpec, Variant, ZooCache  # noqa: E402
 from tasks.base import AnalysisContext, AnalysisResult, analysis, standard_rows  # noqa: E402
 from tasks.robustness import drift_table, last_hidden_layer  # noqa: E402
 from tasks.seed_variability import equivalent_scale  # noqa: E402
+from tasks.zoo.cache import ModelSpec, Variant, ZooCache  # noqa: E402
 from tasks.zoo.training import perturb, perturbation_seed, seed_streams  # noqa: E402
 
 #: matchers whose partner flicker is measured; the first four work on arrays, the last two on models

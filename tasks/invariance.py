@@ -58,7 +58,8 @@ def _source_pairs(scores: pd.DataFrame) -> list[tuple[str, str, str, str]]:
     """(arch, model_a, model_b, layer) per architecture: the lowest seed pair, else the mildest perturbation."""
     out = []
     ok = standard_rows(scores)
-    ok = ok[ok["status"].eq("ok")]
+    # only rows of representational measures name layers with representations (not "output", "weights")
+    ok = ok[ok["status"].eq("ok") & ok["measure"].isin(measures.names(inputs="representations"))]
     for arch, g in ok.groupby("arch_a"):
         seeds = g[g["pair_type"].eq("seed")].sort_values(["seed_a", "seed_b"])
         pert = g[g["pair_type"].eq("perturbation")].sort_values(["scale_b", "seed_a"])

@@ -41,9 +41,9 @@ from scipy.spatial.distance import pdist, squareform  # noqa: E402
 from sklearn.manifold import MDS, TSNE  # noqa: E402
 
 import measures  # noqa: E402
-from runners.zoo_cache import ModelSpec, Variant, ZooCache  # noqa: E402
 from tasks.base import AnalysisContext, AnalysisResult, analysis, standard_rows  # noqa: E402
 from tasks.robustness import identity_value  # noqa: E402
+from tasks.zoo.cache import ModelSpec, Variant, ZooCache  # noqa: E402
 
 SEED = 0  # t-SNE and MDS initialisation
 NONE = "none"  # the warm-start label of models trained from scratch

@@ -17,6 +17,23 @@ from tasks.zoo.datasets import Dataset
 from tasks.zoo.interventions import PROBE_MARKER_SEED, add_markers, gaussian_input_noise, randomize_labels
 
 
+class TrainingDivergedError(RuntimeError):
+    """Training produced a non-finite loss or non-finite weights: the model has no meaningful weights.
+    The message names the configuration and where training diverged."""
+
+
+def _describe(lr: float, weight_decay: float, epochs: int, batch_size: int, seed: int) -> str:
+    return f"seed={seed}, train.lr={lr!r}, train.weight_decay={weight_decay!r}, epochs={epochs}, batch_size={batch_size}"
+
+
+def check_finite_weights(model: nn.Module, what: str) -> None:
+    """Raise :class:`TrainingDivergedError` naming ``what`` when a parameter or buffer is NaN or Inf."""
+    bad = [name for name, t in (*model.named_parameters(), *model.named_buffers())
+           if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise TrainingDivergedError(f"{what}: non-finite weights in {', '.join(bad)}")
+
+
 def seed_streams(seed: int, *names: str) -> dict[str, int]:
     """Independent named child seeds of one seed, e.g. ``init``, ``data_order``: each stream is a numpy
     SeedSequence of (seed, crc32(name)), so a stream depends only on its own name, never on which
@@ -149,9 +166,14 @@ def train(model: nn.Module, data: Dataset, *, seed: int, epochs: int, batch_size
             idx = perm[start : start + batch_size]
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(gaussian_input_noise(x_train[idx], sigma_max, noise_gen)), y_train[idx])
+            if not torch.isfinite(loss):
+                # Adam would carry NaN into every weight; the model is recorded as diverged instead
+                raise TrainingDivergedError(f"training diverged ({_describe(lr, weight_decay, epochs, batch_size, seed)}): "
+                                            f"the loss became {loss.item()} at epoch {epoch}, batch {start // batch_size + 1}")
             loss.backward()
             optimizer.step()
         checkpoint(epoch)
+    check_finite_weights(model, f"training diverged ({_describe(lr, weight_decay, epochs, batch_size, seed)})")
     model.eval()
     with torch.no_grad():
         train_acc = (model(x_train).argmax(1).cpu() == torch.from_numpy(data.y_train)).double().mean().item()

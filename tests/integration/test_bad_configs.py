@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+import measures
+from runners.config import _check_measure_params
 from runners.sweep import plan
 from tests.integration.conftest import ROOT
 
@@ -52,6 +54,20 @@ TABLE = [
     pytest.param(["train.epochs=0"], "train.epochs", [">= 1"], id="zero-epochs"),
     pytest.param(["train.batch_size=0"], "train.batch_size", [">= 1"], id="zero-batch-size"),
     pytest.param(["train.lr=0"], "train.lr", ["> 0"], id="zero-learning-rate"),
+    pytest.param(["train.lr=inf"], "train.lr", ["finite", "> 0"], id="infinite-learning-rate"),
+    pytest.param(["train.lr=1e400"], "train.lr", ["finite", "> 0"], id="overflowing-learning-rate"),
+    pytest.param(["train.weight_decay=-1"], "train.weight_decay", [">= 0"], id="negative-weight-decay"),
+    pytest.param(["train.weight_decay=nan"], "train.weight_decay", ["finite"], id="nan-weight-decay"),
+    pytest.param(["perturbation.scale=nan"], "perturbation.scale", ["finite", ">= 0"], id="nan-noise-scale"),
+    pytest.param(["perturbation.scale=inf"], "perturbation.scale", ["finite", ">= 0"], id="infinite-noise-scale"),
+    pytest.param(["intervention.input_noise=inf"], "intervention.input_noise", ["finite", ">= 0"],
+                 id="infinite-input-noise"),
+    pytest.param(["+measures.params.cka_linear.bogus=1"], "measures.params.cka_linear", ["bogus", "none"],
+                 id="unknown-measure-parameter"),
+    pytest.param(["measures.include=[rtd]", "+measures.params.rtd.n_points=2"], "measures.params.rtd.n_points",
+                 ["n_points must be an integer >= 4"], id="measure-parameter-out-of-range"),
+    pytest.param(["measures.include=[rtd]", "+measures.params.rtd.quantile=abc"], "measures.params.rtd.quantile",
+                 ["quantile must lie in (0, 1]"], id="measure-parameter-wrong-type"),
     pytest.param(["runtime.num_threads=0"], "runtime.num_threads", [">= 1"], id="zero-threads"),
     pytest.param(["hydra/launcher=slurm", "cluster.timeout_min=0"], "cluster.timeout_min", [">= 1"],
                  id="zero-time-limit"),
@@ -119,3 +135,10 @@ def test_a_slurm_array_over_the_clusters_limit_is_refused(monkeypatch):
     assert plan(SMOKE).n_jobs == 4
     monkeypatch.setattr(runners.sweep, "slurm_max_array_size", lambda: 4)
     assert plan([*SMOKE, "hydra/launcher=slurm"]).n_jobs == 4
+
+
+def test_every_measure_accepts_its_defaults_on_the_parameter_probe():
+    """Parameter values are checked by one call on small synthetic inputs (runners.config): with its own
+    defaults every measure must compute there, so an error with overridden values is the values' fault."""
+    for name in measures.names():
+        _check_measure_params(name, "{}")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from runners.storage import read_arrays, read_parquet
-from runners.zoo_cache import _load_state
+from tasks.zoo.cache import _load_state
 from tests.integration.conftest import (
     assert_same_values,
     count,

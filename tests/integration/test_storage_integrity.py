@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from runners.storage import read_arrays, read_parquet, write_arrays, write_parquet
-from runners.zoo_cache import _load_state, state_digest
+from tasks.zoo.cache import _load_state, state_digest
 
 SEED = 1234
 

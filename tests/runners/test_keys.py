@@ -7,7 +7,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from runners.job import job_key, model_spec
-from runners.zoo_cache import ModelSpec, Variant
+from tasks.zoo.cache import ModelSpec, Variant
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 

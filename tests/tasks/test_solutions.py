@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from runners.zoo_cache import ModelSpec, Variant, ZooCache, extract
+from tasks.zoo.cache import ModelSpec, Variant, ZooCache, extract
 from tasks.zoo.training import recorded_epochs, warm_start_config
 
 ROOT = Path(__file__).resolve().parents[2]

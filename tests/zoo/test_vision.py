@@ -25,8 +25,8 @@ from omegaconf import OmegaConf
 
 from measures import compute
 from runners.job import model_spec
-from runners.zoo_cache import Variant, ZooCache, extract
 from tasks.zoo import architectures, datasets
+from tasks.zoo.cache import Variant, ZooCache, extract
 from tasks.zoo.datasets import Dataset
 from tasks.zoo.training import train
 
@@ -251,7 +251,7 @@ def test_bad_sizes_are_rejected(tmp_path):
 
 
 def test_registries_know_the_vision_track_after_a_plain_import():
-    """``import tasks.zoo.datasets`` alone (as runners.config and runners.zoo_cache do) registers the
+    """``import tasks.zoo.datasets`` alone (as runners.config and tasks.zoo.cache do) registers the
     vision datasets and architectures, without importing torchvision until a loader needs it."""
     code = (
         "import sys, tasks.zoo.datasets as d, tasks.zoo.architectures as a\n"

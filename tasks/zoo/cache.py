@@ -15,6 +15,7 @@ warm start, which is taken from (or first put into) the cache.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,16 @@ from filelock import FileLock
 
 from runners.storage import atomic_write, content_key, read_arrays, write_arrays
 from tasks.zoo import architectures, datasets
-from tasks.zoo.training import ProbeHistory, perturb, perturbation_seed, prepare_data, train, warm_start_config
+from tasks.zoo.training import (
+    ProbeHistory,
+    TrainingDivergedError,
+    check_finite_weights,
+    perturb,
+    perturbation_seed,
+    prepare_data,
+    train,
+    warm_start_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,25 +149,46 @@ class ZooCache:
     def model_path(self, spec: ModelSpec) -> Path:
         return self.root / "models" / f"{spec.key}.pt"
 
+    def diverged_path(self, spec: ModelSpec) -> Path:
+        return self.root / "models" / f"{spec.key}.diverged.json"
+
+    def _diverged(self, spec: ModelSpec, reason: str) -> TrainingDivergedError:
+        """Record that ``spec``'s training diverged (so no later job retrains it) and return the error."""
+        message = f"model {spec.arch['name']} ({spec.key}): {reason}"
+        atomic_write(self.diverged_path(spec), lambda fh: fh.write(json.dumps({"reason": message}).encode()))
+        log.warning("%s; recorded as diverged, its comparisons are undefined", message)
+        return TrainingDivergedError(message)
+
     def model(self, spec: ModelSpec) -> torch.nn.Sequential:
         """The trained model of ``spec``, from the cache or trained now (once, under a lock).
 
         A warm-started spec starts from its origin's trained weights (:attr:`ModelSpec.origin`, from the
         cache or trained first); ``train`` perturbs and retrains them (:func:`tasks.zoo.training.train`).
+        A model whose training diverged (non-finite loss or weights) raises
+        :class:`~tasks.zoo.training.TrainingDivergedError`; a marker file next to the model files records
+        it, so later jobs raise the same error at once instead of training again.
         """
         path = self.model_path(spec)
         path.parent.mkdir(parents=True, exist_ok=True)
         model = self.build(spec)
         with FileLock(str(path) + ".lock"):
+            marker = self.diverged_path(spec)
+            if marker.exists():
+                raise TrainingDivergedError(json.loads(marker.read_text())["reason"])
             state = _load_state(path)
+            if state is not None and not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
+                raise self._diverged(spec, "training diverged: the cached checkpoint holds non-finite weights")
             if state is None:
                 settings = {k: v for k, v in spec.train.items() if k != "warm_start"}
                 if spec.origin is not None:
                     model.load_state_dict(self.model(spec.origin).state_dict())
                 history = ProbeHistory()
-                metrics = train(model, self.data_for(spec), seed=spec.seed, device=self.device,
-                                intervention=spec.intervention, warm_start=spec.warm_start, history=history,
-                                **settings)
+                try:
+                    metrics = train(model, self.data_for(spec), seed=spec.seed, device=self.device,
+                                    intervention=spec.intervention, warm_start=spec.warm_start, history=history,
+                                    **settings)
+                except TrainingDivergedError as exc:
+                    raise self._diverged(spec, str(exc)) from None
                 log.info("trained %s seed=%d%s: probe accuracy %.3f", spec.arch["name"], spec.seed,
                          f" warm start {spec.warm_start}" if spec.warm_start else "", metrics["probe_accuracy"])
                 recorded = {"epochs": torch.tensor(history.epochs, dtype=torch.int64),
@@ -171,6 +202,19 @@ class ZooCache:
         model.load_state_dict(state)
         model.to(self.device).eval()
         return model
+
+    def verify_model(self, spec: ModelSpec) -> None:
+        """Check the model file of ``spec`` if there is one, and retrain it if it is damaged (a job's own
+        model is verified even when its representations are cached and the model would not be loaded)."""
+        path = self.model_path(spec)
+        if not path.exists():
+            return
+        with FileLock(str(path) + ".lock"):
+            damaged = path.exists() and _load_state(path, consequence="repairing it: retraining") is None
+            if damaged:
+                path.unlink()
+        if damaged:
+            self.model(spec)
 
     def cached_model(self, spec: ModelSpec) -> torch.nn.Sequential | None:
         """The trained model of ``spec`` if the cache holds it, else None (never trains: for analyses)."""
@@ -229,6 +273,9 @@ class ZooCache:
         with FileLock(str(path) + ".lock"):
             arrays = read_arrays(path)
             if arrays is None:
+                if path.exists():
+                    log.warning("repairing damaged representation file %s (unreadable or failed its CRCs): "
+                                "extracting it again", path)
                 model = self.variant_model(variant)
                 arrays = extract(model, self.data_for(variant.model))
                 write_arrays(arrays, path)
@@ -239,7 +286,9 @@ class ZooCache:
         model = self.model(variant.model)
         if variant.scale == 0:
             return model
-        return perturb(model, variant.scale, perturbation_seed(variant.model.seed, variant.perturb_seed))
+        noisy = perturb(model, variant.scale, perturbation_seed(variant.model.seed, variant.perturb_seed))
+        check_finite_weights(noisy, f"the weight perturbation of scale {variant.scale!r} overflowed")
+        return noisy
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:
