@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 
+from measures._kernels import gram, mm, on_numpy
 from measures._memo import one_sided
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns
@@ -155,11 +156,11 @@ def cka_linear(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     x = _centred_nonconstant("cka_linear", X, 1)
     y = _centred_nonconstant("cka_linear", Y, 2)
     if x.shape[0] > max(x.shape[1], y.shape[1]):
-        cross = (y.T @ x).square().sum()
-        norm_x = torch.linalg.matrix_norm(x.T @ x)
-        norm_y = torch.linalg.matrix_norm(y.T @ y)
+        cross = mm(y.T, x).square().sum()
+        norm_x = torch.linalg.matrix_norm(mm(x.T, x))
+        norm_y = torch.linalg.matrix_norm(mm(y.T, y))
     else:
-        k, l = x @ x.T, y @ y.T  # Grams of centred data are already double-centred
+        k, l = gram(x), gram(y)  # Grams of centred data are already double-centred
         cross = (k * l).sum()
         norm_x, norm_y = torch.linalg.matrix_norm(k), torch.linalg.matrix_norm(l)
     # Round-off can only push the ratio a hair outside [0, 1] (Cauchy–Schwarz, PSD Grams).
@@ -178,9 +179,9 @@ def _hsic1_times_n_n3(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     n = x.shape[0]
     k, l = x.square().sum(dim=1), y.square().sum(dim=1)
     if n > max(x.shape[1], y.shape[1]):
-        trace_kl = (x.T @ y).square().sum()
+        trace_kl = mm(x.T, y).square().sum()
     else:
-        trace_kl = ((x @ x.T) * (y @ y.T)).sum()
+        trace_kl = (gram(x) * gram(y)).sum()
     s_k = x @ x.sum(dim=0) - k
     s_l = y @ y.sum(dim=0) - l
     return trace_kl - k @ l + s_k.sum() * s_l.sum() / ((n - 1) * (n - 2)) - 2.0 * (s_k @ s_l) / (n - 2)
@@ -337,13 +338,13 @@ def _rdm_upper(name: str, x: torch.Tensor, which: int, inner: str) -> torch.Tens
                 "is undefined for them; use inner='euclidean'"
             )
         z = z / norms[:, None]
-        rdm = 1.0 - z @ z.T
+        rdm = 1.0 - gram(z)
     else:
         # Subtracting one row is a translation (distances unchanged) that removes a large common offset
         # before the Gram identity; unlike the column mean it keeps lattice data (integer or binary
         # codes) exact, so equal distances stay exact ties for the rank-based outers.
         shifted = distinct - distinct[:1]
-        g = shifted @ shifted.T
+        g = gram(shifted)
         d = g.diagonal()
         rdm = (d[:, None] + d[None, :] - 2.0 * g).clamp_(min=0.0)
         if inner == "euclidean":
@@ -530,7 +531,7 @@ def rsm_norm_difference(
         mx, my = _distance_blocks(x), _distance_blocks(y)
         diagonal = x.new_zeros(())
     else:
-        mx, my = (lambda rows: x[rows] @ x.T), (lambda rows: y[rows] @ y.T)
+        mx, my = (lambda rows: mm(x[rows], x.T)), (lambda rows: mm(y[rows], y.T))
         diagonal = (x.square().sum(dim=1) - y.square().sum(dim=1)).square().sum()
     total = sum((mx(rows) - my(rows)).square().sum() for rows in _row_blocks(x.shape[0]))
     if norm == "frobenius_upper":
@@ -621,7 +622,7 @@ def nbs(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     x = _centred_nonconstant("nbs", X, 1)
     y = _centred_nonconstant("nbs", Y, 2)
     x, y = x / torch.linalg.matrix_norm(x), y / torch.linalg.matrix_norm(y)
-    cross = _gram_factor(x).T @ _gram_factor(y)
+    cross = mm(_gram_factor(x).T, _gram_factor(y))
     return torch.linalg.svdvals(cross).sum().clamp(0.0, 1.0)
 
 
@@ -676,7 +677,7 @@ def eigenspace_overlap(X: torch.Tensor, Y: torch.Tensor, *, center: bool = True)
     (N without centring), where the column space is everything and the score depends on ranks only.
     """
     ux, _, uy, _ = _bases("eigenspace_overlap", X, Y, center)
-    return ((ux.T @ uy).square().sum() / max(ux.shape[1], uy.shape[1])).clamp(0.0, 1.0)
+    return (mm(ux.T, uy).square().sum() / max(ux.shape[1], uy.shape[1])).clamp(0.0, 1.0)
 
 
 def _ridge_weights(s: torch.Tensor, lam: float) -> torch.Tensor:
@@ -751,7 +752,7 @@ def _normalised_rsm(name: str, z: torch.Tensor, which: int, center: bool, epsilo
     if epsilon == 0 and principal_directions(z)[0].shape[1] < n:
         why = "centring leaves rank <= N - 1" if center else f"rank < N = {n}"
         raise UndefinedMeasureError(f"{name}: the RSM of input {which} is singular ({why}); use epsilon > 0")
-    rsm = n * (z @ z.T)
+    rsm = n * gram(z)
     rsm.diagonal().add_(epsilon)
     log_mean_eigenvalue = 2.0 * math.log(scale) + 2.0 * math.log(float(fro)) - math.log(d * n)
     return rsm, log_mean_eigenvalue
