@@ -14,14 +14,34 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
+
+_blas_threads: int | None = None
+
+
+def _follow_torch_threads() -> None:
+    """Give numpy's BLAS as many threads as torch has (``torch.set_num_threads``, the runner's
+    ``runtime.num_threads``): by default OpenBLAS starts one per core, which oversubscribes the CPU
+    when jobs run side by side, and its spinning threads then cost more CPU time than they save."""
+    global _blas_threads
+    n = torch.get_num_threads()
+    if n != _blas_threads:
+        threadpool_limits(n, user_api="blas")
+        _blas_threads = n
 
 
 def on_numpy(*tensors: torch.Tensor) -> bool:
-    """True when every tensor is a CPU tensor numpy can view without a copy (no autograd, same dtype)."""
+    """True when every tensor is a CPU tensor numpy can view without a copy (no autograd, same dtype).
+
+    Callers that answer True run numpy kernels next, so numpy's BLAS threads are matched to torch's here.
+    """
     first = tensors[0]
-    return all(t.device.type == "cpu" and not t.requires_grad and t.dtype == first.dtype for t in tensors) and (
+    ok = all(t.device.type == "cpu" and not t.requires_grad and t.dtype == first.dtype for t in tensors) and (
         first.dtype in (torch.float64, torch.float32)
     )
+    if ok:
+        _follow_torch_threads()
+    return ok
 
 
 def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from measures._kernels import gram, mm, on_numpy
@@ -69,6 +70,21 @@ def _squared_distance_blocks(x: torch.Tensor) -> BlockFn:
     The Gram identity costs one GEMM per block; its round-off (eps·‖x‖², small for centred ``x``) can
     make an entry slightly negative, so entries are clamped at 0 and the diagonal is set to exactly 0.
     """
+    if on_numpy(x):
+        xn = x.numpy()
+        sq_n = np.einsum("ij,ij->i", xn, xn)
+
+        def block_numpy(rows: slice) -> torch.Tensor:
+            sq = xn[rows] @ xn.T
+            sq *= -2.0
+            sq += sq_n[rows, None]
+            sq += sq_n
+            np.maximum(sq, 0.0, out=sq)
+            local = np.arange(rows.stop - rows.start)
+            sq[local, local + rows.start] = 0.0
+            return torch.from_numpy(sq)
+
+        return block_numpy
     sq_norms = x.square().sum(dim=1)
 
     def block(rows: slice) -> torch.Tensor:
@@ -82,6 +98,13 @@ def _squared_distance_blocks(x: torch.Tensor) -> BlockFn:
 
 def _distance_blocks(x: torch.Tensor) -> BlockFn:
     squared = _squared_distance_blocks(x)
+    if on_numpy(x):
+
+        def block_numpy(rows: slice) -> torch.Tensor:
+            sq = squared(rows).numpy()
+            return torch.from_numpy(np.sqrt(sq, out=sq))
+
+        return block_numpy
     return lambda rows: squared(rows).sqrt_()
 
 
@@ -96,6 +119,9 @@ def _centred_products(mx: BlockFn, my: BlockFn, n: int, *, unbiased: bool) -> tu
     is kept from the first pass instead of being recomputed.
     """
     blocks = _row_blocks(n)
+    first = (mx(blocks[0]), my(blocks[0]))
+    if on_numpy(*first):
+        return _centred_products_numpy(mx, my, n, unbiased, first)
 
     def get(m: BlockFn, rows: slice) -> torch.Tensor:
         b = m(rows)
@@ -103,7 +129,10 @@ def _centred_products(mx: BlockFn, my: BlockFn, n: int, *, unbiased: bool) -> tu
             b[_diagonal_index(rows, b.device)] = 0.0
         return b
 
-    kept = [(get(mx, blocks[0]), get(my, blocks[0]))] if len(blocks) == 1 else None
+    if unbiased:
+        for b in first:
+            b[_diagonal_index(blocks[0], b.device)] = 0.0
+    kept = [first] if len(blocks) == 1 else None
     row_x, row_y = [], []
     for i, rows in enumerate(blocks):
         bx, by = kept[i] if kept else (get(mx, rows), get(my, rows))
@@ -125,6 +154,64 @@ def _centred_products(mx: BlockFn, my: BlockFn, n: int, *, unbiased: bool) -> tu
         xx = xx + bx.square().sum()
         yy = yy + by.square().sum()
     return xy, xx, yy
+
+
+#: Up to this many bytes of N x N blocks (both inputs together) are kept between the two passes of
+#: :func:`_centred_products` on the CPU instead of being computed twice (N ≤ 8192 at float64).
+_KEEP_BYTES = 1 << 30
+
+
+def _centred_products_numpy(
+    mx: BlockFn, my: BlockFn, n: int, unbiased: bool, first: tuple[torch.Tensor, torch.Tensor]
+) -> tuple[torch.Tensor, ...]:
+    """:func:`_centred_products` for CPU blocks, with numpy's in-place arithmetic and BLAS dot products.
+
+    The blocks of the first pass are kept for the second when both N x N matrices fit in
+    ``_KEEP_BYTES`` (each block is then built once); otherwise they are rebuilt (O(block · N) memory).
+    """
+    blocks = _row_blocks(n)
+    dtype = first[0].dtype
+    keep = 2 * n * n * first[0].element_size() <= _KEEP_BYTES
+    kept: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def get(i: int, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        pair = first if i == 0 else (mx(rows), my(rows))
+        bx, by = pair[0].numpy(), pair[1].numpy()
+        if unbiased:
+            local = np.arange(rows.stop - rows.start)
+            bx[local, local + rows.start] = 0.0
+            by[local, local + rows.start] = 0.0
+        return bx, by
+
+    row_x, row_y = [], []
+    for i, rows in enumerate(blocks):
+        bx, by = get(i, rows)
+        row_x.append(bx.sum(axis=1))
+        row_y.append(by.sum(axis=1))
+        if keep:
+            kept.append((bx, by))
+    first = None  # a rebuilt first block must not reuse the (centred) kept one
+    rx, ry = np.concatenate(row_x), np.concatenate(row_y)
+    a, c = (1.0 / (n - 2), 1.0 / ((n - 1) * (n - 2))) if unbiased else (1.0 / n, 1.0 / n**2)
+    shift_x, shift_y = c * rx.sum(), c * ry.sum()
+    xy = xx = yy = 0.0
+    for i, rows in enumerate(blocks):
+        if keep:
+            bx, by = kept[i]
+        else:
+            bx, by = (mx(rows).numpy(), my(rows).numpy())
+        for b, r, shift in ((bx, rx, shift_x), (by, ry, shift_y)):
+            b -= a * r[rows, None]
+            b -= a * r[None, :]
+            b += shift
+            if unbiased:
+                local = np.arange(rows.stop - rows.start)
+                b[local, local + rows.start] = 0.0
+        flat_x, flat_y = bx.reshape(-1), by.reshape(-1)
+        xy += float(np.dot(flat_x, flat_y))
+        xx += float(np.dot(flat_x, flat_x))
+        yy += float(np.dot(flat_y, flat_y))
+    return tuple(torch.tensor(v, dtype=dtype) for v in (xy, xx, yy))
 
 
 # --- CKA -----------------------------------------------------------------------------------------
@@ -231,7 +318,9 @@ def cka_linear_debiased(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
 
 
 def _kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th smallest entry (1-based) of a 1-D tensor."""
+    """The k-th smallest entry (1-based) of a 1-D tensor (``np.partition`` on the CPU: ~10x ``kthvalue``)."""
+    if on_numpy(values):
+        return torch.tensor(np.partition(values.numpy(), k - 1)[k - 1], dtype=values.dtype)
     return torch.kthvalue(values, k).values
 
 
@@ -257,10 +346,10 @@ def _median_squared_distance(upper: torch.Tensor, n: int, median_over: str) -> t
 def _rbf_blocks(name: str, x: torch.Tensor, which: int, fraction: float, median_over: str) -> BlockFn:
     n = x.shape[0]
     squared = _squared_distance_blocks(x)
-    mask = torch.ones(n, n, dtype=torch.bool, device=x.device).triu_(1)
 
     def median_squared_distance() -> torch.Tensor:
-        upper = torch.cat([squared(rows)[mask[rows]] for rows in _row_blocks(n)])
+        columns = torch.arange(n, device=x.device)
+        upper = torch.cat([squared(rows)[columns[None, :] > columns[rows, None]] for rows in _row_blocks(n)])
         return _median_squared_distance(upper, n, median_over)
 
     # The bandwidth depends on this input alone: memoised per input.
@@ -271,6 +360,15 @@ def _rbf_blocks(name: str, x: torch.Tensor, which: int, fraction: float, median_
             "so the median-fraction bandwidth is 0"
         )
     two_sigma_sq = 2.0 * fraction**2 * median
+    if on_numpy(x):
+        minus_two_sigma_sq = -float(two_sigma_sq)
+
+        def kernel_numpy(rows: slice) -> torch.Tensor:
+            k = squared(rows).numpy()
+            np.divide(k, minus_two_sigma_sq, out=k)
+            return torch.from_numpy(np.exp(k, out=k))
+
+        return kernel_numpy
     return lambda rows: torch.exp(-squared(rows) / two_sigma_sq)
 
 
