@@ -833,8 +833,8 @@ def gulp(X: torch.Tensor, Y: torch.Tensor, *, lambda_: float = 0.0) -> torch.Ten
     return torch.linalg.matrix_norm((ax * wx) @ ax.T - (ay * wy) @ ay.T)
 
 
-def _normalised_rsm(name: str, z: torch.Tensor, which: int, center: bool, epsilon: float) -> tuple[torch.Tensor, float]:
-    """(Ŝ + εI, log a) with S = Z̃Z̃ᵀ/D = a·Ŝ and a = tr(S)/N, so Ŝ has unit mean eigenvalue.
+def _normalised_factor(name: str, z: torch.Tensor, which: int, center: bool, epsilon: float) -> tuple[torch.Tensor, float]:
+    """(F, log a) with F = Z̃/‖Z̃‖_F, so that Ŝ = N·FFᵀ has unit mean eigenvalue and S = Z̃Z̃ᵀ/D = a·Ŝ.
 
     Keeping the scale a apart (as a logarithm) makes the distance finite for any input magnitude.
     """
@@ -850,10 +850,44 @@ def _normalised_rsm(name: str, z: torch.Tensor, which: int, center: bool, epsilo
     if epsilon == 0 and principal_directions(z)[0].shape[1] < n:
         why = "centring leaves rank <= N - 1" if center else f"rank < N = {n}"
         raise UndefinedMeasureError(f"{name}: the RSM of input {which} is singular ({why}); use epsilon > 0")
-    rsm = n * gram(z)
+    return z, 2.0 * math.log(scale) + 2.0 * math.log(float(fro)) - math.log(d * n)
+
+
+def _normalised_rsm(name: str, z: torch.Tensor, which: int, center: bool, epsilon: float) -> tuple[torch.Tensor, float]:
+    """(Ŝ + εI, log a) for :func:`_normalised_factor`'s F: Ŝ = N·FFᵀ."""
+    factor, log_mean_eigenvalue = _normalised_factor(name, z, which, center, epsilon)
+    rsm = z.shape[0] * gram(factor)
     rsm.diagonal().add_(epsilon)
-    log_mean_eigenvalue = 2.0 * math.log(scale) + 2.0 * math.log(float(fro)) - math.log(d * n)
     return rsm, log_mean_eigenvalue
+
+
+def _reduced_log_eigenvalues(fx: torch.Tensor, fy: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """log λ_i of the m = D1 + D2 generalised eigenvalues of (N·F_yF_yᵀ + εI, N·F_xF_xᵀ + εI) that can
+    differ from 1, for ε > 0 and m < N (the other N − m are exactly 1).
+
+    Both regularised RSMs map V = col([F_x F_y]) into itself and act as εI on V^⊥, so in an orthonormal
+    basis Q of (a superspace of) V they are block diagonal with the blocks N·aaᵀ + εI_m, N·bbᵀ + εI_m,
+    where [a b] = Qᵀ[F_x F_y] = R from the thin QR [F_x F_y] = QR, and εI_{N−m}: the generalised
+    eigenvalues on V^⊥ are ε/ε = 1. Cost O(N·m² + m³) instead of O(N³); Q itself is never formed.
+    """
+    n, d1 = fx.shape
+    stacked = torch.cat([fx, fy], dim=1)
+    if on_numpy(stacked):
+        r = torch.from_numpy(np.linalg.qr(stacked.numpy(), mode="r"))
+    else:
+        r = torch.linalg.qr(stacked, mode="r").R
+    a, b = r[:, :d1], r[:, d1:]
+    sx, sy = n * mm(a, a.T), n * mm(b, b.T)
+    sx.diagonal().add_(epsilon)
+    sy.diagonal().add_(epsilon)
+    chol, info = torch.linalg.cholesky_ex(sx)
+    if int(info) != 0:
+        raise UndefinedMeasureError("riemannian_distance: the RSM of input 1 is not positive definite; use epsilon > 0")
+    half = torch.linalg.solve_triangular(chol, sy, upper=False)
+    eigenvalues = torch.linalg.eigvalsh(torch.linalg.solve_triangular(chol, half.T, upper=False))
+    if bool((eigenvalues <= 0).any()):
+        raise UndefinedMeasureError("riemannian_distance: the RSM of input 2 is not positive definite; use epsilon > 0")
+    return eigenvalues.log()
 
 
 @register(
@@ -866,7 +900,7 @@ def _normalised_rsm(name: str, z: torch.Tensor, which: int, center: bool, epsilo
     invariances=("permutation", "orthogonal", "translation"),
     reference="Shahbazi, Shirali, Aghajan, Nili. Using distance on the Riemannian manifold to compare "
     "representations in brain and in models. NeuroImage 2021",
-    cost="O(N²·D + N³): Gram, Cholesky and a symmetric N x N eigenproblem",
+    cost="O(N·m² + m³) with m = D1 + D2 < N (exact reduction to an m x m eigenproblem), else O(N²·D + N³)",
 )
 def riemannian_distance(
     X: torch.Tensor, Y: torch.Tensor, *, epsilon: float = 1e-3, center: bool = True
@@ -875,7 +909,10 @@ def riemannian_distance(
 
     Formula: S_X = X̃X̃ᵀ/D1 (N x N; X̃ column-centred when ``center=True``), regularised to
     S_X,ε = S_X + ε·(tr S_X / N)·I, same for Y; d = √(Σ_i log² λ_i(S_X,ε^{-1} S_Y,ε)) over the N
-    generalized eigenvalues (Cholesky of S_X,ε, then a symmetric eigenproblem). Range [0, ∞); 0 means
+    generalized eigenvalues (Cholesky of S_X,ε, then a symmetric eigenproblem). For ε > 0 and
+    m = D1 + D2 < N the problem is reduced exactly: both RSMs act as ε(tr S/N)·I outside
+    col(X̃) + col(Ỹ), so N − m eigenvalues are (tr S_Y/tr S_X) and only an m x m generalised
+    eigenproblem is solved (O(N·m² + m³); same value as the N x N route to round-off). Range [0, ∞); 0 means
     identical RSMs; symmetric; a pseudometric (the affine-invariant metric on SPD matrices).
 
     Invariances: permutation, orthogonal maps and, with centring, translation; not isotropic scaling
@@ -890,6 +927,15 @@ def riemannian_distance(
     """
     if not (math.isfinite(epsilon) and epsilon >= 0):
         raise ValueError(f"measure 'riemannian_distance': epsilon must be a finite number >= 0, got {epsilon!r}")
+
+    n, m = X.shape[0], X.shape[1] + Y.shape[1]
+    if epsilon > 0 and m < n:
+        (fx, log_ax), (fy, log_ay) = (
+            _normalised_factor("riemannian_distance", z, w, center, epsilon) for w, z in ((1, X), (2, Y)))
+        shift = log_ay - log_ax
+        logs = _reduced_log_eigenvalues(fx, fy, epsilon) + shift
+        # The N − m eigenvalues equal to 1 contribute (0 + shift)² each.
+        return (logs.square().sum() + (n - m) * shift**2).sqrt()
 
     def side(z: torch.Tensor, which: int) -> tuple[torch.Tensor, float, torch.Tensor, int]:
         rsm, log_mean = _normalised_rsm("riemannian_distance", z, which, center, epsilon)
