@@ -44,7 +44,10 @@ def scale_to_unit(x: torch.Tensor, dim: int | None = None) -> tuple[torch.Tensor
     """
     if on_numpy(x):
         a = x.numpy()
-        peak = np.abs(a).max() if dim is None else np.abs(a).max(axis=dim, keepdims=True)
+        if dim is None:  # no |a| temporary
+            peak = max(a.max(), -a.min()) if a.size else np.abs(a).max()
+        else:
+            peak = np.abs(a).max(axis=dim, keepdims=True)
         exponent = np.where(peak > 0, np.frexp(peak)[1], 0).astype(np.int32)
         return torch.from_numpy(np.ldexp(a, -exponent)), torch.from_numpy(np.asarray(exponent))
     peak = x.abs().amax() if dim is None else x.abs().amax(dim=dim, keepdim=True)
