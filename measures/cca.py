@@ -21,14 +21,23 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
 import torch
 
-from measures._kernels import col_norms, mm
+from measures._kernels import col_norms, mm, on_numpy
 from measures._memo import digest
 from measures._registry import UndefinedMeasureError, register
 
 _ALL_INVARIANCES = ("permutation", "orthogonal", "isotropic_scaling", "translation", "invertible_linear")
 _SVD_COST = "O(N·D² + D³): thin SVD of each centred input and one SVD of the r_X × r_Y cross product"
+
+
+def _peak(t: torch.Tensor) -> float:
+    """max |t| (numpy on the CPU, without an |t| temporary)."""
+    if on_numpy(t) and t.numel():
+        a = t.numpy()
+        return float(max(a.max(), -a.min()))
+    return float(t.abs().max())
 
 
 def power_of_two_scale(*tensors: torch.Tensor) -> float:
@@ -37,7 +46,7 @@ def power_of_two_scale(*tensors: torch.Tensor) -> float:
     Dividing by it is exact in binary floating point, so it changes no digit of any scale-invariant
     measure, yet it keeps squares and Frobenius norms clear of overflow (1e200) and underflow (1e-200).
     """
-    peak = max(float(t.abs().max()) for t in tensors)
+    peak = max(_peak(t) for t in tensors)
     if peak == 0.0:
         return 1.0
     return 2.0 ** torch.frexp(torch.tensor(peak, dtype=torch.float64)).exponent.item()
@@ -56,6 +65,13 @@ def centred(x: torch.Tensor) -> torch.Tensor:
     to the column's own magnitude.
     """
     x = x / power_of_two_scale(x)
+    if on_numpy(x):
+        a = x.numpy()
+        ac = a - a.mean(axis=0)
+        constant = np.linalg.norm(ac, axis=0) <= rank_tolerance(x) * np.linalg.norm(a, axis=0)
+        if constant.any():
+            ac[:, constant] = 0.0
+        return torch.from_numpy(ac)
     xc = x - x.mean(dim=0, keepdim=True)
     constant = col_norms(xc) <= rank_tolerance(x) * col_norms(x)
     return xc.masked_fill(constant, 0.0)
