@@ -31,7 +31,7 @@ name, n, d = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(0)
 x = rng.standard_normal((n, d))
 y = 0.3 * x @ (rng.standard_normal((d, d)) / np.sqrt(d)) + rng.standard_normal((n, d))
-block = x[: min(n, 1 << 22 // n)]
+block = x[: min(n, (1 << 22) // n)]
 gemm = 0.0
 for _ in range(3):
     t0 = time.process_time(); block @ x.T; gemm = max(gemm, 2.0 * block.shape[0] * n * d / (time.process_time() - t0))
