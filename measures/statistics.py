@@ -20,6 +20,13 @@ from measures.neighbours import BLOCK_ELEMENTS, nearest_neighbours, pair_values,
 
 
 def _magnitude(x: torch.Tensor) -> torch.Tensor:
+    if on_numpy(x) and x.numel():
+        a = x.numpy()
+        # Within this range no sum of N entries or square overflows or underflows, and scaling by a
+        # power of two commutes exactly with the mean, the squares and the square root: the value of
+        # the scaled route below without its N x D copy.
+        if 1e-100 < max(a.max(), -a.min()) < 1e100:
+            return torch.tensor(np.linalg.norm(a.mean(axis=0)), dtype=x.dtype)
     scaled, exponent = scale_to_unit(x)  # exact; keeps the sum and the squares in the norm finite
     return torch.ldexp(torch.linalg.vector_norm(scaled.mean(dim=0)), exponent)
 
@@ -129,7 +136,7 @@ def _log_sum_exp_numpy(z: np.ndarray, coefficient: float, include_diagonal: bool
     sq_norms = np.einsum("ij,ij->i", z, z)
     rows_per_block = max(1, BLOCK_ELEMENTS // n)
     maxima, sums = [], []
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         for start in range(0, n, rows_per_block):
             block = z[start : start + rows_per_block]
             values = block @ z.T
