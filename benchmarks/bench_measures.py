@@ -10,7 +10,8 @@ Each cell is the median time of ``--repeats`` calls after one warm-up call, with
 ``--threads`` threads: wall-clock time by default, or CPU time of this process with ``--clock cpu``
 (robust to other load on a shared machine; equals wall time for single-threaded runs on an idle one). Representational measures get two N x D inputs; output measures N x 10
 probabilities; group-wise measures a list of 5 of them. Model-based measures are timed elsewhere.
-The per-input memo (``measures/_memo.py``) is cleared before every call, so each time is that of a pair
+The per-input memo (``measures/_memo.py``) and the thin-SVD cache of ``measures/cca.py`` are cleared
+before every call, so each time is that of a pair
 of representations seen for the first time (in a sweep, one-sided work is reused across partners).
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 import measures
-from measures import _memo
+from measures import _memo, cca
 
 TOPOLOGY = "topology"
 
@@ -61,7 +62,9 @@ def time_measure(name: str, n: int, d: int, device: str, repeats: int, clock=tim
         for i in range(repeats + 1):
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
-            _memo.clear()  # cold: time the whole pair, as for two representations seen for the first time
+            # cold: time the whole pair, as for two representations seen for the first time (every cache)
+            _memo.clear()
+            cca._SVD_CACHE.clear()
             t0 = clock()
             measures.compute(name, *args, **kwargs)
             if device.startswith("cuda"):

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
+from measures._kernels import all_finite
+
 if TYPE_CHECKING:
     from measures._registry import MeasureInfo
 
@@ -52,7 +54,7 @@ def _check_matrix(measure: str, t: torch.Tensor, what: str) -> None:
         )
     if t.shape[1] == 0:
         raise ValueError(f"measure {measure!r}: {what} has no columns")
-    if not torch.isfinite(t).all():
+    if not all_finite(t):
         n_bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"measure {measure!r}: {what} contains {n_bad} NaN or Inf value(s)")
 

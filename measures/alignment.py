@@ -22,6 +22,7 @@ import ot
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from measures._kernels import col_norms, mm
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns
 from measures.cca import (
@@ -63,13 +64,23 @@ def _pad_to_common_width(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor
 def _orthogonal_residual(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """min over orthogonal Q of ‖xQ − y‖_F (narrower side zero-padded).
 
-    Computed as the norm of the residual at the optimal Q = UVᵀ (SVD xᵀy = USVᵀ) rather than as
-    √(‖x‖² + ‖y‖² − 2‖xᵀy‖_*), which loses every digit to cancellation when x ≈ y. Any SVD (also of a
-    rank-deficient xᵀy) gives a maximiser of tr(Qᵀxᵀy), so the value is well defined.
+    Computed as √(‖x‖² + ‖y‖² − 2‖xᵀy‖_*) when that keeps at least 1e-3 of ‖x‖² + ‖y‖², and otherwise
+    (x ≈ y, where the formula loses every digit to cancellation) as the norm of the residual at the
+    optimal Q = UVᵀ (SVD xᵀy = USVᵀ). Any SVD (also of a rank-deficient xᵀy) gives a maximiser of
+    tr(Qᵀxᵀy), so the value is well defined.
     """
-    x, y = _pad_to_common_width(_row_space_coordinates(x), _row_space_coordinates(y))
-    u, _, vh = torch.linalg.svd(x.T @ y)
-    return torch.linalg.matrix_norm(x @ (u @ vh) - y)
+    x, y = _row_space_coordinates(x), _row_space_coordinates(y)
+    cross = mm(x.T, y)
+    # Fast route: d² = ‖x‖² + ‖y‖² − 2‖xᵀy‖_* from the singular values alone (no singular vectors, no
+    # second N x D product). Its absolute error is ≈ eps·D·(‖x‖² + ‖y‖²), so it is used only when d²
+    # keeps at least 1e-3 of that total (relative error of d below 1e-11); closer pairs take the residual.
+    total = x.square().sum() + y.square().sum()
+    squared = total - 2.0 * torch.linalg.svdvals(cross).sum()
+    if squared >= 1e-3 * total:
+        return squared.sqrt()
+    x, y = _pad_to_common_width(x, y)
+    u, _, vh = torch.linalg.svd(mm(x.T, y))
+    return torch.linalg.matrix_norm(mm(x, mm(u, vh)) - y)
 
 
 def _unit(name: str, x: torch.Tensor, which: int, center: bool) -> torch.Tensor:
@@ -269,7 +280,7 @@ def procrustes_permutation(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """
     scale = power_of_two_scale(X, Y)
     x, y = X / scale, Y / scale
-    rows, cols = linear_sum_assignment((x.T @ y).cpu().numpy(), maximize=True)
+    rows, cols = linear_sum_assignment(mm(x.T, y).cpu().numpy(), maximize=True)
     rows_t, cols_t = torch.as_tensor(rows, device=x.device), torch.as_tensor(cols, device=x.device)
     matched = (x[:, rows_t] - y[:, cols_t]).square().sum()
     unmatched_x = torch.ones(x.shape[1], dtype=torch.bool, device=x.device).index_fill(0, rows_t, False)
@@ -288,7 +299,7 @@ def procrustes_permutation(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     invariances=("permutation",),
     reference="Khosla & Williams. Soft Matching Distance: A metric on neural representations that captures "
     "single-neuron tuning. arXiv 2311.09466 (2023)",
-    cost="O(N·D1·D2) cost matrix plus an exact network-simplex transport (POT ot.emd2), ≈O(D³) in practice",
+    cost="O(N·D1·D2) cost GEMM plus an exact network-simplex transport (POT ot.emd), ≈O(D³) in practice",
 )
 def soft_matching(X: torch.Tensor, Y: torch.Tensor) -> float:
     """Soft matching distance: the 2-Wasserstein distance between the two sets of neuron tuning vectors.
@@ -301,19 +312,24 @@ def soft_matching(X: torch.Tensor, Y: torch.Tensor) -> float:
     those) and not to rotations.
 
     Conventions: uniform marginals 1/D1, 1/D2 (the normalisation is [unverified] against the paper);
-    the exact transport is solved by POT's ``ot.emd2`` on the CPU; squared distances are computed as
-    differences (not ‖x‖² + ‖y‖² − 2xᵀy) so that d(X, X) is exactly 0.
+    the exact transport is solved by POT's ``ot.emd`` on the CPU; the squared distances summed over
+    the optimal plan are computed as differences (not ‖x‖² + ‖y‖² − 2xᵀy) so that d(X, X) is exactly 0.
     """
     scale = power_of_two_scale(X, Y)
-    x, y = X / scale, Y / scale
-    cost = torch.cdist(x.T, y.T, compute_mode="donot_use_mm_for_euclid_dist").square()
+    x, y = (X / scale).cpu().numpy(), (Y / scale).cpu().numpy()
     d1, d2 = x.shape[1], y.shape[1]
-    value, log = ot.emd2(
-        np.full(d1, 1.0 / d1), np.full(d2, 1.0 / d2), cost.cpu().numpy(), numItermax=10_000_000, log=True
-    )
+    # The plan is solved on the GEMM form ‖x‖² + ‖y‖² − 2xᵀy of the cost (one BLAS call instead of
+    # N·D1·D2 differences); its round-off (≈eps·‖x‖²) can only pick a plan whose cost is within that
+    # of the optimum. The value is then summed over the plan's support (≤ D1 + D2 − 1 entries) with
+    # costs from the differences, so d(X, X) is exactly 0 and no digit is lost to cancellation.
+    sq_x, sq_y = np.einsum("ij,ij->j", x, x), np.einsum("ij,ij->j", y, y)
+    cost = np.maximum(sq_x[:, None] + sq_y[None, :] - 2.0 * (x.T @ y), 0.0)
+    plan, log = ot.emd(np.full(d1, 1.0 / d1), np.full(d2, 1.0 / d2), cost, numItermax=10_000_000, log=True)
     if log["result_code"] != 1:
         raise RuntimeError(f"soft_matching: optimal transport did not converge ({log['warning']})")
-    return math.sqrt(max(float(value), 0.0)) * scale
+    i, j = np.nonzero(plan)
+    exact = np.square(x[:, i] - y[:, j]).sum(axis=0)
+    return math.sqrt(max(float(plan[i, j] @ exact), 0.0)) * scale
 
 
 @register(
@@ -356,7 +372,7 @@ def linear_regression(X: torch.Tensor, Y: torch.Tensor, *, predictor: str = "x")
             f"linear_regression: D >= N-1: the centred predictor has rank {basis.shape[1]} = N-1, "
             "so least squares interpolates any target (R² = 1)"
         )
-    return ((basis.T @ tc).square().sum() / total).clamp(0.0, 1.0)
+    return (mm(basis.T, tc).square().sum() / total).clamp(0.0, 1.0)
 
 
 @register(
@@ -386,10 +402,10 @@ def aligned_cosine(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """
     x = _row_space_coordinates(X / power_of_two_scale(X))
     y = _row_space_coordinates(Y / power_of_two_scale(Y))
-    cross = x.T @ y
+    cross = mm(x.T, y)
     u, s, vh = torch.linalg.svd(cross, full_matrices=False)
     rank = int((s > s[0] * rank_tolerance(cross)).sum()) if s[0] > 0 else 0
-    inner = ((x @ u[:, :rank]) * (y @ vh[:rank].T)).sum(dim=1)
+    inner = (mm(x, u[:, :rank]) * mm(y, vh[:rank].T)).sum(dim=1)
     norms = torch.linalg.vector_norm(x, dim=1) * torch.linalg.vector_norm(y, dim=1)
     valid = norms > 0
     if not valid.any():
@@ -402,12 +418,12 @@ def _correlation_matrix(name: str, X: torch.Tensor, Y: torch.Tensor) -> torch.Te
     unit = []
     for i, Z in enumerate((X, Y), start=1):
         zc = centred(Z)
-        norms = torch.linalg.vector_norm(zc, dim=0)
+        norms = col_norms(zc)
         if not (norms > 0).any():
             raise UndefinedMeasureError(f"{name}: every neuron of input {i} is constant; no correlation is defined")
         # Constant (e.g. dead ReLU) neurons have an undefined correlation; they get 0 instead of NaN.
         unit.append(zc / torch.where(norms > 0, norms, torch.ones_like(norms)))
-    return (unit[0].T @ unit[1]).clamp(-1.0, 1.0)
+    return mm(unit[0].T, unit[1]).clamp(-1.0, 1.0)
 
 
 @register(
@@ -465,8 +481,8 @@ def correlation_match_soft(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
 def _relative_distances_to_span(vectors: torch.Tensor, spanning: torch.Tensor) -> torch.Tensor:
     """‖v − P v‖ / ‖v‖ for each column v of ``vectors``, P the orthogonal projector onto span(spanning)."""
     basis, _ = principal_directions(spanning)
-    residual = vectors - basis @ (basis.T @ vectors)
-    return torch.linalg.vector_norm(residual, dim=0) / torch.linalg.vector_norm(vectors, dim=0)
+    residual = vectors - mm(basis, mm(basis.T, vectors))
+    return col_norms(residual) / col_norms(vectors)
 
 
 @register(
@@ -513,7 +529,7 @@ def max_match(X: torch.Tensor, Y: torch.Tensor, *, epsilon: float = 0.25, center
     vectors, alive = [], []
     for Z in (X, Y):
         z = centred(Z) if center else Z / power_of_two_scale(Z)
-        norms = torch.linalg.vector_norm(z, dim=0)
+        norms = col_norms(z)
         # Dead neurons (all zero, or round-off after centring) have no direction and can never match.
         nonzero = norms > rank_tolerance(z) * norms.max()
         if nonzero.any() and principal_directions(z[:, nonzero])[0].shape[1] >= full_span:

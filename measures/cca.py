@@ -19,15 +19,25 @@ The helpers without a leading underscore (``centred``, ``principal_directions``,
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 
+import numpy as np
 import torch
 
+from measures._kernels import col_norms, mm, on_numpy
+from measures._memo import digest
 from measures._registry import UndefinedMeasureError, register
 
 _ALL_INVARIANCES = ("permutation", "orthogonal", "isotropic_scaling", "translation", "invertible_linear")
 _SVD_COST = "O(N·D² + D³): thin SVD of each centred input and one SVD of the r_X × r_Y cross product"
+
+
+def _peak(t: torch.Tensor) -> float:
+    """max |t| (numpy on the CPU, without an |t| temporary)."""
+    if on_numpy(t) and t.numel():
+        a = t.numpy()
+        return float(max(a.max(), -a.min()))
+    return float(t.abs().max())
 
 
 def power_of_two_scale(*tensors: torch.Tensor) -> float:
@@ -36,7 +46,7 @@ def power_of_two_scale(*tensors: torch.Tensor) -> float:
     Dividing by it is exact in binary floating point, so it changes no digit of any scale-invariant
     measure, yet it keeps squares and Frobenius norms clear of overflow (1e200) and underflow (1e-200).
     """
-    peak = max(float(t.abs().max()) for t in tensors)
+    peak = max(_peak(t) for t in tensors)
     if peak == 0.0:
         return 1.0
     return 2.0 ** torch.frexp(torch.tensor(peak, dtype=torch.float64)).exponent.item()
@@ -55,8 +65,15 @@ def centred(x: torch.Tensor) -> torch.Tensor:
     to the column's own magnitude.
     """
     x = x / power_of_two_scale(x)
+    if on_numpy(x):
+        a = x.numpy()
+        ac = a - a.mean(axis=0)
+        constant = np.linalg.norm(ac, axis=0) <= rank_tolerance(x) * np.linalg.norm(a, axis=0)
+        if constant.any():
+            ac[:, constant] = 0.0
+        return torch.from_numpy(ac)
     xc = x - x.mean(dim=0, keepdim=True)
-    constant = torch.linalg.vector_norm(xc, dim=0) <= rank_tolerance(x) * torch.linalg.vector_norm(x, dim=0)
+    constant = col_norms(xc) <= rank_tolerance(x) * col_norms(x)
     return xc.masked_fill(constant, 0.0)
 
 
@@ -71,7 +88,7 @@ def thin_svd(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     """``torch.linalg.svd(x, full_matrices=False)``, memoised by content for CPU tensors."""
     if x.device.type != "cpu":
         return torch.linalg.svd(x, full_matrices=False)
-    key = (x.dtype, tuple(x.shape), hashlib.blake2b(x.contiguous().numpy().tobytes(), digest_size=16).digest())
+    key = digest(x)
     if key in _SVD_CACHE:
         _SVD_CACHE.move_to_end(key)
         return _SVD_CACHE[key]
@@ -129,7 +146,7 @@ def _canonical_correlations(name: str, X: torch.Tensor, Y: torch.Tensor) -> torc
     _, _, ux, uy = _bases(name, X, Y)
     check_not_degenerate(name, (ux.shape[1], uy.shape[1]), X.shape[0])
     # Cosines of principal angles; round-off can push the top one a hair above 1.
-    return torch.linalg.svdvals(ux.T @ uy).clamp(0.0, 1.0)
+    return torch.linalg.svdvals(mm(ux.T, uy)).clamp(0.0, 1.0)
 
 
 @register(
@@ -256,7 +273,7 @@ def svcca(
         kept.append(u[:, : _kept_directions(s, truncation, tau, int(k))])
     ux, uy = kept
     check_not_degenerate("svcca", (ux.shape[1], uy.shape[1]), X.shape[0], what="kept principal directions")
-    rho = torch.linalg.svdvals(ux.T @ uy).clamp(0.0, 1.0)
+    rho = torch.linalg.svdvals(mm(ux.T, uy)).clamp(0.0, 1.0)
     return rho.mean() if summary == "mean_rho" else rho.square().mean()
 
 
@@ -296,10 +313,10 @@ def pwcca(X: torch.Tensor, Y: torch.Tensor, *, side: str = "x") -> torch.Tensor:
     check_choice("pwcca", "side", side, ("x", "y", "smaller"))
     xc, yc, ux, uy = _bases("pwcca", X, Y)
     check_not_degenerate("pwcca", (ux.shape[1], uy.shape[1]), X.shape[0])
-    a, rho, bh = torch.linalg.svd(ux.T @ uy, full_matrices=False)
+    a, rho, bh = torch.linalg.svd(mm(ux.T, uy), full_matrices=False)
     rho = rho.clamp(0.0, 1.0)
     if side == "smaller":
         side = "x" if X.shape[1] <= Y.shape[1] else "y"
-    variates, neurons = (ux @ a, xc) if side == "x" else (uy @ bh.T, yc)
-    weights = (variates.T @ neurons).abs().sum(dim=1)
+    variates, neurons = (mm(ux, a), xc) if side == "x" else (mm(uy, bh.T), yc)
+    weights = mm(variates.T, neurons).abs().sum(dim=1)
     return (weights * rho).sum() / weights.sum()

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
+from measures._kernels import mm, on_numpy
 from measures._memo import one_sided
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns
@@ -40,6 +42,14 @@ def scale_to_unit(x: torch.Tensor, dim: int | None = None) -> tuple[torch.Tensor
     the original, and squares of huge or tiny entries neither overflow nor underflow.
     All-zero slices get e = 0 and stay zero.
     """
+    if on_numpy(x):
+        a = x.numpy()
+        if dim is None:  # no |a| temporary
+            peak = max(a.max(), -a.min()) if a.size else np.abs(a).max()
+        else:
+            peak = np.abs(a).max(axis=dim, keepdims=True)
+        exponent = np.where(peak > 0, np.frexp(peak)[1], 0).astype(np.int32)
+        return torch.from_numpy(np.ldexp(a, -exponent)), torch.from_numpy(np.asarray(exponent))
     peak = x.abs().amax() if dim is None else x.abs().amax(dim=dim, keepdim=True)
     exponent = torch.where(peak > 0, torch.frexp(peak).exponent, 0)
     return torch.ldexp(x, -exponent), exponent
@@ -48,7 +58,8 @@ def scale_to_unit(x: torch.Tensor, dim: int | None = None) -> tuple[torch.Tensor
 def unit_rows(name: str, x: torch.Tensor) -> torch.Tensor:
     """Rows scaled to unit Euclidean norm; a zero row raises ``UndefinedMeasureError``."""
     z, _ = scale_to_unit(x, dim=1)
-    norms = torch.linalg.vector_norm(z, dim=1, keepdim=True)
+    norms = torch.from_numpy(np.linalg.norm(z.numpy(), axis=1, keepdims=True)) if on_numpy(z) else (
+        torch.linalg.vector_norm(z, dim=1, keepdim=True))
     zero = int((norms == 0).sum())
     if zero:
         raise UndefinedMeasureError(
@@ -95,10 +106,12 @@ def _search(z: torch.Tensor, k: int, metric: str) -> torch.Tensor:
     lists = []
     for start in range(0, n, rows_per_block):
         block = z[start : start + rows_per_block]
+        # The GEMM runs in numpy's BLAS on the CPU (mm); the selection stays in torch, whose ``topk``
+        # is ~4x faster than ``np.argpartition`` on one thread here.
         if sq_norms is None:
-            key = torch.mm(block, z.T).neg_()
+            key = mm(block, z.T).neg_()
         else:
-            key = torch.addmm(sq_norms.expand(block.shape[0], n), block, z.T, alpha=-2.0)
+            key = mm(block, z.T).mul_(-2.0).add_(sq_norms)
         rows = torch.arange(block.shape[0], device=z.device)
         key[rows, start + rows] = math.inf
         top_values, index = key.topk(k, dim=1, largest=False)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
+from measures._kernels import mm, on_numpy
 from measures._memo import one_sided
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns
@@ -18,6 +20,13 @@ from measures.neighbours import BLOCK_ELEMENTS, nearest_neighbours, pair_values,
 
 
 def _magnitude(x: torch.Tensor) -> torch.Tensor:
+    if on_numpy(x) and x.numel():
+        a = x.numpy()
+        # Within this range no sum of N entries or square overflows or underflows, and scaling by a
+        # power of two commutes exactly with the mean, the squares and the square root: the value of
+        # the scaled route below without its N x D copy.
+        if 1e-100 < max(a.max(), -a.min()) < 1e100:
+            return torch.tensor(np.linalg.norm(a.mean(axis=0)), dtype=x.dtype)
     scaled, exponent = scale_to_unit(x)  # exact; keeps the sum and the squares in the norm finite
     return torch.ldexp(torch.linalg.vector_norm(scaled.mean(dim=0)), exponent)
 
@@ -58,7 +67,7 @@ def _concentricity(name: str, x: torch.Tensor) -> torch.Tensor:
     if torch.linalg.vector_norm(mean) <= noise:
         raise UndefinedMeasureError(f"{name}: the mean instance is zero (to rounding), its direction is undefined")
     direction = mean / torch.linalg.vector_norm(mean)
-    return (unit_rows(name, scaled) @ direction).mean()
+    return mm(unit_rows(name, scaled), direction[:, None]).mean()
 
 
 @register(
@@ -93,6 +102,14 @@ def _log_uniformity(name: str, x: torch.Tensor, t: float, normalize: bool, inclu
     exponent = before + after
     coefficient = torch.ldexp(torch.tensor(t, dtype=z.dtype, device=z.device), 2 * exponent)
     n = z.shape[0]
+    pairs = n * n if include_diagonal else n * (n - 1)
+    if on_numpy(z):
+        value = torch.tensor(
+            _log_sum_exp_numpy(z.numpy(), float(coefficient), include_diagonal) - math.log(pairs), dtype=z.dtype
+        )
+        if not torch.isfinite(value):
+            raise UndefinedMeasureError(f"{name}: every pairwise term exp(-t·d²) is beyond the floating-point range")
+        return value
     sq_norms = z.square().sum(dim=1)
     rows_per_block = max(1, BLOCK_ELEMENTS // n)
     block_lse = []
@@ -106,11 +123,40 @@ def _log_uniformity(name: str, x: torch.Tensor, t: float, normalize: bool, inclu
         # Self-pairs: exp(0) = 1 exactly when included, left out (exp = 0) otherwise.
         exponent_values[rows, start + rows] = 0.0 if include_diagonal else -math.inf
         block_lse.append(torch.logsumexp(exponent_values, dim=1))
-    pairs = n * n if include_diagonal else n * (n - 1)
     value = torch.logsumexp(torch.cat(block_lse), dim=0) - math.log(pairs)
     if not torch.isfinite(value):
         raise UndefinedMeasureError(f"{name}: every pairwise term exp(-t·d²) is beyond the floating-point range")
     return value
+
+
+def _log_sum_exp_numpy(z: np.ndarray, coefficient: float, include_diagonal: bool) -> float:
+    """log Σ_ij exp(−coefficient·‖z_i − z_j‖²) by row blocks with numpy (the torch loop above on the CPU;
+    numpy's BLAS and ``exp`` are the faster ones on one thread)."""
+    n = z.shape[0]
+    sq_norms = np.einsum("ij,ij->i", z, z)
+    rows_per_block = max(1, BLOCK_ELEMENTS // n)
+    maxima, sums = [], []
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        for start in range(0, n, rows_per_block):
+            block = z[start : start + rows_per_block]
+            values = block @ z.T
+            values *= -2.0
+            values += sq_norms[start : start + block.shape[0], None]
+            values += sq_norms
+            np.maximum(values, 0.0, out=values)
+            # exp(-t·0) = 1 also where the coefficient overflowed (inf·0 would be NaN)
+            values = np.where(values > 0, values * -coefficient, 0.0)
+            rows = np.arange(block.shape[0])
+            values[rows, start + rows] = 0.0 if include_diagonal else -math.inf
+            peak = values.max(axis=1, keepdims=True)
+            peak[~np.isfinite(peak)] = 0.0
+            np.subtract(values, peak, out=values)
+            np.exp(values, out=values)
+            maxima.append(peak[:, 0])
+            sums.append(values.sum(axis=1))
+        peak, total = np.concatenate(maxima), np.concatenate(sums)
+        top = peak.max()
+        return float(top + np.log(np.sum(total * np.exp(peak - top))))
 
 
 @register(

@@ -1,0 +1,76 @@
+"""Scaling of the O(N²) and O(N³) measures with N at fixed D: CPU time and peak memory (prints a table).
+
+Usage::
+
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
+        uv run python -m benchmarks.bench_scaling --sizes 1000,2000,4000,8000,16000 --dim 256
+
+Each (measure, N) runs in a fresh child process (one thread, caches cold) so that its peak resident
+memory (``ru_maxrss`` of the child, inputs and interpreter included) belongs to that call alone; the
+time is the child's CPU time of the one call. The flop floor is N²·(D1 + D2) multiply-adds for the
+N x N products of the two inputs divided by the GEMM rate measured in the same child on an N x D
+by D x N product (``--floor``), so "time / floor" says how far a measure is from its BLAS bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+DEFAULT_MEASURES = ("distance_correlation", "rsm_norm_difference", "cka_rbf", "rsa", "uniformity_difference",
+                    "knn_jaccard", "second_order_cosine", "cknna", "riemannian_distance")
+
+CHILD = r"""
+import json, resource, sys, time
+import numpy as np, torch
+torch.set_num_threads(1)
+import measures
+name, n, d = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = np.random.default_rng(0)
+x = rng.standard_normal((n, d))
+y = 0.3 * x @ (rng.standard_normal((d, d)) / np.sqrt(d)) + rng.standard_normal((n, d))
+block = x[: min(n, (1 << 22) // n)]
+gemm = 0.0
+for _ in range(3):
+    t0 = time.process_time(); block @ x.T; gemm = max(gemm, 2.0 * block.shape[0] * n * d / (time.process_time() - t0))
+X, Y = torch.from_numpy(x), torch.from_numpy(y)
+t0 = time.process_time()
+value = measures.compute(name, X, Y)
+seconds = time.process_time() - t0
+print(json.dumps({"seconds": seconds, "value": value, "gemm": gemm,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,2000,4000,8000,16000")
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--measures", default=",".join(DEFAULT_MEASURES))
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per (measure, N) before giving up")
+    args = parser.parse_args(argv)
+    sizes = [int(v) for v in args.sizes.split(",")]
+    print(f"D = {args.dim}; CPU time of one call (s) / peak resident memory of the process (MB) / time over the "
+          "flop floor 2·N²·(D1 + D2) / GEMM rate\n")
+    print("| measure | " + " | ".join(f"N = {n}" for n in sizes) + " |")
+    print("|---|" + "---|" * len(sizes))
+    for name in args.measures.split(","):
+        cells = []
+        for n in sizes:
+            try:
+                out = subprocess.run([sys.executable, "-c", CHILD, name, str(n), str(args.dim)], capture_output=True,
+                                     text=True, timeout=args.timeout, check=True)
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                floor = 2.0 * n * n * 2 * args.dim / r["gemm"]
+                cells.append(f"{r['seconds']:.2f} s / {r['peak_mb']:.0f} MB / {r['seconds'] / floor:.1f}x")
+            except subprocess.TimeoutExpired:
+                cells.append(f"> {args.timeout:.0f} s")
+            except subprocess.CalledProcessError as exc:
+                cells.append(f"failed: {exc.stderr.strip().splitlines()[-1][:60]}")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
