@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import measures
-from tasks.zoo import architectures, datasets
+from tasks.zoo import architectures, datasets, interventions
 
 COMPARE_SEED_PAIRS = ("lower", "none")
 COMPARE_LAYERS = ("same", "all", "last")
@@ -91,8 +91,8 @@ def _input(cfg: DictConfig) -> tuple[tuple[int, ...], int]:
         shape, n_classes = datasets.describe(name, **data)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"data ({name}): {exc}") from None
-    if cfg.intervention.shortcut is not None and len(shape) == 1:
-        shape = (shape[0] + n_classes,)  # vector inputs get one marker feature per class
+    if cfg.intervention.shortcut is not None:  # e.g. vector inputs get one marker feature per class
+        shape = interventions.for_domain(datasets.domain_of(name)).shortcut_shape(shape, n_classes)
     return shape, n_classes
 
 

@@ -33,6 +33,7 @@ from runners.config import selected_measures, validate_config
 from runners.storage import content_key, read_parquet, write_parquet
 from runners.zoo_cache import ModelSpec, Variant, ZooCache, layer_names, semantic_data
 from tasks.zoo.architectures import representation_layers
+from tasks.zoo.datasets import domain_of
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +321,7 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         "model_a": a.key,
         "model_b": b.key,
         "dataset": a.model.data["name"],
+        "domain": domain_of(a.model.data["name"]),  # not in the row key: rows from before it keep their keys
         "arch_a": a.model.arch["name"],
         "arch_b": b.model.arch["name"],
         "seed_a": a.model.seed,
