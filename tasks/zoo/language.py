@@ -90,19 +90,6 @@ def _sentence(rng: np.random.Generator, p_continue: float, p_open: float, cap: i
     return tokens, deepest
 
 
-def bracket_depth(tokens: np.ndarray) -> int:
-    """Depth of the deepest bracket of an encoded sentence (any row layout: marker, words and PAD are
-    ignored); the class of a sentence is this depth minus 1. An independent parse used by the tests."""
-    depth = deepest = 0
-    for t in np.asarray(tokens, dtype=np.int64):
-        if t in OPEN.values():
-            depth += 1
-            deepest = max(deepest, depth)
-        elif t in CLOSE.values():
-            depth -= 1
-    return deepest
-
-
 def _dyck_shape(n_samples: int = 1500, max_len: int = 24, n_classes: int = 4, p_continue: float = 0.6,
                 p_open: float = 0.35, probe_fraction: float = 0.2, **_: object) -> tuple[tuple[int, ...], int]:
     if not isinstance(n_classes, int) or not 2 <= n_classes <= MAX_CLASSES:
