@@ -55,7 +55,7 @@ def test_every_sweep_plans(option):
 def test_default_sweep_is_the_whole_benchmark():
     cfg = _compose([])
     assert cfg.name == "benchmark" and cfg.data.name == "digits" and cfg.measures.include == "all"
-    assert list(cfg.parts) == ["noise", "layer_id", "resi_labels", "resi_shortcut", "resi_augmentation", "vision_deep",
+    assert list(cfg.parts) == ["noise", "layer_id", "resi_labels", "resi_shortcut", "resi_augmentation",
                                "language_layers", "language_labels", "language_shortcut", "language_augmentation",
                                "graph_layers", "graph_labels", "graph_shortcut", "graph_augmentation"]
     noise = _compose(["sweep=noise"])
