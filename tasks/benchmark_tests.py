@@ -535,7 +535,8 @@ def _plot_domains(wide: pd.DataFrame, domains: list[str], ctx: AnalysisContext) 
     ax.set_yticks(range(len(wide)), wide["measure"], fontsize=7)
     for (i, j), v in np.ndenumerate(values):
         if np.isfinite(v):
-            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6, color="black" if v < np.nanmean(values) else "white")  # light cells (good ranks): dark text
+            dark = v < np.nanmean(values)  # light cells (good ranks) get dark text
+            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6, color="black" if dark else "white")
     fig.colorbar(image, ax=ax, label="rank score (1 = best)")
     ax.set_title("Rank score per domain (ReSi rule)")
     fig.tight_layout()

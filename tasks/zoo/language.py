@@ -171,7 +171,8 @@ def word_noise(x: torch.Tensor, rate_max: float, generator: torch.Generator) -> 
     return torch.where(replace.to(x.device) & is_word, words.to(x.device), x)
 
 
-DOMAIN_INTERVENTIONS["language"] = DomainInterventions(add_marker_token, lambda shape, n_classes: tuple(shape), word_noise)
+DOMAIN_INTERVENTIONS["language"] = DomainInterventions(add_marker_token, lambda shape, n_classes: tuple(shape),
+                                                       word_noise)
 
 
 # --------------------------------------------------------------------------------------------------
