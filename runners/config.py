@@ -190,7 +190,7 @@ def _probe_labels() -> np.ndarray:
 
 def _input(cfg: DictConfig) -> tuple[tuple[int, ...], int]:
     """The input shape and class count the model of ``cfg`` sees (no data loaded)."""
-    from tasks.zoo import datasets
+    from tasks.zoo import datasets, interventions
 
     data = OmegaConf.to_container(cfg.data, resolve=True)
     name = data.pop("name")
@@ -198,8 +198,8 @@ def _input(cfg: DictConfig) -> tuple[tuple[int, ...], int]:
         shape, n_classes = datasets.describe(name, **data)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"data ({name}): {exc}") from None
-    if cfg.intervention.shortcut is not None and len(shape) == 1:
-        shape = (shape[0] + n_classes,)  # vector inputs get one marker feature per class
+    if cfg.intervention.shortcut is not None:  # e.g. vector inputs get one marker feature per class
+        shape = interventions.for_domain(datasets.domain_of(name)).shortcut_shape(shape, n_classes)
     return shape, n_classes
 
 

@@ -35,6 +35,7 @@ from runners.storage import content_key, read_parquet, write_parquet
 from tasks.zoo.architectures import representation_layers
 from tasks.zoo.cache import ModelSpec, Variant, ZooCache, layer_names, semantic_data
 from tasks.zoo.training import TrainingDivergedError
+from tasks.zoo.datasets import domain_of
 
 log = logging.getLogger(__name__)
 
@@ -493,6 +494,7 @@ def _row(task: dict[str, Any], pair: Pair, cfg: DictConfig, key: str, device: st
         "model_a": a.key,
         "model_b": b.key,
         "dataset": a.model.data["name"],
+        "domain": domain_of(a.model.data["name"]),  # not in the row key: rows from before it keep their keys
         "arch_a": a.model.arch["name"],
         "arch_b": b.model.arch["name"],
         "seed_a": a.model.seed,

@@ -18,7 +18,8 @@ Nothing here lists measures: every registered measure found in the scores is tes
   the measure move when a linear probe's accuracy drops?
 * ``ranks``: ReSi's ranking rule over every test's quality statistic, aggregated by median then mean,
   with a bootstrap interval of every rank score (tests, then each test's architectures, resampled) and
-  the pairwise rank-score differences that are significant (``tables/rank_differences.csv``).
+  the pairwise rank-score differences that are significant (``tables/rank_differences.csv``);
+  overall and per domain (vision, language, graph: ``tables/ranks_by_domain.*``).
 
 Every statistic gets a seeded percentile bootstrap interval over models (seeds), where a test has them.
 """
@@ -44,6 +45,7 @@ import measures  # noqa: E402
 from tasks import plotting, stats  # noqa: E402
 from tasks.base import INTERVENTION_AXES, AnalysisContext, AnalysisResult, analysis, is_default, seed_pairs  # noqa: E402
 from tasks.robustness import last_hidden_layer  # noqa: E402
+from tasks.zoo.datasets import DOMAINS  # noqa: E402
 
 N_BOOT = 100  # bootstrap replicates per statistic (seeded; a coarse 95% percentile interval, kept cheap)
 N_BOOT_RANKS = 10_000  # replicates of the rank-score bootstrap (vectorised: ~1 s for 40 measures)
@@ -487,6 +489,8 @@ def ranks(ctx: AnalysisContext) -> AnalysisResult:
         + f"Position in the rank order by family (1 = best of {len(full)}; ties share the mean position):\n\n"
         + _markdown(families))
     _plot_ranks(ranked, table, ctx)
+    ranked["domain"] = ranked["arch"].map(arch_domains(ctx.scores)).fillna("unknown")
+    by_domain = _ranks_by_domain(ranked, table, ctx)
     evaluations = pd.concat([
         table.melt(id_vars=["measure"], value_vars=["rank_score", "rank_score_ci_low", "rank_score_ci_high",
                                                     "median_rank", "mean_rank", "n_significantly_better_than",
@@ -494,6 +498,7 @@ def ranks(ctx: AnalysisContext) -> AnalysisResult:
                    var_name="statistic", value_name="value"),
         ranked.drop(columns="value").rename(columns={"rank": "value"}).assign(
             statistic=lambda d: "rank_" + d["test"])[["measure", "statistic", "value", "arch"]],
+        by_domain,
     ], ignore_index=True)
     top = ", ".join(f"{r.measure} {r.rank_score:.1f}" for r in table.head(5).itertuples())
     bottom = ", ".join(f"{r.measure} {r.rank_score:.1f}" for r in table.tail(3).itertuples())
@@ -531,6 +536,62 @@ def _significance_statement(boot: stats.RankBootstrap, n_measures: int) -> str:
             f"{n_measures} measures are significant (paired bootstrap, Benjamini-Hochberg over all pairs, "
             f"FDR 5%; `tables/rank_differences.csv`); the best-ranked measure, {best}, differs significantly "
             f"from {beaten_by_best} of the other {n_measures - 1}.")
+
+
+def arch_domains(scores: pd.DataFrame) -> dict[str, str]:
+    """Architecture -> domain of the data it was trained on, from the score rows (rows written before the
+    ``domain`` column existed: from their dataset's registered domain). An architecture trained in several
+    domains gets them joined with "+" (its cells then form a domain of their own)."""
+    if "arch_a" not in scores or "dataset" not in scores:
+        return {}
+    domain = scores["domain"] if "domain" in scores else pd.Series(np.nan, index=scores.index, dtype=object)
+    domain = domain.fillna(scores["dataset"].map(lambda d: DOMAINS.get(d, "unknown")))
+    pairs = pd.DataFrame({"arch": scores["arch_a"].to_numpy(), "domain": domain.to_numpy()}).drop_duplicates()
+    return {arch: "+".join(sorted(g["domain"])) for arch, g in pairs.groupby("arch")}
+
+
+def _ranks_by_domain(ranked: pd.DataFrame, table: pd.DataFrame, ctx: AnalysisContext) -> pd.DataFrame:
+    """ReSi's aggregation per domain (the ranks are already per cell, i.e. per (test, architecture), and an
+    architecture belongs to one domain): rank_score within each domain's cells and overall; written to
+    ``tables/ranks_by_domain.{csv,md}`` with the Spearman correlation of the domains' rank orders, and
+    ``figures/ranks_by_domain.png``. Returns the rows for the evaluations table."""
+    domains = sorted(ranked["domain"].dropna().unique())
+    columns = {d: stats.aggregate_ranks(ranked[ranked["domain"].eq(d)], ["arch"]).set_index("measure")["rank_score"]
+               for d in domains}
+    wide = pd.DataFrame(columns).reindex(table["measure"])
+    wide["overall"] = table.set_index("measure")["rank_score"]
+    wide.insert(0, "family", [measures.info(m).family for m in wide.index])
+    wide = wide.reset_index()
+    wide.to_csv(ctx.table_path("ranks_by_domain"), index=False)
+    cells = ranked.groupby("domain")[["test", "arch"]].apply(lambda g: len(g.drop_duplicates()))
+    agreement = wide[[*domains, "overall"]].corr(method="spearman")
+    ctx.table_path("ranks_by_domain").with_suffix(".md").write_text(
+        "rank_score per domain (ReSi's rule within the domain's (test, architecture) cells; 1 = best) and over "
+        "all cells:\n\n" + _markdown(wide) + "\nCells per domain: "
+        + ", ".join(f"{d} {int(n)}" for d, n in cells.items()) + ".\n\nSpearman correlation of the rank scores "
+        "between domains (measures ranked in both):\n\n" + _markdown(agreement.reset_index(names="domain")))
+    _plot_domains(wide, domains, ctx)
+    return wide.melt(id_vars=["measure"], value_vars=[*domains, "overall"], var_name="domain", value_name="value") \
+        .assign(statistic="rank_score_by_domain")
+
+
+def _plot_domains(wide: pd.DataFrame, domains: list[str], ctx: AnalysisContext) -> None:
+    """Heat map of the rank score per measure (rows, in overall order) and domain (columns)."""
+    columns = [*domains, "overall"]
+    values = wide[columns].to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 * len(columns) + 3, 0.22 * len(wide) + 1.5))
+    image = ax.imshow(values, aspect="auto", cmap="viridis_r")
+    ax.set_xticks(range(len(columns)), columns)
+    ax.set_yticks(range(len(wide)), wide["measure"], fontsize=7)
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            dark = v < np.nanmean(values)  # light cells (good ranks) get dark text
+            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6, color="black" if dark else "white")
+    fig.colorbar(image, ax=ax, label="rank score (1 = best)")
+    ax.set_title("Rank score per domain (ReSi rule)")
+    fig.tight_layout()
+    fig.savefig(ctx.figure_path("ranks_by_domain"), dpi=110)
+    plt.close(fig)
 
 
 def _markdown(frame: pd.DataFrame) -> str:

@@ -1,8 +1,11 @@
 """Model zoo: datasets, architectures, training interventions and weight perturbations.
 
 Importing the package (which importing any of its modules does first) registers the vision track
-(:mod:`tasks.zoo.vision`) next to the built-in datasets and architectures, so ``datasets.DATASETS``,
-``architectures.ARCHITECTURES``, ``datasets.load`` and ``architectures.build`` always know them.
+(:mod:`tasks.zoo.vision`), the language domain (:mod:`tasks.zoo.language`) and the graph domain
+(:mod:`tasks.zoo.graph`) next to the built-in datasets and architectures, so ``datasets.DATASETS``,
+``architectures.ARCHITECTURES``, ``interventions.DOMAIN_INTERVENTIONS``, ``datasets.load`` and
+``architectures.build`` always know them.
 """
 
 from tasks.zoo import vision  # noqa: F401  (registers mnist, fashion_mnist, cifar10/100 and the vision architectures)
+from tasks.zoo import graph, language  # noqa: F401,E402  (register sbm + gcn/sage/gat, dyck + transformer)

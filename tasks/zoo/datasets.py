@@ -10,7 +10,7 @@ function of the same config returning the input shape and class count without lo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -21,6 +21,10 @@ DATASETS: dict[str, Callable[..., "Dataset"]] = {}
 #: name -> function(**cfg) -> (input shape, number of classes), answered from the config alone (no data
 #: is loaded), so a sweep can check architectures against the data before any job runs.
 SHAPES: dict[str, Callable[..., tuple[tuple[int, ...], int]]] = {}
+#: name -> the dataset's domain ("vision", "language", "graph", ...): the ``domain`` column of the result rows,
+#: which the ranks analysis aggregates by, and the key of the domain's interventions
+#: (:data:`tasks.zoo.interventions.DOMAIN_INTERVENTIONS`).
+DOMAINS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -33,24 +37,36 @@ class Dataset:
     x_probe: np.ndarray
     y_probe: np.ndarray
     n_classes: int
+    #: set by :func:`load` from the registry (``@dataset(..., domain=...)``)
+    domain: str = "vision"
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
 
-def dataset(name: str, *, shape: Callable[..., tuple[tuple[int, ...], int]]) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+def dataset(name: str, *, shape: Callable[..., tuple[tuple[int, ...], int]],
+            domain: str = "vision") -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
     """Register a dataset function under ``name``; ``shape(**cfg)`` returns (input shape, n_classes)
-    from the config alone and raises ``ValueError`` for invalid size parameters."""
+    from the config alone and raises ``ValueError`` for invalid size parameters; ``domain`` names the
+    domain its rows are ranked in and whose interventions apply to it."""
 
     def decorator(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
         if name in DATASETS:
             raise ValueError(f"dataset {name!r} is already registered")
         DATASETS[name] = fn
         SHAPES[name] = shape
+        DOMAINS[name] = domain
         return fn
 
     return decorator
+
+
+def domain_of(name: str) -> str:
+    """The domain of dataset ``name`` (vision, language, graph, ...)."""
+    if name not in DOMAINS:
+        raise ValueError(f"unknown dataset {name!r}; valid choices: {sorted(DATASETS)}")
+    return DOMAINS[name]
 
 
 def describe(name: str, **cfg) -> tuple[tuple[int, ...], int]:
@@ -85,7 +101,7 @@ def load(name: str, **cfg) -> Dataset:
     """Load dataset ``name``; unknown names list the valid ones."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid choices: {sorted(DATASETS)}")
-    return DATASETS[name](**cfg)
+    return replace(DATASETS[name](**cfg), domain=DOMAINS[name])
 
 
 def _split(name: str, x: np.ndarray, y: np.ndarray, probe_fraction: float, split_seed: int) -> Dataset:
@@ -113,7 +129,7 @@ def digits(probe_fraction: float = 0.4, split_seed: int = 0) -> Dataset:
     return _split("digits", x, bunch.target, probe_fraction, split_seed)
 
 
-@dataset("synthetic", shape=_synthetic_shape)
+@dataset("synthetic", shape=_synthetic_shape, domain="synthetic")
 def synthetic(
     n_samples: int = 600,
     n_features: int = 16,

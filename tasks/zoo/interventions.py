@@ -3,9 +3,17 @@
 Each intervention is a named config key under ``intervention`` (``conf/intervention/*.yaml``) and part of
 the model key. Their randomness comes from named seed streams of the model seed, so every draw is
 reproducible and independent of the other axes.
+
+What a shortcut or an augmentation is depends on the domain (a marker pixel of an image, a marker token
+of a sentence, a marker feature of a graph node): each domain registers its versions in
+:data:`DOMAIN_INTERVENTIONS` (vision and the synthetic vectors here, language and graphs in their zoo
+modules); label randomisation is the same everywhere.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -71,3 +79,38 @@ def gaussian_input_noise(x: torch.Tensor, sigma_max: float, generator: torch.Gen
     noise = torch.randn(x.shape, generator=generator) * sigma.view(-1, *([1] * (x.ndim - 1)))
     noisy = x + noise.to(x.device, x.dtype)
     return noisy.clamp(0.0, 1.0) if x.ndim > 2 else noisy
+
+
+def marker_shape(shape: tuple[int, ...], n_classes: int) -> tuple[int, ...]:
+    """The input shape :func:`add_markers` produces: vectors get one marker feature per class, images
+    keep their shape."""
+    return (shape[0] + n_classes,) if len(shape) == 1 else tuple(shape)
+
+
+@dataclass(frozen=True)
+class DomainInterventions:
+    """A domain's versions of the input-changing interventions.
+
+    ``shortcut(x, y, rate, n_classes, seed) -> x``: inputs with a class marker that shows the true class
+    with probability ``rate`` (a uniformly random class otherwise); ``shortcut_shape(shape, n_classes)``:
+    the input shape it produces; ``augment(x, level, generator) -> x``: a training batch with random noise
+    of strength ``level`` (``intervention.input_noise``), the identity at level 0.
+    """
+
+    shortcut: Callable[[np.ndarray, np.ndarray, float, int, int], np.ndarray]
+    shortcut_shape: Callable[[tuple[int, ...], int], tuple[int, ...]]
+    augment: Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
+
+
+#: domain -> its interventions (see :class:`DomainInterventions`)
+DOMAIN_INTERVENTIONS: dict[str, DomainInterventions] = {
+    "vision": DomainInterventions(add_markers, marker_shape, gaussian_input_noise),
+    "synthetic": DomainInterventions(add_markers, marker_shape, gaussian_input_noise),
+}
+
+
+def for_domain(domain: str) -> DomainInterventions:
+    """The interventions of ``domain``; an unknown domain lists the known ones."""
+    if domain not in DOMAIN_INTERVENTIONS:
+        raise ValueError(f"no interventions registered for domain {domain!r}; known domains: {sorted(DOMAIN_INTERVENTIONS)}")
+    return DOMAIN_INTERVENTIONS[domain]

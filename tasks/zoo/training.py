@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from tasks.zoo.datasets import Dataset
-from tasks.zoo.interventions import PROBE_MARKER_SEED, add_markers, gaussian_input_noise, randomize_labels
+from tasks.zoo.interventions import PROBE_MARKER_SEED, for_domain, randomize_labels
 
 
 class TrainingDivergedError(RuntimeError):
@@ -145,6 +145,7 @@ def train(model: nn.Module, data: Dataset, *, seed: int, epochs: int, batch_size
         epochs = warm_start["epochs"]
     y = randomize_labels(data.y_train, intervention.get("label_randomization", 0.0), data.n_classes, streams["labels"])
     sigma_max = float(intervention.get("input_noise", 0.0))
+    augment = for_domain(data.domain).augment
     noise_gen = torch.Generator().manual_seed(streams["augmentation"])
     x_train, y_train = torch.from_numpy(data.x_train).to(device), torch.from_numpy(y).to(device)
     order = torch.Generator().manual_seed(streams["data_order"])
@@ -165,7 +166,7 @@ def train(model: nn.Module, data: Dataset, *, seed: int, epochs: int, batch_size
         for start in range(0, x_train.shape[0], batch_size):
             idx = perm[start : start + batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(gaussian_input_noise(x_train[idx], sigma_max, noise_gen)), y_train[idx])
+            loss = loss_fn(model(augment(x_train[idx], sigma_max, noise_gen)), y_train[idx])
             if not torch.isfinite(loss):
                 # Adam would carry NaN into every weight; the model is recorded as diverged instead
                 raise TrainingDivergedError(f"training diverged ({_describe(lr, weight_decay, epochs, batch_size, seed)}): "
@@ -189,6 +190,7 @@ def prepare_data(data: Dataset, intervention: dict, seed: int) -> Dataset:
     rate = intervention.get("shortcut")
     if rate is None:
         return data
+    add_markers = for_domain(data.domain).shortcut  # the domain's marker: a pixel, a token, a node feature
     x_train = add_markers(data.x_train, data.y_train, float(rate), data.n_classes, seed_streams(seed, "shortcut")["shortcut"])
     x_probe = add_markers(data.x_probe, data.y_probe, 0.0, data.n_classes, PROBE_MARKER_SEED)
     return replace(data, x_train=x_train, x_probe=x_probe)

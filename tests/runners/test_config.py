@@ -27,8 +27,12 @@ def _compose(overrides: list[str]):
 FITS = {"synthetic": ["arch=mlp"], "mnist": ["arch=resnet_small", "measures.exclude=[activation_region]"],
         "fashion_mnist": ["arch=resnet_small", "measures.exclude=[activation_region]"],
         "cifar10": ["arch=resnet_small", "measures.exclude=[activation_region]"],
-        "cifar100": ["arch=resnet_small", "measures.exclude=[activation_region]"]}
-NO_RELU = {"resnet_small", "resnet18", "vit_tiny"}  # architectures without ReLU pre-activations
+        "cifar100": ["arch=resnet_small", "measures.exclude=[activation_region]"],
+        "dyck": ["arch=transformer", "measures.exclude=[activation_region]"], "transformer": ["data=dyck"],
+        "sbm": ["arch=gcn", "measures.exclude=[activation_region]"], "gcn": ["data=sbm"], "sage": ["data=sbm"],
+        "gat": ["data=sbm"]}
+# architectures without flat ReLU pre-activations
+NO_RELU = {"resnet_small", "resnet18", "vit_tiny", "transformer", "gcn", "sage", "gat"}
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS if g != "sweep" for o in options(g)])
@@ -51,7 +55,9 @@ def test_every_sweep_plans(option):
 def test_default_sweep_is_the_whole_benchmark():
     cfg = _compose([])
     assert cfg.name == "benchmark" and cfg.data.name == "digits" and cfg.measures.include == "all"
-    assert list(cfg.parts) == ["noise", "layer_id", "resi_labels", "resi_shortcut", "resi_augmentation"]
+    assert list(cfg.parts) == ["noise", "layer_id", "resi_labels", "resi_shortcut", "resi_augmentation",
+                               "language_layers", "language_labels", "language_shortcut", "language_augmentation",
+                               "graph_layers", "graph_labels", "graph_shortcut", "graph_augmentation"]
     noise = _compose(["sweep=noise"])
     assert noise.hydra.mode.name == "MULTIRUN"
     assert noise.hydra.sweeper.params["arch"] == "mlp,cnn" and noise.hydra.sweeper.params["seed"] == "range(0,5)"
