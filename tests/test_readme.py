@@ -129,12 +129,12 @@ COMMANDS: dict[str, Plan | Run | Elsewhere] = {
     "uv run python -m runners.sweep arch=mlp arch.depth=3 arch.width=128 'seed=range(3)' "
     "intervention.label_randomization=0,0.5": Plan(6, "grid"),
     "uv run python -m runners.sweep 'measures.include=[cka_linear,svcca,disagreement]' name=quick":
-        Plan(160, "quick", parts=5, check=_three_measures),
+        Plan(284, "quick", parts=13, check=_three_measures),
     "uv run python -m runners.sweep sweep=noise measures.params.svcca.tau=0.95": Plan(60, "noise", check=_svcca_param),
     "uv run python -m runners.sweep sweep=noise": Plan(60, "noise"),
     "uv run python -m runners.sweep sweep=smoke": Plan(4, "smoke"),
     "uv run python -m runners.sweep hydra/launcher=joblib hydra.launcher.n_jobs=2":
-        Plan(160, "benchmark", parts=5, check=_launcher_on_command_line),
+        Plan(284, "benchmark", parts=13, check=_launcher_on_command_line),
     "uv run python -m runners.sweep sweep=none arch=cnn seed=3 perturbation.scale=0.1": Plan(1, "single"),
     "PYTHONPATH=/path/to/my/code uv run simbench sweep 'measures.modules=[my_pkg.my_measure]'": Elsewhere(
         "tests/integration/test_plugin_measure.py::test_a_configured_module_is_measured_and_ranked_from_any_folder",
@@ -165,6 +165,22 @@ COMMANDS: dict[str, Plan | Run | Elsewhere] = {
     "uv run python -m simbench.readme ranks": Elsewhere("tests/test_readme.py::test_readme_rank_table_is_generated",
                                                         "rewrites README.md"),
     "uv run simbench": Run(None, _usage),
+    "uv run python -m runners.sweep sweep=solutions": Plan(70, "solutions"),
+    "uv run python -m runners.compare a.pt b.pt --data probe.npz --arch mlp_small --reference c.pt": Elsewhere(
+        "tests/runners/test_compare.py::test_verdict_ranks_the_perturbed_copy_closer_than_another_seed",
+        "trains two seeds and a perturbed copy, saves checkpoints and runs this command on them"),
+    "uv run python -m runners.compare A B '[--data' '...]' '[--measures' '...]' '[--reference' 'C]'": Elsewhere(
+        "tests/runners/test_compare.py::test_every_number_equals_measures_compute", "the synopsis of the command above"),
+    "uv run python -m runners.sweep sweep=byo 'byo.features=[a.npz,b.npz,c.npz]'": Elsewhere(
+        "tests/zoo/test_byo.py::test_byo_sweep_on_feature_files", "writes the feature files and runs sweep=byo on them"),
+    "uv run python -m runners.sweep sweep=byo byo.checkpoints=ckpts/ byo.probe=probe.npz 'byo.arch={name: mlp, width: 64}'":
+        Elsewhere("tests/zoo/test_byo.py::test_byo_sweep_on_checkpoints_adds_weight_and_region_measures",
+                  "writes the checkpoints and the probe set and runs sweep=byo on them"),
+    "uv run python -m runners.paper": Elsewhere(
+        "tests/runners/test_paper.py::test_paper_compiles_and_a_changed_result_changes_the_pdf",
+        "builds the paper from small results the test writes (the full build needs the default benchmark)"),
+    "uv run python -m runners.report --sweep NAME": Elsewhere(
+        "tests/runners/test_report.py::test_report_renders_in_headless_chromium", "writes and renders the report of a smoke sweep"),
 }
 
 README_COMMANDS = commands(README.read_text())

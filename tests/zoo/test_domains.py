@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from runners.zoo_cache import extract
+from tasks.zoo.cache import extract
 from tasks.zoo import architectures, datasets, graph, interventions, language
 from tasks.zoo.training import prepare_data, train
 
