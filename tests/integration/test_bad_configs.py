@@ -22,7 +22,7 @@ SMOKE = ["sweep=smoke", "measures=fast"]
 # (overrides, the key the message must name, words the message must list as valid)
 TABLE = [
     # -- unknown options of config groups: Hydra lists the available ones
-    pytest.param(["arch=transformer"], "arch", ["cnn", "mlp", "vit_tiny"], id="unknown-arch"),
+    pytest.param(["arch=perceiver"], "arch", ["cnn", "mlp", "vit_tiny"], id="unknown-arch"),
     pytest.param(["data=imagenet"], "data", ["digits", "synthetic", "cifar10"], id="unknown-data"),
     pytest.param(["train=slow"], "train", ["default", "fast"], id="unknown-train"),
     pytest.param(["intervention=dropout"], "intervention", ["none"], id="unknown-intervention"),
