@@ -66,7 +66,7 @@ def test_default_sweep_is_the_whole_benchmark():
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("perturbation.scale=-0.1", "perturbation.scale: must be a number >= 0"),
+        ("perturbation.scale=-0.1", "perturbation.scale: must be a finite number >= 0"),
         ("intervention.label_randomization=1.5", r"label_randomization: must be a rate in \[0, 1\]"),
         ("measures.include=[cka_linear,not_a_measure]", "unknown measure.*not_a_measure.*valid measures: .*cka_linear"),
         ("measures.exclude=[nope]", "measures.exclude: unknown measure"),

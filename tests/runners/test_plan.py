@@ -59,7 +59,7 @@ def test_measure_parameters_need_no_plus():
 
 
 @pytest.mark.parametrize("override,message", [
-    ("perturbation.scale=-1", "perturbation.scale: must be a number >= 0"),
+    ("perturbation.scale=-1", "perturbation.scale: must be a finite number >= 0"),
     ("arch=mlpp", "did you mean 'mlp'"),
     ("data=digit", "did you mean 'digits'"),
     ("measures.include=[cka_liner]", "did you mean 'cka_linear'"),

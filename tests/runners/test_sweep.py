@@ -89,9 +89,9 @@ def test_adding_a_measure_computes_only_its_rows(smoke, tmp_path):
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("arch=transformer", "Could not find 'arch/transformer'"),
+        ("arch=perceiver", "Could not find 'arch/perceiver'"),
         ("data=imagenet", "Could not find 'data/imagenet'"),
-        ("perturbation.scale=0,-1", "perturbation.scale: must be a number >= 0"),
+        ("perturbation.scale=0,-1", "perturbation.scale: must be a finite number >= 0"),
         ("intervention.label_randomization=2", "label_randomization: must be a rate in"),
         ("measures.include=[bogus]", "unknown measure"),
         ("limits.max_jobs=1", "limits.max_jobs: the sweep would launch 4 jobs"),
