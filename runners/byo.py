@@ -184,15 +184,9 @@ def _row(task: dict[str, Any], models: list[Source], keys: dict[str, str], cfg: 
             kwargs["probe"] = torch.from_numpy(load_probe(cfg.byo.probe).x)
     if info.requires_labels:
         kwargs["labels"] = a.arrays["labels"]
-    status, error, value = "ok", "", float("nan")
-    t0 = time.perf_counter()
-    try:
-        value = measures.compute(name, *inputs, **kwargs)
-    except measures.UndefinedMeasureError as exc:
-        status, error = "undefined", str(exc)
-    except Exception as exc:  # a failing measure is a row with its message, never a crashed sweep
-        status, error = "error", f"{type(exc).__name__}: {exc}"
-    runtime = time.perf_counter() - t0
+    from runners.job import compute_status
+
+    status, error, value, runtime = compute_status(name, inputs, kwargs)
     index = {s.name: i for i, s in enumerate(models)}
     labels = a.arrays.get("labels")
 

@@ -452,15 +452,7 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
             kwargs["probe"] = torch.from_numpy(cache.data_for(pair.a.model).x_probe).to(cache.device)
     if info.requires_labels:
         kwargs["labels"] = arrays_a["labels"]
-    status, error, value = "ok", "", float("nan")
-    t0 = time.perf_counter()
-    try:
-        value = measures.compute(name, *inputs, **kwargs)
-    except measures.UndefinedMeasureError as exc:
-        status, error = "undefined", str(exc)
-    except Exception as exc:  # a failing measure is a row with its message, never a crashed sweep
-        status, error = "error", f"{type(exc).__name__}: {exc}"
-    runtime = time.perf_counter() - t0
+    status, error, value, runtime = compute_status(name, inputs, kwargs)
     significance = dict.fromkeys(SIGNIFICANCE_COLUMNS, float("nan"))
     if status == "ok" and task.get("significance"):
         try:
@@ -475,6 +467,21 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
                 d_a=int(shape_a[1]) if len(shape_a) == 2 else -1, d_b=int(shape_b[1]) if len(shape_b) == 2 else -1,
                 accuracy_a=float((arrays_a["logits"].argmax(1) == arrays_a["labels"]).mean()),
                 accuracy_b=float((arrays_b["logits"].argmax(1) == arrays_b["labels"]).mean()))
+
+
+def compute_status(name: str, inputs: tuple, kwargs: dict[str, Any]) -> tuple[str, str, float, float]:
+    """``measures.compute(name, *inputs, **kwargs)`` as a result row's status, message, value and runtime:
+    an undefined measure is an ``undefined`` row with its reason, a failing one an ``error`` row with its
+    message, never a crashed sweep."""
+    status, error, value = "ok", "", float("nan")
+    t0 = time.perf_counter()
+    try:
+        value = measures.compute(name, *inputs, **kwargs)
+    except measures.UndefinedMeasureError as exc:
+        status, error = "undefined", str(exc)
+    except Exception as exc:
+        status, error = "error", f"{type(exc).__name__}: {exc}"
+    return status, error, value, time.perf_counter() - t0
 
 
 def _row(task: dict[str, Any], pair: Pair, cfg: DictConfig, key: str, device: str, *, status: str, error: str,
