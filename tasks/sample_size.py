@@ -134,7 +134,8 @@ def sample_size(ctx: AnalysisContext) -> AnalysisResult:
     bias.to_csv(ctx.table_path("cka_bias"), index=False)
     figures = [_plot(table, ctx), _plot_bias(bias, below, ctx)]
     evaluations = pd.concat([
-        table.drop(columns="family").assign(statistic=lambda t: "value_" + t["source"].str.replace(" ", "_")),
+        # cpu_s stays in the table only: evaluations are results and must not depend on the machine or its load
+        table.drop(columns=["family", "cpu_s"]).assign(statistic=lambda t: "value_" + t["source"].str.replace(" ", "_")),
         pd.DataFrame([{"measure": "cka_linear", "statistic": f"first_n_below_{CKA_THRESHOLD:g}", "d": d, "value": v}
                       for d, v in below.items()]),
     ], ignore_index=True)
