@@ -283,3 +283,27 @@ def test_rank_table_check_finds_a_changed_row(tmp_path):
     lines[3] = lines[3].replace("|", "| 99.0 |", 1).replace("| 99.0 |", "|", 1)[:-4] + "0.1 |"
     (tmp_path / "changed.md").write_text("\n".join(lines) + "\n")
     assert [d.split(":")[0] for d in rank_table_differences(README, tmp_path / "changed.md")] == ["row 3"]
+
+
+#: the tracked copy of the default benchmark's ranks (written by `python -m runners.paper`, see paper/README.md)
+TRACKED_RANKS = ROOT / "paper" / "data" / "ranks.csv"
+
+
+def test_readme_rank_table_matches_the_tracked_ranks():
+    """Runs on a fresh clone too: every README row (measure, family, rank score and its interval, the rank per
+    test) equals the tracked paper/data/ranks.csv, the same analysis output as tables/ranks.md, to the
+    README's one decimal."""
+    lines = rank_table(README.read_text())
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    tracked = pd.read_csv(TRACKED_RANKS).set_index("measure")
+    assert [r[0] for r in rows] == list(tracked.index), "README rows are not the tracked ranks' measures in order"
+    for row in rows:
+        for column, cell in zip(header[1:], row[1:]):
+            expected = tracked.loc[row[0], column]
+            if isinstance(expected, str):
+                assert cell == expected, (row[0], column)
+            elif cell in ("", "nan", "--"):
+                assert pd.isna(expected), (row[0], column)
+            else:  # ranks.csv keeps 4 significant digits, the README one decimal
+                assert abs(float(cell) - expected) <= 0.051, (row[0], column, cell, expected)
