@@ -21,7 +21,7 @@ from scipy.stats import ConstantInputWarning
 from runners.collect import check_sweep_dir
 from runners.job import torch_threads
 from runners.report import write_report
-from runners.storage import read_parquet, write_parquet
+from tasks.storage import read_parquet, write_parquet
 from tasks.base import OWN_SWEEP_ONLY, AnalysisContext, load_analyses
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 import measures
 from runners.config import selected_measures
-from runners.storage import content_key, read_arrays, read_parquet, write_arrays
+from tasks.storage import content_key, read_arrays, read_parquet, write_arrays
 from tasks.zoo.byo import Source, file_key, load_sources
 
 log = logging.getLogger(__name__)
@@ -94,11 +94,15 @@ def applicable(name: str, a: Source, b: Source) -> str | None:
 
 def run_job(cfg: DictConfig):
     """Compare every pair of the user's models (one shard), like :func:`runners.job.run_job` does for a cell."""
-    from runners.job import JobResult, _stale_flags_outdated, _update_shard, provenance, results_root, shard_path
+    from runners.job import (JobResult, _stale_flags_outdated, _update_shard, provenance, results_root, shard_path,
+                             torch_threads)
 
     start = time.perf_counter()
-    torch.set_num_threads(int(cfg.runtime.num_threads))
-    models = sources(cfg)
+    # Loading and running the user's models uses runtime.num_threads; the measures run on one thread, as in
+    # runners.job.run_job (values must not depend on the thread count, which never enters a key).
+    with torch_threads(int(cfg.runtime.num_threads)):
+        models = sources(cfg)
+    torch.set_num_threads(1)
     key = job_key(cfg)
     path = shard_path(cfg, key)
     old = read_parquet(path)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from measures._suggest import suggest
-from runners.storage import read_parquet, write_parquet
+from tasks.storage import read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
 

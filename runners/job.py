@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 import measures
 from runners.config import selected_measures, validate_config
-from runners.storage import content_key, read_parquet, write_parquet
+from tasks.storage import content_key, read_parquet, write_parquet
 from tasks.zoo.architectures import representation_layers
 from tasks.zoo.cache import ModelSpec, Variant, ZooCache, layer_names, semantic_data
 from tasks.zoo.training import TrainingDivergedError

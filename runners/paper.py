@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from runners.storage import read_parquet
+from tasks.storage import read_parquet
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = ROOT / "paper"

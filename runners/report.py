@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 import measures
-from runners.storage import read_parquet
+from tasks.storage import read_parquet
 
 #: rows of a table shown in the page; longer tables are cut there (the CSV beside it has them all)
 MAX_ROWS = 500

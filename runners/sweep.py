@@ -407,7 +407,7 @@ def _install_stop_handlers(quiet: bool) -> None:
         stop_descendants()
         # Exit at once, without unwinding. Nothing is lost: shards, models and representations are
         # renamed into place whole, file locks are released by the OS, and a temporary file of an
-        # interrupted write is removed by the next sweep (runners.storage.remove_stale_temporaries).
+        # interrupted write is removed by the next sweep (tasks.storage.remove_stale_temporaries).
         os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
@@ -451,7 +451,7 @@ def cli(argv: list[str]) -> int:
         return 2
     import pandas as pd
 
-    from runners.storage import remove_stale_temporaries
+    from tasks.storage import remove_stale_temporaries
 
     problem = _unwritable(results_root_of(sweep))
     if problem:

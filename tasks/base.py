@@ -12,7 +12,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from runners.storage import read_arrays
+from tasks.storage import read_arrays
 
 
 @dataclass

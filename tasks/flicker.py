@@ -67,7 +67,7 @@ from measures.activation_region import (  # noqa: E402
     signatures,
 )
 from measures.weights import weight_matching  # noqa: E402
-from runners.storage import content_key  # noqa: E402
+from tasks.storage import content_key  # noqa: E402
 from tasks.base import AnalysisContext, AnalysisResult, analysis, standard_rows  # noqa: E402
 from tasks.robustness import drift_table, last_hidden_layer  # noqa: E402
 from tasks.seed_variability import equivalent_scale  # noqa: E402

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from runners.storage import atomic_write, content_key, read_arrays, write_arrays
+from tasks.storage import atomic_write, content_key, read_arrays, write_arrays
 from tasks.zoo import architectures, datasets
 from tasks.zoo.training import (
     ProbeHistory,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 from runners.collect import collect
-from runners.storage import read_parquet
+from tasks.storage import read_parquet
 from tests.integration.conftest import (
     assert_same_values,
     count,

@@ -13,7 +13,7 @@ import pandas as pd
 
 from runners.collect import collect
 from runners.job import _update_shard
-from runners.storage import read_parquet, write_parquet
+from tasks.storage import read_parquet, write_parquet
 from tests.integration.conftest import assert_same_values, run_sweep, scores, shard_files
 
 THREE = "measures.include=[cka_linear,disagreement,knn_jaccard]"

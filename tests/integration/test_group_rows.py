@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from runners.storage import read_arrays
+from tasks.storage import read_arrays
 from tests.integration.conftest import run_sweep
 
 OVERRIDES = ("seed=range(0,3)", "perturbation.scale=0", "hydra/launcher=basic",

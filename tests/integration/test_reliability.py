@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from runners.storage import read_parquet, write_parquet
+from tasks.storage import read_parquet, write_parquet
 from tests.integration.conftest import (
     ROOT,
     assert_same_values,

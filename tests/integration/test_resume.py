@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from runners.storage import read_arrays, read_parquet
+from tasks.storage import read_arrays, read_parquet
 from tasks.zoo.cache import _load_state
 from tests.integration.conftest import (
     assert_same_values,

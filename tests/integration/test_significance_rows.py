@@ -7,7 +7,7 @@ import pandas as pd
 import scipy.stats
 
 import measures
-from runners.storage import read_arrays
+from tasks.storage import read_arrays
 from tasks.base import AnalysisContext
 from tasks.significance import significance
 from tests.integration.conftest import run_sweep

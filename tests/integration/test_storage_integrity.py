@@ -1,6 +1,6 @@
 """Damaged files are never read as data: every reader returns None (the caller recomputes) for a
 truncated file, random bytes, an empty file, or a flipped byte; concurrent writers never expose a
-partial file. Fast, in-process tests of runners/storage.py and the model cache's checkpoint loader."""
+partial file. Fast, in-process tests of tasks/storage.py and the model cache's checkpoint loader."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from runners.storage import read_arrays, read_parquet, write_arrays, write_parquet
+from tasks.storage import read_arrays, read_parquet, write_arrays, write_parquet
 from tasks.zoo.cache import _load_state, state_digest
 
 SEED = 1234
@@ -96,7 +96,7 @@ def test_flipped_bytes_are_detected_or_harmless(tmp_path, kind):
     """Bit rot: a flipped byte either makes the reader return None or leaves the data unchanged.
 
     Parquet pages carry CRCs and the column names are cross-checked between the file's three copies of
-    them (runners.storage); .npz members carry zip CRCs, checked for every member before loading; model
+    them (tasks.storage); .npz members carry zip CRCs, checked for every member before loading; model
     checkpoints carry a sha256 of their tensors (torch.load does not check its zip CRCs).
     """
     name, path, read, same = next(r for r in _readers(tmp_path) if r[0] == kind)
@@ -116,7 +116,7 @@ WRITER = """
 import sys
 from pathlib import Path
 import numpy as np, pandas as pd
-from runners.storage import write_parquet
+from tasks.storage import write_parquet
 path, seed, n = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(seed)
 for _ in range(n):

@@ -24,7 +24,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import measures
-from runners.storage import write_arrays
+from tasks.storage import write_arrays
 from tasks.base import AnalysisContext
 from tasks.benchmark_tests import (
     delete_components,

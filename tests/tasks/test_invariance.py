@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import measures
-from runners.storage import write_arrays
+from tasks.storage import write_arrays
 from tasks.base import AnalysisContext
 from tasks.invariance import TOLERANCE, TRANSFORMS, apply, invariance
 

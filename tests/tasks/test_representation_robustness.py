@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from runners.storage import write_arrays
+from tasks.storage import write_arrays
 from tasks import representation_robustness as rr
 from tests.tasks.test_benchmark_tests import context, score_row
 from tests.tasks.test_sample_size import numpy_cka
