@@ -7,8 +7,10 @@ solutions sweeps (``results/flicker/``, ``results/solutions/``), then
    (``numbers.tex``), the tables (``*_table.tex``, ``ranks_full.tex``) and the figures (``figures/*.png``,
    copied from the sweeps);
 2. copies the small processed tables the paper uses to the tracked ``paper/data/`` (the rank table, the
-   benchmark's quality statistics, every number with the table it came from in ``numbers.csv``), so a reader
-   can check the README and the paper without rerunning;
+   benchmark's quality statistics, every number with the table it came from in ``numbers.csv``) and the summary
+   tables the README's result sections quote (:func:`readme_tables`, including those of the small
+   ``sweep=significance`` and ``sweep=cross_model`` runs when present), so a reader can check the README and
+   the paper without rerunning (``tests/test_readme_numbers.py`` does);
 3. compiles ``paper/build/paper.pdf`` with latexmk (pdflatex + bibtex; Debian: latexmk,
    texlive-latex-recommended, texlive-fonts-recommended).
 
