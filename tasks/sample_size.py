@@ -33,6 +33,7 @@ import pandas as pd  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import measures  # noqa: E402
+from tasks import plotting  # noqa: E402
 from tasks.base import AnalysisContext, AnalysisResult, analysis, seed_pairs  # noqa: E402
 from tasks.robustness import last_hidden_layer  # noqa: E402
 
@@ -177,11 +178,7 @@ def _plot(table: pd.DataFrame, ctx: AnalysisContext):
     fig.supxlabel("number of inputs N (log)", fontsize=9)
     fig.suptitle("Score vs N: independent Gaussian inputs (coloured), a real seed pair (black) and its shuffled "
                  "baseline (grey)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.97))
-    path = ctx.figure_path("sample_size")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return plotting.save(fig, ctx, "sample_size", dpi=110, rect=(0, 0.02, 1, 0.97))
 
 
 def _plot_bias(bias: pd.DataFrame, below: dict[int, float], ctx: AnalysisContext):
@@ -196,8 +193,4 @@ def _plot_bias(bias: pd.DataFrame, below: dict[int, float], ctx: AnalysisContext
     ax.set_xlabel("number of inputs N")
     ax.set_ylabel(f"linear CKA of independent inputs (mean of {CKA_REPEATS})")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = ctx.figure_path("cka_bias")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return plotting.save(fig, ctx, "cka_bias", dpi=120)
