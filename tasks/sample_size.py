@@ -187,7 +187,7 @@ def _plot_bias(bias: pd.DataFrame, below: dict[int, float], ctx: AnalysisContext
         c = plt.get_cmap("viridis")(i / max(1, bias["d"].nunique() - 1))
         ax.plot(g["n"], g["cka_linear"], marker="o", color=c, label=f"biased, D = {d} (< {CKA_THRESHOLD:g} from N = {below[d]:.0f})")
         ax.plot(g["n"], g["cka_linear_debiased"], marker="x", ls="--", color=c, label=f"debiased, D = {d}")
-    ax.axhline(CKA_THRESHOLD, color="red", lw=0.8, ls=":")
+    ax.axhline(CKA_THRESHOLD, color="red", lw=0.8, ls=":", label=f"{CKA_THRESHOLD:g}")
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("number of inputs N")
