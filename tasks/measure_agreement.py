@@ -110,4 +110,4 @@ def _plot(rho: pd.DataFrame, z: np.ndarray, ctx: AnalysisContext):
     fig.colorbar(image, cax=cax, label="Spearman ρ over model pairs (similarity-oriented)")
     top.set_title("Measure agreement: rank correlation over all model pairs, clustered (average linkage on 1 − ρ;\n"
                   f"coloured links: clusters at ρ >= {CLUSTER_RHO:g})", fontsize=11)
-    return plotting.save(fig, ctx, "measure_agreement")
+    return plotting.save(fig, ctx, "measure_agreement", tight=False)  # axes placed by hand

@@ -72,13 +72,13 @@ def measure_heatmap(ax: Axes, table: pd.DataFrame, *, cmap: str = "viridis", nor
 
 
 def save(fig: plt.Figure, ctx: AnalysisContext, name: str, *, dpi: int = 120,
-         rect: tuple[float, float, float, float] | None = None) -> Path:
+         rect: tuple[float, float, float, float] | None = None, tight: bool = True) -> Path:
     """Write ``figures/<name>.png`` of the sweep and close the figure; return the path.
 
     A figure without a layout engine is laid out with ``tight_layout`` (``rect`` keeps room for a suptitle or a
-    figure legend); ``bbox_inches="tight"`` then widens the saved image to whatever still sticks out (a colour
-    bar's label, a legend outside the axes), so nothing is clipped."""
-    if fig.get_layout_engine() is None:
+    figure legend; ``tight=False`` for axes placed by hand); ``bbox_inches="tight"`` then fits the saved image
+    to whatever sticks out (a colour bar's label, a legend outside the axes), so nothing is clipped."""
+    if tight and fig.get_layout_engine() is None:
         fig.tight_layout(rect=rect) if rect is not None else fig.tight_layout()
     path = ctx.figure_path(name)
     fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.1)

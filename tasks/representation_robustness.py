@@ -126,5 +126,7 @@ def _plot(table: pd.DataFrame, ctx: AnalysisContext):
                                         for k, lv, _ in columns], fontsize=8, rotation=30, ha="right")
     ax.set_yticks(range(len(order)), [f"{m} ({f})" for f, m in zip(order["family"], order["measure"])], fontsize=7)
     fig.colorbar(image, ax=ax, label="log10 drift in seed units (0: another seed)")
-    ax.set_title(f"Representation-level robustness ({table['arch'].iloc[0]}, {int(table['n'].iloc[0])} rows)", fontsize=9)
+    ax.set_title(f"Representation-level robustness ({table['arch'].iloc[0]}, {int(table['n'].iloc[0])} rows)\n"
+                 "cells: drift in seed units; \"0.5 of rows (sd)\": spread over half-row subsamples; white: no value",
+                 fontsize=9)
     return plotting.save(fig, ctx, "representation_robustness", dpi=120)
