@@ -385,8 +385,10 @@ README_SWEEPS = {
 
 
 def _domain_of_arch(scores: pd.DataFrame) -> pd.Series:
-    rows = scores.dropna(subset=["arch_a", "domain"]) if "domain" in scores.columns else scores.iloc[:0]
-    return rows.drop_duplicates("arch_a").set_index("arch_a")["domain"]
+    """Architecture -> its domain (empty for results older than the domain column)."""
+    if "domain" not in scores.columns:
+        return pd.Series(dtype=object)
+    return scores.dropna(subset=["arch_a", "domain"]).drop_duplicates("arch_a").set_index("arch_a")["domain"]
 
 
 def ranks_by_domain_summary(ranks_by_domain: pd.DataFrame, evaluations: pd.DataFrame,
@@ -466,7 +468,8 @@ def readme_tables(results: Path, data: Path) -> list[str]:
     if robust is not None:
         write(robust[robust["statistic"].eq("drift")].drop(columns=["statistic"]), "representation_robustness.csv")
     pc = evaluations[evaluations["task"].eq("pc_deletion") & evaluations["statistic"].eq("pc_fraction_at_reaction")]
-    write(pc[["arch", "layer", "measure", "value"]].assign(domain=pc["arch"].map(_domain_of_arch(scores))),
+    write(pc[[c for c in ("arch", "layer", "measure", "value") if c in pc]].assign(
+          domain=pc["arch"].map(_domain_of_arch(scores))),
           "pc_deletion_reaction.csv")
     write(measure_agreement_summary(evaluations), "measure_agreement.csv")
     significance = table("significance", "significance.csv")
