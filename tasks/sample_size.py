@@ -28,6 +28,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
@@ -173,8 +174,15 @@ def _plot(table: pd.DataFrame, ctx: AnalysisContext):
         ax.tick_params(labelsize=6)
     for ax in list(axes.flat)[len(order):]:
         ax.axis("off")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower right", fontsize=8, ncol=2)
+    # one legend, drawn in dim grey for the independent inputs (their colour in a panel is its family's)
+    handles = [Line2D([], [], ls=ls, color="dimgrey", label=f"independent, D = {d} (family colour)")
+               for d, ls in zip(D_GRID, (":", "--"))]
+    handles += [Line2D([], [], label=source, **style) for source, style in styles.items()]
+    spare = list(axes.flat)[len(order):]
+    if spare:
+        spare[0].legend(handles=handles, loc="center left", fontsize=8)
+    else:
+        fig.legend(handles=handles, loc="lower right", fontsize=8, ncol=2)
     fig.supxlabel("number of inputs N (log)", fontsize=9)
     fig.suptitle("Score vs N: independent Gaussian inputs (coloured), a real seed pair (black) and its shuffled "
                  "baseline (grey)", fontsize=10)
