@@ -7,8 +7,10 @@ solutions sweeps (``results/flicker/``, ``results/solutions/``), then
    (``numbers.tex``), the tables (``*_table.tex``, ``ranks_full.tex``) and the figures (``figures/*.png``,
    copied from the sweeps);
 2. copies the small processed tables the paper uses to the tracked ``paper/data/`` (the rank table, the
-   benchmark's quality statistics, every number with the table it came from in ``numbers.csv``), so a reader
-   can check the README and the paper without rerunning;
+   benchmark's quality statistics, every number with the table it came from in ``numbers.csv``) and the summary
+   tables the README's result sections quote (:func:`readme_tables`, including those of the small
+   ``sweep=significance`` and ``sweep=cross_model`` runs when present), so a reader can check the README and
+   the paper without rerunning (``tests/test_readme_numbers.py`` does);
 3. compiles ``paper/build/paper.pdf`` with latexmk (pdflatex + bibtex; Debian: latexmk,
    texlive-latex-recommended, texlive-fonts-recommended).
 
@@ -372,6 +374,112 @@ def _epochs_of(warm_start: object) -> int | None:
 
 
 # --------------------------------------------------------------------------------------------------
+# The README's tables
+# --------------------------------------------------------------------------------------------------
+
+#: the small sweeps whose summary tables the README quotes (not needed by the PDF): copied when present
+README_SWEEPS = {
+    "significance": "uv run python -m runners.sweep sweep=significance",
+    "cross_model": "uv run python -m runners.sweep sweep=cross_model",
+}
+
+
+def _domain_of_arch(scores: pd.DataFrame) -> pd.Series:
+    """Architecture -> its domain (empty for results older than the domain column)."""
+    if "domain" not in scores.columns:
+        return pd.Series(dtype=object)
+    return scores.dropna(subset=["arch_a", "domain"]).drop_duplicates("arch_a").set_index("arch_a")["domain"]
+
+
+def ranks_by_domain_summary(ranks_by_domain: pd.DataFrame, evaluations: pd.DataFrame,
+                            scores: pd.DataFrame) -> pd.DataFrame:
+    """Long table (statistic, key, domain, value): each family's mean rank score per domain and overall
+    (``family_mean_rank_score``), each family's mean position in the overall order (``family_mean_position``,
+    as the paper's families table), the Spearman correlation of the domains' rank scores (``spearman``, key =
+    the other domain) and the number of (test, architecture) cells per domain (``cells``)."""
+    columns = [c for c in ranks_by_domain.columns if c not in ("measure", "family")]
+    rows = [{"statistic": "family_mean_rank_score", "key": family, "domain": domain, "value": value}
+            for family, means in ranks_by_domain.groupby("family")[columns].mean().iterrows()
+            for domain, value in means.items()]
+    position = ranks_by_domain["overall"].rank(method="average")  # 1 = best of the ranked measures
+    rows += [{"statistic": "family_mean_position", "key": family, "domain": "overall", "value": value}
+             for family, value in position.groupby(ranks_by_domain["family"]).mean().items()]
+    rho = ranks_by_domain[columns].corr(method="spearman")
+    rows += [{"statistic": "spearman", "key": other, "domain": domain, "value": rho.loc[domain, other]}
+             for domain in columns for other in columns if domain != other]
+    cells = evaluations[evaluations["task"].eq("ranks") & evaluations["statistic"].str.startswith("rank_")
+                        & ~evaluations["statistic"].str.startswith("rank_score") & evaluations["arch"].notna()]
+    cells = cells.assign(domain=cells["arch"].map(_domain_of_arch(scores))).drop_duplicates(["statistic", "arch"])
+    rows += [{"statistic": "cells", "key": "", "domain": domain, "value": float(n)}
+             for domain, n in cells.groupby("domain").size().items()]
+    return pd.DataFrame(rows)
+
+
+def measure_agreement_summary(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """One row per measure of the agreement analysis: its cluster (average linkage cut at
+    ``tasks.measure_agreement.CLUSTER_RHO``), the cluster's size, and the sweep-wide numbers the README quotes
+    (the most model pairs behind a correlation, the median Spearman over distinct measure pairs, the number of
+    clusters) repeated on every row."""
+    rows = evaluations[evaluations["task"].eq("measure_agreement") & evaluations["statistic"].eq("spearman")]
+    if rows.empty:
+        return pd.DataFrame()
+    distinct = rows[rows["measure"] < rows["other_measure"]]
+    clusters = rows.drop_duplicates("measure").set_index("measure")["cluster"].astype(int)
+    sizes = clusters.map(clusters.value_counts())
+    return pd.DataFrame({"measure": clusters.index, "cluster": clusters.to_numpy(), "cluster_size": sizes.to_numpy(),
+                         "n_clusters": clusters.nunique(), "max_model_pairs": int(rows["n_pairs"].max()),
+                         "median_spearman": float(pd.to_numeric(distinct["value"]).median())})
+
+
+def readme_tables(results: Path, data: Path) -> list[str]:
+    """Copy to ``data`` the small summary tables the README's result sections quote (``tests/test_readme.py``
+    checks every number there against them). A source that is missing keeps the tracked copy and is named in
+    the returned notes with the command that makes it."""
+    notes: list[str] = []
+
+    def table(sweep: str, name: str) -> pd.DataFrame | None:
+        path = results / sweep / "tables" / name
+        if path.exists():
+            return pd.read_csv(path)
+        notes.append(f"results/{sweep}/tables/{name} missing: paper/data/ keeps its copy "
+                     f"(run `{README_SWEEPS.get(sweep, SWEEPS.get(sweep, ('',))[0])}`)")
+        return None
+
+    def write(frame: pd.DataFrame | None, name: str) -> None:
+        if frame is not None and not frame.empty:
+            frame.to_csv(data / name, index=False, float_format="%.6g")
+
+    evaluations = _read(results, "benchmark", "evaluations.parquet")
+    scores = _read(results, "benchmark", "scores.parquet")
+    write(table("benchmark", "cka_bias.csv"), "cka_bias.csv")
+    write(table("benchmark", "stop_searching.csv"), "stop_searching.csv")
+    by_domain = table("benchmark", "ranks_by_domain.csv")
+    write(by_domain, "ranks_by_domain.csv")
+    if by_domain is not None:
+        write(ranks_by_domain_summary(by_domain, evaluations, scores), "ranks_by_domain_summary.csv")
+    sample = table("benchmark", "sample_size.csv")
+    if sample is not None:  # the real seed pair beside its shuffled baseline (the independent inputs: cka_bias)
+        pair = sample[~sample["source"].eq("independent")]
+        pair = pair.assign(arch=pair["source"].str.split().str[0],
+                           kind=np.where(pair["source"].str.endswith("shuffled"), "shuffled", "seed_pair"))
+        write(pair.pivot(index=["arch", "measure", "family", "n", "d"], columns="kind", values="value")
+              .reset_index().rename_axis(columns=None), "sample_size_pair.csv")
+    robust = table("benchmark", "representation_robustness.csv")
+    if robust is not None:
+        write(robust[robust["statistic"].eq("drift")].drop(columns=["statistic"]), "representation_robustness.csv")
+    pc = evaluations[evaluations["task"].eq("pc_deletion") & evaluations["statistic"].eq("pc_fraction_at_reaction")]
+    write(pc[[c for c in ("arch", "layer", "measure", "value") if c in pc]].assign(
+          domain=pc["arch"].map(_domain_of_arch(scores))),
+          "pc_deletion_reaction.csv")
+    write(measure_agreement_summary(evaluations), "measure_agreement.csv")
+    significance = table("significance", "significance.csv")
+    write(significance, "significance.csv")
+    cross = table("cross_model", "cross_model.csv")
+    write(cross, "cross_model.csv")
+    return notes
+
+
+# --------------------------------------------------------------------------------------------------
 # Tables
 # --------------------------------------------------------------------------------------------------
 
@@ -473,6 +581,8 @@ def generate(results: Path, paper: Path = PAPER) -> Numbers:
         data / "flicker_solutions.csv", index=False, float_format="%.4g")
     numbers.table().to_csv(data / "numbers.csv", index=False)
     (data / "claims.md").write_text(claims_markdown(CLAIMS))
+    for note in readme_tables(results, data):
+        print(f"[paper] {note}", flush=True)
     return numbers
 
 

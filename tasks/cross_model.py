@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import measures  # noqa: E402
-from tasks import stats  # noqa: E402
+from tasks import plotting, stats  # noqa: E402
 from tasks.base import AnalysisContext, AnalysisResult, analysis, standard_rows, trained_from_scratch  # noqa: E402
 
 HEATMAP_MEASURE = "cka_linear"
@@ -102,11 +102,16 @@ def _plot(matrices: dict, per_pair: pd.DataFrame, labels: dict[str, str], seed: 
     panels = list(chosen.items())[:MAX_PANELS]
     n_cols = min(4, len(panels))
     n_rows = int(np.ceil(len(panels) / n_cols))
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 3.4 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.4 * n_cols + 1, 3.4 * n_rows), squeeze=False,
+                             layout="constrained")
     info = measures.info(measure)
+    # one colour scale for every panel, so colours compare across model pairs
+    values = np.concatenate([matrix.to_numpy().ravel() for _, (_, _, matrix) in panels])
+    norm = plt.Normalize(np.nanmin(values), np.nanmax(values))
+    image = None
     for ax, ((la, lb), (a, b, matrix)) in zip(axes.flat, panels):
         image = ax.imshow(matrix.to_numpy(), cmap="viridis" if info.higher_is_more_similar else "viridis_r",
-                          origin="lower", aspect="auto")
+                          origin="lower", aspect="auto", norm=norm)
         agg = per_pair[per_pair["model_a"].eq(a) & per_pair["model_b"].eq(b) & per_pair["measure"].eq(measure)]
         text = ", ".join(f"{r.rule} {r.value:.2f}" for r in agg.itertuples())
         ax.set_title(f"{la} vs {lb}\n{text}", fontsize=7)
@@ -114,12 +119,9 @@ def _plot(matrices: dict, per_pair: pd.DataFrame, labels: dict[str, str], seed: 
         ax.set_ylabel(f"layer of A ({la})", fontsize=7)
         ax.set_xticks(range(matrix.shape[1]))
         ax.set_yticks(range(matrix.shape[0]))
-        fig.colorbar(image, ax=ax, shrink=0.8)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.suptitle(f"Layer x layer {measure} of two models (first seed pair per configuration pair)", fontsize=9)
-    fig.tight_layout()
-    path = ctx.figure_path("cross_model")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    fig.colorbar(image, ax=axes, shrink=0.8, label=f"{measure} (one scale for all panels)")
+    fig.suptitle(f"Layer x layer {measure} of two models (first seed pair per configuration pair; "
+                 "layer 0 = first compared layer)", fontsize=9)
+    return plotting.save(fig, ctx, "cross_model", dpi=120)

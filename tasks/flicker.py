@@ -67,6 +67,7 @@ from measures.activation_region import (  # noqa: E402
     signatures,
 )
 from measures.weights import weight_matching  # noqa: E402
+from tasks import plotting  # noqa: E402
 from tasks.storage import content_key  # noqa: E402
 from tasks.base import AnalysisContext, AnalysisResult, analysis, standard_rows  # noqa: E402
 from tasks.robustness import drift_table, last_hidden_layer  # noqa: E402
@@ -693,11 +694,7 @@ def _plot(evaluations: pd.DataFrame, drift: pd.DataFrame, ctx: AnalysisContext):
             if fixture != "zoo":
                 ax.text(0.02, 0.95, "dotted: the twin units only", transform=ax.transAxes, fontsize=7, va="top")
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = ctx.figure_path("flicker")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return plotting.save(fig, ctx, "flicker", dpi=110)
 
 
 def _plot_drift(ax, drift: pd.DataFrame, arch: str) -> None:

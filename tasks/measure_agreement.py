@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tasks import stats  # noqa: E402
+from tasks import plotting, stats  # noqa: E402
 from tasks.base import AnalysisContext, AnalysisResult, analysis  # noqa: E402
 from tasks.robustness import last_hidden_layer  # noqa: E402
 
@@ -108,9 +108,6 @@ def _plot(rho: pd.DataFrame, z: np.ndarray, ctx: AnalysisContext):
     ax.set_yticks(range(n), rho.index, fontsize=7)
     cax = fig.add_axes((0.86, 0.2, 0.02, 0.62))
     fig.colorbar(image, cax=cax, label="Spearman ρ over model pairs (similarity-oriented)")
-    fig.suptitle("Measure agreement: rank correlation over all model pairs, clustered (average linkage on 1 − ρ)",
-                 fontsize=9)
-    path = ctx.figure_path("measure_agreement")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    top.set_title("Measure agreement: rank correlation over all model pairs, clustered (average linkage on 1 − ρ;\n"
+                  f"coloured links: clusters at ρ >= {CLUSTER_RHO:g})", fontsize=11)
+    return plotting.save(fig, ctx, "measure_agreement", tight=False)  # axes placed by hand

@@ -5,6 +5,9 @@ clipped."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -15,6 +18,9 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 
 import measures  # noqa: E402
+
+if TYPE_CHECKING:
+    from tasks.base import AnalysisContext
 
 
 def family(measure: str) -> str:
@@ -63,3 +69,18 @@ def measure_heatmap(ax: Axes, table: pd.DataFrame, *, cmap: str = "viridis", nor
         right.set_yticks([(s + e - 1) / 2 for s, e in zip(starts, ends)], [families[s] for s in starts], fontsize=7)
         right.tick_params(length=0)
     return image
+
+
+def save(fig: plt.Figure, ctx: AnalysisContext, name: str, *, dpi: int = 120,
+         rect: tuple[float, float, float, float] | None = None, tight: bool = True) -> Path:
+    """Write ``figures/<name>.png`` of the sweep and close the figure; return the path.
+
+    A figure without a layout engine is laid out with ``tight_layout`` (``rect`` keeps room for a suptitle or a
+    figure legend; ``tight=False`` for axes placed by hand); ``bbox_inches="tight"`` then fits the saved image
+    to whatever sticks out (a colour bar's label, a legend outside the axes), so nothing is clipped."""
+    if tight and fig.get_layout_engine() is None:
+        fig.tight_layout(rect=rect) if rect is not None else fig.tight_layout()
+    path = ctx.figure_path(name)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.1)
+    plt.close(fig)
+    return path

@@ -27,6 +27,7 @@ import pandas as pd  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import measures  # noqa: E402
+from tasks import plotting  # noqa: E402
 from tasks.base import AnalysisContext, AnalysisResult, analysis  # noqa: E402
 from tasks.sample_size import _real_pairs  # noqa: E402
 
@@ -125,9 +126,7 @@ def _plot(table: pd.DataFrame, ctx: AnalysisContext):
                                         for k, lv, _ in columns], fontsize=8, rotation=30, ha="right")
     ax.set_yticks(range(len(order)), [f"{m} ({f})" for f, m in zip(order["family"], order["measure"])], fontsize=7)
     fig.colorbar(image, ax=ax, label="log10 drift in seed units (0: another seed)")
-    ax.set_title(f"Representation-level robustness ({table['arch'].iloc[0]}, {int(table['n'].iloc[0])} rows)", fontsize=9)
-    fig.tight_layout()
-    path = ctx.figure_path("representation_robustness")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    ax.set_title(f"Representation-level robustness ({table['arch'].iloc[0]}, {int(table['n'].iloc[0])} rows)\n"
+                 "cells: drift in seed units; \"0.5 of rows (sd)\": spread over half-row subsamples; white: no value",
+                 fontsize=9)
+    return plotting.save(fig, ctx, "representation_robustness", dpi=120)

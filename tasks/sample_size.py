@@ -28,11 +28,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import measures  # noqa: E402
+from tasks import plotting  # noqa: E402
 from tasks.base import AnalysisContext, AnalysisResult, analysis, seed_pairs  # noqa: E402
 from tasks.robustness import last_hidden_layer  # noqa: E402
 
@@ -172,16 +174,19 @@ def _plot(table: pd.DataFrame, ctx: AnalysisContext):
         ax.tick_params(labelsize=6)
     for ax in list(axes.flat)[len(order):]:
         ax.axis("off")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower right", fontsize=8, ncol=2)
+    # one legend, drawn in dim grey for the independent inputs (their colour in a panel is its family's)
+    handles = [Line2D([], [], ls=ls, color="dimgrey", label=f"independent, D = {d} (family colour)")
+               for d, ls in zip(D_GRID, (":", "--"))]
+    handles += [Line2D([], [], label=source, **style) for source, style in styles.items()]
+    spare = list(axes.flat)[len(order):]
+    if spare:
+        spare[0].legend(handles=handles, loc="center left", fontsize=8)
+    else:
+        fig.legend(handles=handles, loc="lower right", fontsize=8, ncol=2)
     fig.supxlabel("number of inputs N (log)", fontsize=9)
     fig.suptitle("Score vs N: independent Gaussian inputs (coloured), a real seed pair (black) and its shuffled "
                  "baseline (grey)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.97))
-    path = ctx.figure_path("sample_size")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return plotting.save(fig, ctx, "sample_size", dpi=110, rect=(0, 0.02, 1, 0.97))
 
 
 def _plot_bias(bias: pd.DataFrame, below: dict[int, float], ctx: AnalysisContext):
@@ -190,14 +195,10 @@ def _plot_bias(bias: pd.DataFrame, below: dict[int, float], ctx: AnalysisContext
         c = plt.get_cmap("viridis")(i / max(1, bias["d"].nunique() - 1))
         ax.plot(g["n"], g["cka_linear"], marker="o", color=c, label=f"biased, D = {d} (< {CKA_THRESHOLD:g} from N = {below[d]:.0f})")
         ax.plot(g["n"], g["cka_linear_debiased"], marker="x", ls="--", color=c, label=f"debiased, D = {d}")
-    ax.axhline(CKA_THRESHOLD, color="red", lw=0.8, ls=":")
+    ax.axhline(CKA_THRESHOLD, color="red", lw=0.8, ls=":", label=f"{CKA_THRESHOLD:g}")
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("number of inputs N")
     ax.set_ylabel(f"linear CKA of independent inputs (mean of {CKA_REPEATS})")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = ctx.figure_path("cka_bias")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return plotting.save(fig, ctx, "cka_bias", dpi=120)

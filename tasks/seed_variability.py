@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from tasks import plotting  # noqa: E402
 from tasks.base import AnalysisContext, AnalysisResult, analysis, seed_pairs, standard_rows  # noqa: E402
 from tasks.robustness import drift_table, last_hidden_layer  # noqa: E402
 
@@ -74,7 +75,9 @@ def seed_variability(ctx: AnalysisContext) -> AnalysisResult:
 
 
 def _plot(stats: pd.DataFrame, ctx: AnalysisContext):
-    archs = sorted(stats["configuration"].unique())
+    finite = stats["equivalent_noise_scale"].replace(np.inf, np.nan).notna().groupby(stats["configuration"]).any()
+    archs = sorted(finite.index[finite]) or sorted(finite.index)  # configurations with weight-noise models
+    without = sorted(finite.index[~finite]) if finite.any() else []
     fig, axes = plt.subplots(1, len(archs), figsize=(6 * len(archs), 0.2 * stats["measure"].nunique() + 2),
                              squeeze=False, layout="constrained")
     for ax, arch in zip(axes[0], archs):
@@ -88,7 +91,6 @@ def _plot(stats: pd.DataFrame, ctx: AnalysisContext):
         ax.tick_params(axis="y", labelsize=7)
         ax.set_xlabel("weight-noise scale that moves the measure\nas much as retraining from another seed")
         ax.set_title(f"{arch}, layer {layer}\n(grey: beyond the largest scale)", fontsize=10)
-    path = ctx.figure_path("seed_variability")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    if without:
+        fig.suptitle(f"Not shown (no weight-noise models in the sweep): {', '.join(without)}", fontsize=9)
+    return plotting.save(fig, ctx, "seed_variability")

@@ -1,13 +1,13 @@
 """Does a score mean anything? The per-row permutation nulls and bootstrap CIs a sweep recorded.
 
 Rows computed with ``significance.n_permutations`` / ``significance.n_resamples`` > 0 (see
-``conf/sweep/significance.yaml``) carry a one-sided permutation p-value (rows of model B shuffled), the
-null's 5/50/95% quantiles and a bootstrap CI over probe inputs. Per architecture, measure, layer and pair
-type: the share of rows significant at 5%, the median p-value, value, null median and 95% quantile, and
-the median CI width — is a score of two seeds (or of a model and its noisy copy) far from what unpaired
-inputs give? Table ``tables/significance.csv``, figure ``figures/significance.png`` (each measure's values
-against its null band). Not applicable when no row carries a p-value (the default benchmark). Cost: reads
-the recorded columns only; the nulls themselves cost the sweep n_permutations + n_resamples evaluations
+``conf/sweep/significance.yaml``) carry a one-sided permutation p-value (rows of model B shuffled), the null's
+5/50/95% quantiles and a bootstrap CI over probe inputs. Per architecture, measure, layer and pair type: the
+share of rows significant at 5%, the median and largest p-value, the median value, null median and 95%
+quantile, and the median CI width — is a score of two seeds (or of a model and its noisy copy) far from what
+unpaired inputs give? Table ``tables/significance.csv``, figure ``figures/significance.png`` (each measure's
+values against its null band). Not applicable when no row carries a p-value (the default benchmark). Cost:
+reads the recorded columns only; the nulls themselves cost the sweep n_permutations + n_resamples evaluations
 per row (kernel measures' nulls permute prepared N x N matrices).
 """
 
@@ -36,7 +36,8 @@ def significance(ctx: AnalysisContext) -> AnalysisResult:
     rows = rows.assign(significant=rows["p_value"] < ALPHA, ci_width=rows["ci_high"] - rows["ci_low"])
     keys = ["arch_a", "measure", "layer_a", "pair_type"]
     table = rows.groupby(keys).agg(
-        share_significant=("significant", "mean"), median_p=("p_value", "median"), median_value=("value", "median"),
+        share_significant=("significant", "mean"), median_p=("p_value", "median"), max_p=("p_value", "max"),
+        median_value=("value", "median"),
         median_null_q50=("null_q50", "median"), median_null_q95=("null_q95", "median"),
         median_ci_width=("ci_width", "median"), n_pairs=("value", "size")).reset_index()
     table.rename(columns={"arch_a": "arch", "layer_a": "layer"}).to_csv(ctx.table_path("significance"), index=False)

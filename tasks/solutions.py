@@ -41,6 +41,7 @@ from scipy.spatial.distance import pdist, squareform  # noqa: E402
 from sklearn.manifold import MDS, TSNE  # noqa: E402
 
 import measures  # noqa: E402
+from tasks import plotting  # noqa: E402
 from tasks.base import AnalysisContext, AnalysisResult, analysis, standard_rows  # noqa: E402
 from tasks.robustness import identity_value  # noqa: E402
 from tasks.zoo.cache import ModelSpec, Variant, ZooCache  # noqa: E402
@@ -284,11 +285,7 @@ def _plot_distances(evaluations: pd.DataFrame, ctx: AnalysisContext):
         ax.set_xlabel("distance to the origin model, in units of a seed pair")
         ax.set_title(f"{arch}: where did the perturbed / retrained model land?")
         ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path = ctx.figure_path("solutions")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return plotting.save(fig, ctx, "solutions", dpi=110)
 
 
 def _label_order(label: str) -> tuple:
@@ -342,8 +339,4 @@ def _plot_map(points: pd.DataFrame, specs: dict[str, ModelSpec], ctx: AnalysisCo
     fig.suptitle("Map of models and checkpoints (Erhan et al. 2010): each point is a model at one epoch, its "
                  "probe-set class probabilities concatenated;\nlines join checkpoints of one model, dashed lines a "
                  "converged model to its perturbed copy", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.99))
-    path = ctx.figure_path("model_map")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return plotting.save(fig, ctx, "model_map", dpi=100, rect=(0, 0, 1, 0.99))

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import measures  # noqa: E402
-from tasks import stats  # noqa: E402
+from tasks import plotting, stats  # noqa: E402
 from tasks.base import AnalysisContext, AnalysisResult, analysis, seed_pairs, standard_rows, trained_from_scratch  # noqa: E402
 
 DISTANCE = "disagreement"  # the functional distance that defines a solution class
@@ -118,38 +118,57 @@ def stop_searching(ctx: AnalysisContext) -> AnalysisResult:
 
 
 def _plot(evaluations: pd.DataFrame, ctx: AnalysisContext):
+    """Small multiples: the saturation curve (solution classes vs N, one line per configuration with a
+    calibrated threshold) and one panel per group-wise measure and for the mean pairwise disagreement, each
+    with one line per configuration in one colour per configuration."""
     configurations = sorted(evaluations["configuration"].unique())
-    fig, axes = plt.subplots(2, len(configurations), figsize=(5 * len(configurations), 7.5), squeeze=False)
-    for col, configuration in enumerate(configurations):
+    colour = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(configurations)}
+    group_measures = sorted(evaluations.loc[evaluations["statistic"].eq("group_value"), "measure"].unique())
+    n_panels = 2 + len(group_measures)
+    n_cols = 3
+    n_rows = int(np.ceil(n_panels / n_cols))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.4 * n_cols, 3.6 * n_rows), squeeze=False, layout="constrained")
+    flat = list(axes.flat)
+    ax = flat[0]
+    n_max = int(evaluations["n_models"].max())
+    ax.plot([1, n_max], [1, n_max], color="lightgrey", lw=6, zorder=1, label="every seed a new solution")
+    uncalibrated, drawn = [], []
+    for configuration in configurations:
         e = evaluations[evaluations["configuration"].eq(configuration)]
-        ax = axes[0][col]
         classes = e[e["statistic"].eq("solution_classes")].sort_values("n_models")
-        n_max = int(e["n_models"].max())
-        ax.plot([1, n_max], [1, n_max], color="lightgrey", lw=6, zorder=1, label="every seed a new solution")
-        if len(classes):
-            ax.plot(classes["n_models"], classes["value"], marker="o", color="tab:blue", label="solution classes")
-        tau = e.loc[e["statistic"].eq("class_threshold"), "value"].iloc[0]
-        ax.set_title(f"{configuration}: classes by {DISTANCE} <= {tau:.3g}\n"
-                     f"(τ = largest disagreement under σ = {CALIBRATION_SCALE:g} weight noise)", fontsize=9)
-        ax.set_xlabel("number of seeds N")
-        ax.set_ylabel("functionally distinct solutions")
-        ax.set_xticks(range(1, n_max + 1))
-        ax.set_yticks(range(1, n_max + 1))
-        ax.legend(fontsize=8)
-        ax = axes[1][col]
-        group = e[e["statistic"].eq("group_value")]
-        for measure, g in group.groupby("measure"):
-            g = g.sort_values("n_models")
-            kind = "similarity" if measures.info(measure).higher_is_more_similar else "distance"
-            ax.plot(g["n_models"], g["value"], marker="o", label=f"{measure} ({kind})")
-        pairs = e[e["statistic"].eq("mean_pair_distance")].sort_values("n_models")
-        ax.plot(pairs["n_models"], pairs["value"], marker="s", ls="--", color="black", label=f"mean pairwise {DISTANCE}")
+        tau = e.loc[e["statistic"].eq("class_threshold"), "value"]
+        if classes.empty or tau.isna().all():
+            uncalibrated.append(configuration)
+            continue
+        # identical curves stay visible: each later one smaller and dashed on top of the earlier ones
+        k = len(drawn)
+        ax.plot(classes["n_models"], classes["value"], marker="o", ms=max(10 - 3 * k, 3), ls=("-", "--", ":")[k % 3],
+                color=colour[configuration], label=f"{configuration} (τ = {tau.iloc[0]:.3g})")
+        drawn.append(configuration)
+    ax.set_title(f"solution classes: seeds whose {DISTANCE} <= τ share one\n"
+                 f"(τ = largest {DISTANCE} under σ = {CALIBRATION_SCALE:g} weight noise)", fontsize=9)
+    if uncalibrated:
+        ax.text(0.98, 0.02, "no weight-noise models, no τ:\n" + ", ".join(uncalibrated), transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=7, color="dimgrey")
+    ax.set_xlabel("number of seeds N")
+    ax.set_ylabel("functionally distinct solutions")
+    ax.set_xticks(range(1, n_max + 1))
+    ax.set_yticks(range(1, n_max + 1))
+    ax.legend(fontsize=7, loc="upper left")
+    panels = [(m, "group_value", f"{m} ({'similarity' if measures.info(m).higher_is_more_similar else 'distance'})")
+              for m in group_measures] + [(DISTANCE, "mean_pair_distance", f"mean pairwise {DISTANCE}")]
+    for ax, (measure, statistic, title) in zip(flat[1:], panels):
+        for configuration in configurations:
+            g = evaluations[evaluations["configuration"].eq(configuration) & evaluations["measure"].eq(measure)
+                            & evaluations["statistic"].eq(statistic)].sort_values("n_models")
+            if len(g):
+                ax.plot(g["n_models"], g["value"], marker="o", ms=3, color=colour[configuration], label=configuration)
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("number of seeds N (seeds 0..N-1)")
-        ax.set_ylabel("group-wise measure of the first N seeds")
         ax.set_xticks(range(2, n_max + 1))
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = ctx.figure_path("stop_searching")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    flat[1].legend(fontsize=7, title="configuration", title_fontsize=7)
+    for ax in flat[1 + len(panels):]:
+        ax.axis("off")
+    fig.suptitle("Stop searching? Functionally distinct solutions and group-wise measures of the first N seeds",
+                 fontsize=10)
+    return plotting.save(fig, ctx, "stop_searching")

@@ -202,3 +202,31 @@ def test_readme_holds_the_claims_table_as_generated():
     assert paper.claims_markdown(paper.CLAIMS) in readme
     commands = {c.command for c in paper.CLAIMS}
     assert "uv run python -m runners.paper" in commands and all(c.runtime for c in paper.CLAIMS)
+
+
+def test_readme_tables_summarise_ranks_by_domain_and_copy_what_exists(tmp_path):
+    """The README's tables: family means and domain correlations against numpy / scipy on a small frame; a
+    sweep that is missing is named and leaves the tracked copy alone."""
+    from scipy.stats import spearmanr
+
+    wide = pd.DataFrame({"measure": ["a", "b", "c", "d"], "family": ["rsm", "rsm", "cca", "cca"],
+                         "graph": [1.0, 2.0, 4.0, 3.0], "vision": [2.0, 1.0, 3.0, 4.0], "overall": [1.5, 1.5, 3.5, 3.5]})
+    evaluations = pd.DataFrame({"task": "ranks", "statistic": ["rank_x", "rank_x", "rank_y", "rank_score"],
+                                "arch": ["g1", "v1", "g1", None], "measure": "a", "value": 1.0})
+    scores = pd.DataFrame({"arch_a": ["g1", "v1"], "domain": ["graph", "vision"]})
+    summary = paper.ranks_by_domain_summary(wide, evaluations, scores).set_index(["statistic", "key", "domain"])["value"]
+    assert summary[("family_mean_rank_score", "cca", "graph")] == np.mean([4.0, 3.0])
+    assert summary[("family_mean_rank_score", "rsm", "vision")] == np.mean([2.0, 1.0])
+    assert summary[("spearman", "vision", "graph")] == pytest.approx(spearmanr(wide["graph"], wide["vision"]).statistic)
+    assert summary[("family_mean_position", "rsm", "overall")] == 1.5  # positions 1.5, 1.5 (tied), 3.5, 3.5
+    assert summary[("cells", "", "graph")] == 2 and summary[("cells", "", "vision")] == 1  # (test, arch) pairs
+
+    results = make_results(tmp_path / "results")
+    (results / "benchmark" / "tables" / "cka_bias.csv").write_text("n,d,cka_linear,cka_linear_debiased\n16,64,0.8,0.0\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "significance.csv").write_text("kept\n")
+    notes = paper.readme_tables(results, data)
+    assert pd.read_csv(data / "cka_bias.csv")["cka_linear"].tolist() == [0.8]
+    assert (data / "significance.csv").read_text() == "kept\n"
+    assert any("sweep=significance" in note for note in notes)
