@@ -228,7 +228,7 @@ PARAMETERS = [
     "the 5 seeds", "from N = 64", "3-hidden-layer", "128-unit", "1 = best", "Tiny-10", "2-hop", "U(0, r_max)", "group parts tests 3-5", "of 0 from",
 ]
 #: one run's wall/CPU times and job counts (from its log, not a table)
-RUN_LOG = ["284 jobs", "19 min 43 s", "1,419 s", "7 min 51 s", "53 s", "34 s", "under 5 s", "70% of the time"]
+RUN_LOG = ["284 jobs", "19 min 43 s", "1,419 s", "7 min 51 s", "1,452 s", "54 min", "near 10", "101,998 values", "53 s", "34 s", "under 5 s", "70% of the time"]
 #: layer identification on tiny10 (`sweep=vision_deep`): the "deep" helper's tracked table, rows added at merge
 DEEP = ["on the deeper `tiny10` network linear CKA reaches 0.74"]
 #: paragraphs exempt as a whole (from this start to the next bold paragraph or the section's end), and why
