@@ -21,12 +21,14 @@ from measures.neighbours import BLOCK_ELEMENTS, nearest_neighbours, pair_values,
 
 def _magnitude(x: torch.Tensor) -> torch.Tensor:
     if on_numpy(x) and x.numel():
-        a = x.numpy()
-        # Within this range no sum of N entries or square overflows or underflows, and scaling by a
-        # power of two commutes exactly with the mean, the squares and the square root: the value of
-        # the scaled route below without its N x D copy.
-        if 1e-100 < max(a.max(), -a.min()) < 1e100:
-            return torch.tensor(np.linalg.norm(a.mean(axis=0)), dtype=x.dtype)
+        mean = x.numpy().mean(axis=0)
+        # A finite column sum had no overflow on the way (an infinity never becomes finite again), so the
+        # mean is the scaled route's (scaling by a power of two commutes exactly with sums and division,
+        # barring subnormal partial sums); within this range its D squares neither overflow nor underflow.
+        # This skips the scaled route's passes over the N x D input (its largest entry and its copy).
+        peak = np.abs(mean).max()
+        if 1e-100 < peak < 1e100:
+            return torch.tensor(np.linalg.norm(mean), dtype=x.dtype)
     scaled, exponent = scale_to_unit(x)  # exact; keeps the sum and the squares in the norm finite
     return torch.ldexp(torch.linalg.vector_norm(scaled.mean(dim=0)), exponent)
 
