@@ -22,7 +22,7 @@ import ot
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from measures._kernels import col_norms, mm
+from measures._kernels import col_norms, mm, on_numpy
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns
 from measures.cca import (
@@ -257,6 +257,44 @@ def shape_metric(X: torch.Tensor, Y: torch.Tensor, *, alpha: float = 0.5) -> tor
     return _angle_from_chord(chord)
 
 
+def _scale_if_extreme(*tensors: torch.Tensor) -> float:
+    """1, or a power of two near the largest magnitude when it lies outside [1e-100, 1e100].
+
+    Inside that range no square or sum of squares of an input overflows or loses its leading digits to
+    underflow, so the inputs are used as they are (no N x D copies); outside, dividing by the power of
+    two is exact and keeps them finite.
+    """
+    scale = power_of_two_scale(*tensors)
+    return 1.0 if 1e-100 < scale < 1e100 else scale
+
+
+def _squared_norm(t: torch.Tensor) -> float:
+    """‖t‖_F² (numpy on the CPU: no squared N x D temporary)."""
+    if on_numpy(t):
+        a = t.numpy()
+        return float(np.einsum("ij,ij->", a, a))
+    return float(t.square().sum())
+
+
+def _matched_squared_distance(x: torch.Tensor, y: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
+                              cross: np.ndarray) -> float:
+    """Σ over matched columns ‖x_r − y_c‖² plus the squared norms of the unmatched columns of both sides.
+
+    This is ‖x‖² + ‖y‖² − 2 Σ (xᵀy)_rc from the cross product already at hand; that difference cancels
+    when the sides nearly coincide (absolute round-off ≈ eps·(‖x‖² + ‖y‖²)), so it is used only when it
+    keeps ≥ 1e-3 of ‖x‖² + ‖y‖² (relative error < 1e-12); otherwise the matched columns are subtracted.
+    """
+    total = _squared_norm(x) + _squared_norm(y)
+    squared = total - 2.0 * float(cross[rows, cols].sum())
+    if squared >= 1e-3 * total:
+        return squared
+    rows_t, cols_t = torch.as_tensor(rows, device=x.device), torch.as_tensor(cols, device=x.device)
+    matched = (x[:, rows_t] - y[:, cols_t]).square().sum()
+    unmatched_x = torch.ones(x.shape[1], dtype=torch.bool, device=x.device).index_fill(0, rows_t, False)
+    unmatched_y = torch.ones(y.shape[1], dtype=torch.bool, device=x.device).index_fill(0, cols_t, False)
+    return float(matched + x[:, unmatched_x].square().sum() + y[:, unmatched_y].square().sum())
+
+
 @register(
     "procrustes_permutation",
     family="alignment",
@@ -273,20 +311,17 @@ def procrustes_permutation(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
 
     Formula: d = min_P ‖XP − Y‖_F over permutation matrices P (narrower side zero-padded, so the
     unmatched columns count with their full norm). P comes from ``scipy.optimize.linear_sum_assignment``
-    on XᵀY with ``maximize=True`` (d² = ‖X‖² + ‖Y‖² − 2 max_P tr(PᵀXᵀY)); the value is then computed
-    from the matched column differences directly, not by that cancelling formula. Range [0, ∞); 0 means
+    on XᵀY with ``maximize=True`` (d² = ‖X‖² + ‖Y‖² − 2 max_P tr(PᵀXᵀY)); that formula gives the value
+    when d² keeps ≥ 1e-3 of ‖X‖² + ‖Y‖², else the matched column differences are summed directly (no
+    cancellation for near-identical inputs, d(X, X) = 0 exactly). Range [0, ∞); 0 means
     identical up to a neuron permutation; symmetric; a metric. Invariant to permutations only: no
     centring and no scaling (ReSi's convention), so not to translation, scaling or rotation.
     """
-    scale = power_of_two_scale(X, Y)
-    x, y = X / scale, Y / scale
-    rows, cols = linear_sum_assignment(mm(x.T, y).cpu().numpy(), maximize=True)
-    rows_t, cols_t = torch.as_tensor(rows, device=x.device), torch.as_tensor(cols, device=x.device)
-    matched = (x[:, rows_t] - y[:, cols_t]).square().sum()
-    unmatched_x = torch.ones(x.shape[1], dtype=torch.bool, device=x.device).index_fill(0, rows_t, False)
-    unmatched_y = torch.ones(y.shape[1], dtype=torch.bool, device=x.device).index_fill(0, cols_t, False)
-    leftover = x[:, unmatched_x].square().sum() + y[:, unmatched_y].square().sum()
-    return torch.sqrt(matched + leftover) * scale
+    scale = _scale_if_extreme(X, Y)
+    x, y = (X / scale, Y / scale) if scale != 1.0 else (X, Y)
+    cross = mm(x.T, y).cpu().numpy()
+    rows, cols = linear_sum_assignment(cross, maximize=True)
+    return math.sqrt(_matched_squared_distance(x, y, rows, cols, cross)) * scale
 
 
 @register(
@@ -299,7 +334,8 @@ def procrustes_permutation(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     invariances=("permutation",),
     reference="Khosla & Williams. Soft Matching Distance: A metric on neural representations that captures "
     "single-neuron tuning. arXiv 2311.09466 (2023)",
-    cost="O(N·D1·D2) cost GEMM plus an exact network-simplex transport (POT ot.emd), ≈O(D³) in practice",
+    cost="O(N·D1·D2) cross-product GEMM plus a linear sum assignment (D1 = D2) or an exact network-simplex "
+    "transport (POT ot.emd), ≈O(D³) in practice",
 )
 def soft_matching(X: torch.Tensor, Y: torch.Tensor) -> float:
     """Soft matching distance: the 2-Wasserstein distance between the two sets of neuron tuning vectors.
@@ -312,24 +348,39 @@ def soft_matching(X: torch.Tensor, Y: torch.Tensor) -> float:
     those) and not to rotations.
 
     Conventions: uniform marginals 1/D1, 1/D2 (the normalisation is [unverified] against the paper);
-    the exact transport is solved by POT's ``ot.emd`` on the CPU; the squared distances summed over
-    the optimal plan are computed as differences (not ‖x‖² + ‖y‖² − 2xᵀy) so that d(X, X) is exactly 0.
+    for D1 = D2 the optimal plan is a permutation found by ``scipy.optimize.linear_sum_assignment``,
+    otherwise the exact transport is solved by POT's ``ot.emd`` on the CPU; the squared distances summed
+    over the plan come from ‖x‖² + ‖y‖² − 2xᵀy only where that does not cancel (≥ 1e-3 of the norms),
+    else from the differences, so that d(X, X) is exactly 0.
     """
-    scale = power_of_two_scale(X, Y)
-    x, y = (X / scale).cpu().numpy(), (Y / scale).cpu().numpy()
-    d1, d2 = x.shape[1], y.shape[1]
+    scale = _scale_if_extreme(X, Y)
+    xt, yt = (X / scale, Y / scale) if scale != 1.0 else (X, Y)
+    d1, d2 = X.shape[1], Y.shape[1]
+    cross = mm(xt.T, yt).cpu().numpy()
+    if d1 == d2:
+        # Uniform marginals of equal size: the transport polytope is the Birkhoff polytope over D, whose
+        # optimal vertices are permutations (Birkhoff-von Neumann), so the exact optimum is a linear sum
+        # assignment (maximising Σ xᵢᵀy_σ(i), since the norms are fixed): d² = min_σ Σ‖xᵢ − y_σ(i)‖² / D.
+        rows, cols = linear_sum_assignment(cross, maximize=True)
+        return math.sqrt(max(_matched_squared_distance(xt, yt, rows, cols, cross), 0.0) / d1) * scale
+    x, y = xt.cpu().numpy(), yt.cpu().numpy()
     # The plan is solved on the GEMM form ‖x‖² + ‖y‖² − 2xᵀy of the cost (one BLAS call instead of
     # N·D1·D2 differences); its round-off (≈eps·‖x‖²) can only pick a plan whose cost is within that
-    # of the optimum. The value is then summed over the plan's support (≤ D1 + D2 − 1 entries) with
-    # costs from the differences, so d(X, X) is exactly 0 and no digit is lost to cancellation.
+    # of the optimum. The value is then summed over the plan's support (≤ D1 + D2 − 1 entries): from the
+    # same GEMM form when it keeps ≥ 1e-3 of the plan's Σ(‖x_i‖² + ‖y_j‖²), else from the differences, so
+    # that d(X, X) is exactly 0 and no digit is lost to cancellation.
     sq_x, sq_y = np.einsum("ij,ij->j", x, x), np.einsum("ij,ij->j", y, y)
-    cost = np.maximum(sq_x[:, None] + sq_y[None, :] - 2.0 * (x.T @ y), 0.0)
+    cost = np.maximum(sq_x[:, None] + sq_y[None, :] - 2.0 * cross, 0.0)
     plan, log = ot.emd(np.full(d1, 1.0 / d1), np.full(d2, 1.0 / d2), cost, numItermax=10_000_000, log=True)
     if log["result_code"] != 1:
         raise RuntimeError(f"soft_matching: optimal transport did not converge ({log['warning']})")
     i, j = np.nonzero(plan)
-    exact = np.square(x[:, i] - y[:, j]).sum(axis=0)
-    return math.sqrt(max(float(plan[i, j] @ exact), 0.0)) * scale
+    weights = plan[i, j]
+    total = float(weights @ (sq_x[i] + sq_y[j]))
+    squared = total - 2.0 * float(weights @ cross[i, j])
+    if not squared >= 1e-3 * total:
+        squared = float(weights @ np.square(x[:, i] - y[:, j]).sum(axis=0))
+    return math.sqrt(max(squared, 0.0)) * scale
 
 
 @register(
