@@ -23,7 +23,7 @@ from measures._kernels import gram, mm, on_numpy
 from measures._memo import one_sided
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns
-from measures.cca import centred, power_of_two_scale, principal_directions
+from measures.cca import centred, power_of_two_scale, principal_directions, well_conditioned_cholesky
 
 _SIMILARITY_TRANSFORMS = ("permutation", "orthogonal", "isotropic_scaling", "translation")
 _ALL_INVARIANCES = _SIMILARITY_TRANSFORMS + ("invertible_linear",)
@@ -46,7 +46,7 @@ def _eps(x: torch.Tensor) -> float:
 def _centred_nonconstant(name: str, x: torch.Tensor, which: int) -> torch.Tensor:
     """Column-centred, power-of-two-rescaled copy of ``x``; a constant input has no structure to compare."""
     xc = centred(x)
-    if not bool(xc.any()):
+    if not bool(xc.numpy().any() if on_numpy(xc) else xc.any()):  # numpy's any: ~10x torch's on the CPU
         raise UndefinedMeasureError(f"{name}: input {which} is constant (no variance after centring)")
     return xc
 
@@ -873,11 +873,6 @@ def _ridge_weights(s: torch.Tensor, lam: float) -> torch.Tensor:
     return variance / (variance + lam)
 
 
-#: Largest condition number (1-norm estimate) of X̃ᵀX̃ + λ‖X̃‖²I for which :func:`_gulp_by_covariances`
-#: is used: its round-off is about eps·κ relative to the trace total (2e-12 at the bound).
-_GULP_MAX_CONDITION = 1e4
-
-
 def _gulp_by_covariances(X: torch.Tensor, Y: torch.Tensor, lam: float) -> torch.Tensor | None:
     """GULP's d from the D x D covariances (Cholesky factors), or None where that route is not exact enough.
 
@@ -885,10 +880,10 @@ def _gulp_by_covariances(X: torch.Tensor, Y: torch.Tensor, lam: float) -> torch.
     tr(P_X P_Y) = ‖L_X⁻¹ X̃ᵀỸ L_Y⁻ᵀ‖_F² and tr(P_X²) = ‖L_X⁻¹ X̃ᵀX̃ L_X⁻ᵀ‖_F² (= D_X at λ = 0): three
     GEMMs, two Cholesky factorisations and triangular solves, O(N·D² + D³), against two thin N x D SVDs.
     Squaring X̃ into its covariance squares its condition number, so this route is taken only on the CPU,
-    when each A is numerically well conditioned (κ ≤ ``_GULP_MAX_CONDITION``, LAPACK's ``pocon``
-    estimate; at λ = 0 this also means full column rank, so the rank rule of the SVD route keeps every
-    direction) and when d² keeps ≥ 1e-2 of tr(P_X²) + tr(P_Y²) (no cancellation); otherwise None, and the
-    caller takes the SVD route.
+    when each A is numerically well conditioned (``measures.cca.well_conditioned_cholesky``; at λ = 0
+    this also means full column rank, so the rank rule of the SVD route keeps every direction) and when
+    d² keeps ≥ 1e-2 of tr(P_X²) + tr(P_Y²) (no cancellation); otherwise None, and the caller takes the
+    SVD route.
     """
     n = X.shape[0]
     if not on_numpy(X, Y) or (lam == 0 and max(X.shape[1], Y.shape[1]) >= n - 1):
@@ -898,12 +893,8 @@ def _gulp_by_covariances(X: torch.Tensor, Y: torch.Tensor, lam: float) -> torch.
     for z in (x, y):
         g = z.T @ z
         a = g + (lam * np.trace(g)) * np.eye(g.shape[0]) if lam > 0 else g
-        try:
-            low = scipy.linalg.cholesky(a, lower=True, check_finite=False)
-        except np.linalg.LinAlgError:  # singular (rank deficient) or all zero
-            return None
-        rcond, info = scipy.linalg.lapack.dpocon(low, np.abs(a).sum(axis=0).max(), uplo="L")
-        if info != 0 or not rcond * _GULP_MAX_CONDITION >= 1.0:
+        low = well_conditioned_cholesky(a)
+        if low is None:
             return None
         if lam == 0:
             totals.append(float(g.shape[0]))
