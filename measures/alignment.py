@@ -468,8 +468,15 @@ def aligned_cosine(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     cross = mm(x.T, y)
     u, s, vh = torch.linalg.svd(cross, full_matrices=False)
     rank = int((s > s[0] * rank_tolerance(cross)).sum()) if s[0] > 0 else 0
-    inner = (mm(x, u[:, :rank]) * mm(y, vh[:rank].T)).sum(dim=1)
-    norms = torch.linalg.vector_norm(x, dim=1) * torch.linalg.vector_norm(y, dim=1)
+    if on_numpy(x, y):
+        # x_iᵀ(U_r V_rᵀ)y_i with the D x D rotation formed first: one N x D x D GEMM instead of two.
+        a, b = x.numpy(), y.numpy()
+        rotated = a @ mm(u[:, :rank], vh[:rank]).numpy()
+        inner = torch.from_numpy(np.einsum("ij,ij->i", rotated, b))
+        norms = torch.from_numpy(np.sqrt(np.einsum("ij,ij->i", a, a)) * np.sqrt(np.einsum("ij,ij->i", b, b)))
+    else:
+        inner = (mm(x, u[:, :rank]) * mm(y, vh[:rank].T)).sum(dim=1)
+        norms = torch.linalg.vector_norm(x, dim=1) * torch.linalg.vector_norm(y, dim=1)
     valid = norms > 0
     if not valid.any():
         raise UndefinedMeasureError("aligned_cosine: every row pair has an all-zero row; no cosine is defined")
