@@ -36,6 +36,9 @@ gemm = 0.0
 for _ in range(3):
     t0 = time.process_time(); block @ x.T; gemm = max(gemm, 2.0 * block.shape[0] * n * d / (time.process_time() - t0))
 X, Y = torch.from_numpy(x), torch.from_numpy(y)
+measures.compute(name, X[:64].clone(), Y[:64].clone())  # imports every measure module: not the call's time
+from measures import _memo, cca
+_memo.clear(); cca._SVD_CACHE.clear()
 t0 = time.process_time()
 value = measures.compute(name, X, Y)
 seconds = time.process_time() - t0

@@ -59,7 +59,8 @@ def gram(x: torch.Tensor) -> torch.Tensor:
 def col_norms(x: torch.Tensor) -> torch.Tensor:
     """Euclidean norm of every column (``vector_norm(x, dim=0)``)."""
     if on_numpy(x):
-        return torch.from_numpy(np.linalg.norm(x.numpy(), axis=0))
+        a = x.numpy()
+        return torch.from_numpy(np.sqrt(np.einsum("ij,ij->j", a, a)))  # no squared N x D temporary
     return torch.linalg.vector_norm(x, dim=0)
 
 

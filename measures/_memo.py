@@ -2,8 +2,8 @@
 
 A sweep compares each representation with many partners (every other seed, group level and layer), and
 several measures need the same one-sided preparation of an input. Work that depends on one input only
-is therefore done once per input: :func:`one_sided` keys it by the input's content (SHA-1 of its
-bytes, with dtype and shape; :func:`digest`) plus a tag and the parameters, and keeps the results in a small in-process
+is therefore done once per input: :func:`one_sided` keys it by the input's content (a 128-bit
+xxHash of its bytes, with dtype and shape; :func:`digest`) plus a tag and the parameters, and keeps the results in a small in-process
 LRU bounded by entry count and bytes. The value returned for a hit is the very object computed on the
 first call, so callers must treat it as read-only (no in-place updates).
 
@@ -14,13 +14,13 @@ Only CPU tensors are memoised (hashing a GPU tensor would copy it to the host); 
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
+import xxhash
 
 T = TypeVar("T")
 
@@ -36,10 +36,12 @@ _generation = 0
 
 
 def digest(x: torch.Tensor) -> tuple:
-    """Content key of a CPU tensor: dtype, shape and a SHA-1 of its bytes.
+    """Content key of a CPU tensor: dtype, shape and a 128-bit xxHash (XXH3) of its bytes.
 
-    SHA-1 over a zero-copy view runs at ~2 GB/s here (blake2b of a byte copy: ~0.9 GB/s; 4.6 ms for a
-    2000 x 256 float64 input). The key is also kept on the tensor object with its version counter
+    XXH3 over a zero-copy view runs at ~60 GB/s here: 0.07 ms for a 2000 x 256 float64 input, against
+    2.1 ms for SHA-1 (which made the key 5-10 % of a cheap measure). It is not a cryptographic hash; the
+    inputs are not adversarial, and 128 bits make an accidental collision negligible (~2^-64 for 2^32
+    keys). The key is also kept on the tensor object with its version counter
     (torch bumps ``_version`` on every in-place change), so hashing the same unchanged tensor again is
     free; :func:`clear` invalidates those too.
     """
@@ -47,7 +49,7 @@ def digest(x: torch.Tensor) -> tuple:
     if cached is not None and cached[0] == (_generation, x._version):
         return cached[1]
     data = np.ascontiguousarray(x.detach().numpy())
-    key = (str(x.dtype), tuple(x.shape), hashlib.sha1(data).digest())
+    key = (str(x.dtype), tuple(x.shape), xxhash.xxh3_128_digest(data))
     try:
         x._simbench_digest = ((_generation, x._version), key)
     except (AttributeError, RuntimeError):  # some tensor subclasses refuse new attributes

@@ -169,6 +169,16 @@ def check_probe(measure: str, probe: Any) -> None:
         raise ValueError(f"measure {measure!r}: probe contains NaN or Inf values")
 
 
+def _peak(t: torch.Tensor) -> float:
+    """Largest absolute entry (0 for an empty tensor); on the CPU two numpy reductions without an |t| copy."""
+    if not t.numel():
+        return 0.0
+    if t.device.type == "cpu" and not t.requires_grad and t.dtype in (torch.float64, torch.float32):
+        a = t.numpy()
+        return float(max(a.max(), -a.min()))
+    return float(t.abs().max())
+
+
 def rescale_extreme(info: "MeasureInfo", inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """For a measure invariant to isotropic scaling, inputs whose largest magnitude lies outside
     [EXTREME_SMALL, EXTREME_LARGE] are divided by a power of two that brings it into [0.5, 1): float64
@@ -178,7 +188,7 @@ def rescale_extreme(info: "MeasureInfo", inputs: tuple[torch.Tensor, ...]) -> tu
         return inputs
     out = []
     for t in inputs:
-        peak = float(t.abs().max()) if t.numel() else 0.0
+        peak = _peak(t)
         if peak > EXTREME_LARGE or 0 < peak < EXTREME_SMALL:
             t = torch.ldexp(t, torch.tensor(-math.frexp(peak)[1], device=t.device))
         out.append(t)

@@ -19,10 +19,11 @@ import math
 
 import numpy as np
 import ot
+import scipy.linalg
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from measures._kernels import col_norms, mm
+from measures._kernels import col_norms, mm, on_numpy
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns
 from measures.cca import (
@@ -32,6 +33,7 @@ from measures.cca import (
     power_of_two_scale,
     principal_directions,
     rank_tolerance,
+    well_conditioned_cholesky,
 )
 
 _WILLIAMS_2021 = (
@@ -257,6 +259,44 @@ def shape_metric(X: torch.Tensor, Y: torch.Tensor, *, alpha: float = 0.5) -> tor
     return _angle_from_chord(chord)
 
 
+def _scale_if_extreme(*tensors: torch.Tensor) -> float:
+    """1, or a power of two near the largest magnitude when it lies outside [1e-100, 1e100].
+
+    Inside that range no square or sum of squares of an input overflows or loses its leading digits to
+    underflow, so the inputs are used as they are (no N x D copies); outside, dividing by the power of
+    two is exact and keeps them finite.
+    """
+    scale = power_of_two_scale(*tensors)
+    return 1.0 if 1e-100 < scale < 1e100 else scale
+
+
+def _squared_norm(t: torch.Tensor) -> float:
+    """‖t‖_F² (numpy on the CPU: no squared N x D temporary)."""
+    if on_numpy(t):
+        a = t.numpy()
+        return float(np.einsum("ij,ij->", a, a))
+    return float(t.square().sum())
+
+
+def _matched_squared_distance(x: torch.Tensor, y: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
+                              cross: np.ndarray) -> float:
+    """Σ over matched columns ‖x_r − y_c‖² plus the squared norms of the unmatched columns of both sides.
+
+    This is ‖x‖² + ‖y‖² − 2 Σ (xᵀy)_rc from the cross product already at hand; that difference cancels
+    when the sides nearly coincide (absolute round-off ≈ eps·(‖x‖² + ‖y‖²)), so it is used only when it
+    keeps ≥ 1e-3 of ‖x‖² + ‖y‖² (relative error < 1e-12); otherwise the matched columns are subtracted.
+    """
+    total = _squared_norm(x) + _squared_norm(y)
+    squared = total - 2.0 * float(cross[rows, cols].sum())
+    if squared >= 1e-3 * total:
+        return squared
+    rows_t, cols_t = torch.as_tensor(rows, device=x.device), torch.as_tensor(cols, device=x.device)
+    matched = (x[:, rows_t] - y[:, cols_t]).square().sum()
+    unmatched_x = torch.ones(x.shape[1], dtype=torch.bool, device=x.device).index_fill(0, rows_t, False)
+    unmatched_y = torch.ones(y.shape[1], dtype=torch.bool, device=x.device).index_fill(0, cols_t, False)
+    return float(matched + x[:, unmatched_x].square().sum() + y[:, unmatched_y].square().sum())
+
+
 @register(
     "procrustes_permutation",
     family="alignment",
@@ -273,20 +313,17 @@ def procrustes_permutation(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
 
     Formula: d = min_P ‖XP − Y‖_F over permutation matrices P (narrower side zero-padded, so the
     unmatched columns count with their full norm). P comes from ``scipy.optimize.linear_sum_assignment``
-    on XᵀY with ``maximize=True`` (d² = ‖X‖² + ‖Y‖² − 2 max_P tr(PᵀXᵀY)); the value is then computed
-    from the matched column differences directly, not by that cancelling formula. Range [0, ∞); 0 means
+    on XᵀY with ``maximize=True`` (d² = ‖X‖² + ‖Y‖² − 2 max_P tr(PᵀXᵀY)); that formula gives the value
+    when d² keeps ≥ 1e-3 of ‖X‖² + ‖Y‖², else the matched column differences are summed directly (no
+    cancellation for near-identical inputs, d(X, X) = 0 exactly). Range [0, ∞); 0 means
     identical up to a neuron permutation; symmetric; a metric. Invariant to permutations only: no
     centring and no scaling (ReSi's convention), so not to translation, scaling or rotation.
     """
-    scale = power_of_two_scale(X, Y)
-    x, y = X / scale, Y / scale
-    rows, cols = linear_sum_assignment(mm(x.T, y).cpu().numpy(), maximize=True)
-    rows_t, cols_t = torch.as_tensor(rows, device=x.device), torch.as_tensor(cols, device=x.device)
-    matched = (x[:, rows_t] - y[:, cols_t]).square().sum()
-    unmatched_x = torch.ones(x.shape[1], dtype=torch.bool, device=x.device).index_fill(0, rows_t, False)
-    unmatched_y = torch.ones(y.shape[1], dtype=torch.bool, device=x.device).index_fill(0, cols_t, False)
-    leftover = x[:, unmatched_x].square().sum() + y[:, unmatched_y].square().sum()
-    return torch.sqrt(matched + leftover) * scale
+    scale = _scale_if_extreme(X, Y)
+    x, y = (X / scale, Y / scale) if scale != 1.0 else (X, Y)
+    cross = mm(x.T, y).cpu().numpy()
+    rows, cols = linear_sum_assignment(cross, maximize=True)
+    return math.sqrt(_matched_squared_distance(x, y, rows, cols, cross)) * scale
 
 
 @register(
@@ -299,7 +336,8 @@ def procrustes_permutation(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     invariances=("permutation",),
     reference="Khosla & Williams. Soft Matching Distance: A metric on neural representations that captures "
     "single-neuron tuning. arXiv 2311.09466 (2023)",
-    cost="O(N·D1·D2) cost GEMM plus an exact network-simplex transport (POT ot.emd), ≈O(D³) in practice",
+    cost="O(N·D1·D2) cross-product GEMM plus a linear sum assignment (D1 = D2) or an exact network-simplex "
+    "transport (POT ot.emd), ≈O(D³) in practice",
 )
 def soft_matching(X: torch.Tensor, Y: torch.Tensor) -> float:
     """Soft matching distance: the 2-Wasserstein distance between the two sets of neuron tuning vectors.
@@ -312,24 +350,39 @@ def soft_matching(X: torch.Tensor, Y: torch.Tensor) -> float:
     those) and not to rotations.
 
     Conventions: uniform marginals 1/D1, 1/D2 (the normalisation is [unverified] against the paper);
-    the exact transport is solved by POT's ``ot.emd`` on the CPU; the squared distances summed over
-    the optimal plan are computed as differences (not ‖x‖² + ‖y‖² − 2xᵀy) so that d(X, X) is exactly 0.
+    for D1 = D2 the optimal plan is a permutation found by ``scipy.optimize.linear_sum_assignment``,
+    otherwise the exact transport is solved by POT's ``ot.emd`` on the CPU; the squared distances summed
+    over the plan come from ‖x‖² + ‖y‖² − 2xᵀy only where that does not cancel (≥ 1e-3 of the norms),
+    else from the differences, so that d(X, X) is exactly 0.
     """
-    scale = power_of_two_scale(X, Y)
-    x, y = (X / scale).cpu().numpy(), (Y / scale).cpu().numpy()
-    d1, d2 = x.shape[1], y.shape[1]
+    scale = _scale_if_extreme(X, Y)
+    xt, yt = (X / scale, Y / scale) if scale != 1.0 else (X, Y)
+    d1, d2 = X.shape[1], Y.shape[1]
+    cross = mm(xt.T, yt).cpu().numpy()
+    if d1 == d2:
+        # Uniform marginals of equal size: the transport polytope is the Birkhoff polytope over D, whose
+        # optimal vertices are permutations (Birkhoff-von Neumann), so the exact optimum is a linear sum
+        # assignment (maximising Σ xᵢᵀy_σ(i), since the norms are fixed): d² = min_σ Σ‖xᵢ − y_σ(i)‖² / D.
+        rows, cols = linear_sum_assignment(cross, maximize=True)
+        return math.sqrt(max(_matched_squared_distance(xt, yt, rows, cols, cross), 0.0) / d1) * scale
+    x, y = xt.cpu().numpy(), yt.cpu().numpy()
     # The plan is solved on the GEMM form ‖x‖² + ‖y‖² − 2xᵀy of the cost (one BLAS call instead of
     # N·D1·D2 differences); its round-off (≈eps·‖x‖²) can only pick a plan whose cost is within that
-    # of the optimum. The value is then summed over the plan's support (≤ D1 + D2 − 1 entries) with
-    # costs from the differences, so d(X, X) is exactly 0 and no digit is lost to cancellation.
+    # of the optimum. The value is then summed over the plan's support (≤ D1 + D2 − 1 entries): from the
+    # same GEMM form when it keeps ≥ 1e-3 of the plan's Σ(‖x_i‖² + ‖y_j‖²), else from the differences, so
+    # that d(X, X) is exactly 0 and no digit is lost to cancellation.
     sq_x, sq_y = np.einsum("ij,ij->j", x, x), np.einsum("ij,ij->j", y, y)
-    cost = np.maximum(sq_x[:, None] + sq_y[None, :] - 2.0 * (x.T @ y), 0.0)
+    cost = np.maximum(sq_x[:, None] + sq_y[None, :] - 2.0 * cross, 0.0)
     plan, log = ot.emd(np.full(d1, 1.0 / d1), np.full(d2, 1.0 / d2), cost, numItermax=10_000_000, log=True)
     if log["result_code"] != 1:
         raise RuntimeError(f"soft_matching: optimal transport did not converge ({log['warning']})")
     i, j = np.nonzero(plan)
-    exact = np.square(x[:, i] - y[:, j]).sum(axis=0)
-    return math.sqrt(max(float(plan[i, j] @ exact), 0.0)) * scale
+    weights = plan[i, j]
+    total = float(weights @ (sq_x[i] + sq_y[j]))
+    squared = total - 2.0 * float(weights @ cross[i, j])
+    if not squared >= 1e-3 * total:
+        squared = float(weights @ np.square(x[:, i] - y[:, j]).sum(axis=0))
+    return math.sqrt(max(squared, 0.0)) * scale
 
 
 @register(
@@ -341,7 +394,8 @@ def soft_matching(X: torch.Tensor, Y: torch.Tensor) -> float:
     invariances=("permutation", "orthogonal", "isotropic_scaling", "translation"),
     min_rows=3,
     reference=_LI_2016 + "; Kornblith, Norouzi, Lee, Hinton. ICML 2019 (linear regression R²)",
-    cost="O(N·D² + D³): thin SVD of the centred predictor and one product with the target",
+    cost="O(N·D² + D³): Cholesky factor of the predictor's covariance when well conditioned, else its thin SVD; "
+    "one product with the target",
 )
 def linear_regression(X: torch.Tensor, Y: torch.Tensor, *, predictor: str = "x") -> torch.Tensor:
     """Linear predictivity R²: the share of the target's variance explained by least squares on the predictor.
@@ -362,11 +416,20 @@ def linear_regression(X: torch.Tensor, Y: torch.Tensor, *, predictor: str = "x")
     """
     check_choice("linear_regression", "predictor", predictor, ("x", "y"))
     source, target = (X, Y) if predictor == "x" else (Y, X)
-    basis, _ = principal_directions(centred(source))
-    tc = centred(target)
-    total = tc.square().sum()
+    sc, tc = centred(source), centred(target)
+    total = _squared_norm(tc)
     if total == 0:
         raise UndefinedMeasureError("linear_regression: the target is constant (zero variance), R² is 0/0")
+    if on_numpy(sc, tc) and sc.shape[1] < sc.shape[0] - 1:
+        # Normal equations: ‖Q_XᵀỸ‖² = ‖L⁻¹X̃ᵀỸ‖² with X̃ᵀX̃ = LLᵀ, O(N·D² + D³) without the thin SVD,
+        # when X̃ᵀX̃ is well conditioned (then X̃ has full column rank, the SVD route's rank rule keeps
+        # every direction, and the round-off is ≈ eps·κ ≤ 2e-12 of R²'s scale).
+        a, b = sc.numpy(), tc.numpy()
+        low = well_conditioned_cholesky(a.T @ a)
+        if low is not None:
+            explained = np.square(scipy.linalg.solve_triangular(low, a.T @ b, lower=True, check_finite=False)).sum()
+            return torch.tensor(min(max(float(explained) / total, 0.0), 1.0), dtype=X.dtype)
+    basis, _ = principal_directions(sc)
     if basis.shape[1] >= source.shape[0] - 1:
         raise UndefinedMeasureError(
             f"linear_regression: D >= N-1: the centred predictor has rank {basis.shape[1]} = N-1, "
@@ -405,25 +468,67 @@ def aligned_cosine(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     cross = mm(x.T, y)
     u, s, vh = torch.linalg.svd(cross, full_matrices=False)
     rank = int((s > s[0] * rank_tolerance(cross)).sum()) if s[0] > 0 else 0
-    inner = (mm(x, u[:, :rank]) * mm(y, vh[:rank].T)).sum(dim=1)
-    norms = torch.linalg.vector_norm(x, dim=1) * torch.linalg.vector_norm(y, dim=1)
+    if on_numpy(x, y):
+        # x_iᵀ(U_r V_rᵀ)y_i with the D x D rotation formed first: one N x D x D GEMM instead of two.
+        a, b = x.numpy(), y.numpy()
+        rotated = a @ mm(u[:, :rank], vh[:rank]).numpy()
+        inner = torch.from_numpy(np.einsum("ij,ij->i", rotated, b))
+        norms = torch.from_numpy(np.sqrt(np.einsum("ij,ij->i", a, a)) * np.sqrt(np.einsum("ij,ij->i", b, b)))
+    else:
+        inner = (mm(x, u[:, :rank]) * mm(y, vh[:rank].T)).sum(dim=1)
+        norms = torch.linalg.vector_norm(x, dim=1) * torch.linalg.vector_norm(y, dim=1)
     valid = norms > 0
     if not valid.any():
         raise UndefinedMeasureError("aligned_cosine: every row pair has an all-zero row; no cosine is defined")
     return (inner[valid] / norms[valid]).clamp(-1.0, 1.0).mean()
 
 
+def _correlation_matrix_uncentred(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor | None:
+    """The correlations without centred copies of the inputs, or None where that would lose digits.
+
+    C = (XᵀY − N x̄ȳᵀ) / √(v_x v_yᵀ) with v = ‖x‖² − N x̄² per column: one GEMM on the raw inputs plus
+    rank-one and diagonal corrections. Both differences cancel when a neuron's mean dominates its spread,
+    so this is used only when every column has ‖x‖² ≤ 16·v (|mean| ≤ ~4 standard deviations: round-off
+    ≤ ~16 eps relative to the correlations' scale; constant neurons never qualify) and the magnitudes
+    lie in [1e-100, 1e100] (no overflow or underflow of the squares); CPU inputs only.
+    """
+    if not on_numpy(X, Y) or not 1e-100 < power_of_two_scale(X, Y) < 1e100:
+        return None
+    a, b = X.numpy(), Y.numpy()
+    n = a.shape[0]
+    moments = []
+    for z in (a, b):
+        mean = z.mean(axis=0)
+        squares = np.einsum("ij,ij->j", z, z)
+        variance = squares - n * mean * mean  # N times the variance
+        if not ((squares <= 16.0 * variance) & (variance > 0.0)).all():  # all-zero columns: 0 <= 0
+            return None
+        moments.append((mean, variance))
+    (mx, vx), (my, vy) = moments
+    cross = a.T @ b
+    cross -= n * np.outer(mx, my)
+    cross /= np.sqrt(vx)[:, None]
+    cross /= np.sqrt(vy)[None, :]
+    return torch.from_numpy(np.clip(cross, -1.0, 1.0, out=cross))
+
+
 def _correlation_matrix(name: str, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """D1 x D2 Pearson correlations between the neurons of X and Y; constant neurons correlate 0."""
-    unit = []
+    fast = _correlation_matrix_uncentred(X, Y)
+    if fast is not None:
+        return fast
+    centred_inputs, inverse_norms = [], []
     for i, Z in enumerate((X, Y), start=1):
         zc = centred(Z)
         norms = col_norms(zc)
         if not (norms > 0).any():
             raise UndefinedMeasureError(f"{name}: every neuron of input {i} is constant; no correlation is defined")
         # Constant (e.g. dead ReLU) neurons have an undefined correlation; they get 0 instead of NaN.
-        unit.append(zc / torch.where(norms > 0, norms, torch.ones_like(norms)))
-    return mm(unit[0].T, unit[1]).clamp(-1.0, 1.0)
+        centred_inputs.append(zc)
+        inverse_norms.append(torch.where(norms > 0, 1.0 / norms, torch.zeros_like(norms)))
+    # The normalisation is applied to the D1 x D2 product rather than to the two N x D inputs.
+    cross = mm(centred_inputs[0].T, centred_inputs[1])
+    return (cross * inverse_norms[0][:, None] * inverse_norms[1][None, :]).clamp(-1.0, 1.0)
 
 
 @register(

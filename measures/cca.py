@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
+import scipy.linalg
 import torch
 
 from measures._kernels import col_norms, mm, on_numpy
@@ -64,7 +65,18 @@ def centred(x: torch.Tensor) -> torch.Tensor:
     enter the rank as a spurious random direction; such columns are zeroed with a tolerance relative
     to the column's own magnitude.
     """
-    x = x / power_of_two_scale(x)
+    scale = power_of_two_scale(x)
+    if on_numpy(x) and 1e-100 < scale < 1e100:
+        # Inside this range the mean and the squared column norms neither overflow nor underflow, and
+        # dividing by a power of two commutes exactly with the centring: one N x D copy instead of two.
+        a = x.numpy()
+        ac = a - a.mean(axis=0)
+        constant = np.einsum("ij,ij->j", ac, ac) <= rank_tolerance(x) ** 2 * np.einsum("ij,ij->j", a, a)
+        if constant.any():
+            ac[:, constant] = 0.0
+        ac *= 1.0 / scale
+        return torch.from_numpy(ac)
+    x = x / scale
     if on_numpy(x):
         a = x.numpy()
         ac = a - a.mean(axis=0)
@@ -110,6 +122,26 @@ def principal_directions(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return u[:, :0], s[:0]
     rank = int((s > s[0] * rank_tolerance(x)).sum())
     return u[:, :rank], s[:rank]
+
+
+#: Largest condition number (LAPACK's ``pocon`` 1-norm estimate) of a covariance factored by
+#: :func:`well_conditioned_cholesky`. Forming X̃ᵀX̃ squares X̃'s condition number; below this bound the
+#: round-off of anything computed through the factor stays near eps·κ ≈ 2e-12 relative.
+MAX_COVARIANCE_CONDITION = 1e4
+
+
+def well_conditioned_cholesky(a: np.ndarray) -> np.ndarray | None:
+    """Lower Cholesky factor of the symmetric D x D matrix ``a``, or None when it is singular, not
+    positive definite or worse conditioned than ``MAX_COVARIANCE_CONDITION`` (callers then take an
+    SVD route, which keeps the rank rule exact for rank-deficient or ill-conditioned inputs)."""
+    try:
+        low = scipy.linalg.cholesky(a, lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    rcond, info = scipy.linalg.lapack.dpocon(low, np.abs(a).sum(axis=0).max(), uplo="L")
+    if info != 0 or not rcond * MAX_COVARIANCE_CONDITION >= 1.0:
+        return None
+    return low
 
 
 def check_not_degenerate(name: str, ranks: tuple[int, int], n: int, what: str = "rank") -> None:

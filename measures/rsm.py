@@ -16,13 +16,14 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+import scipy.linalg
 import torch
 
 from measures._kernels import gram, mm, on_numpy
 from measures._memo import one_sided
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns
-from measures.cca import centred, power_of_two_scale, principal_directions
+from measures.cca import centred, power_of_two_scale, principal_directions, well_conditioned_cholesky
 
 _SIMILARITY_TRANSFORMS = ("permutation", "orthogonal", "isotropic_scaling", "translation")
 _ALL_INVARIANCES = _SIMILARITY_TRANSFORMS + ("invertible_linear",)
@@ -45,7 +46,7 @@ def _eps(x: torch.Tensor) -> float:
 def _centred_nonconstant(name: str, x: torch.Tensor, which: int) -> torch.Tensor:
     """Column-centred, power-of-two-rescaled copy of ``x``; a constant input has no structure to compare."""
     xc = centred(x)
-    if not bool(xc.any()):
+    if not bool(xc.numpy().any() if on_numpy(xc) else xc.any()):  # numpy's any: ~10x torch's on the CPU
         raise UndefinedMeasureError(f"{name}: input {which} is constant (no variance after centring)")
     return xc
 
@@ -414,16 +415,75 @@ def cka_rbf(
 # --- RSA -----------------------------------------------------------------------------------------
 
 
+def _condensed(z: torch.Tensor, inner: str) -> torch.Tensor:
+    """Strict upper triangle of the RDM of the rows of ``z``, row-major, built by row blocks.
+
+    ``z`` is prepared by :func:`_rdm_upper` (unit rows for the correlation and cosine inners, translated
+    rows otherwise). Each block multiplies its rows only with the rows after its first one, so the
+    N x N matrix is never formed (peak memory: the N(N−1)/2 output plus one 32 MiB block) and the GEMM
+    does half the flops of the full Gram matrix; each unordered pair is computed exactly once.
+    """
+    n = z.shape[0]
+    out = z.new_empty(n * (n - 1) // 2)
+    sq = (z * z).sum(dim=1) if inner in ("euclidean", "sqeuclidean") else None
+    start, offset = 0, 0
+    while start < n - 1:
+        rows = max(1, min(n - 1 - start, _BLOCK_ELEMENTS // (n - start)))
+        stop = start + rows
+        block = mm(z[start:stop], z[start + 1:].T)  # row i of the block: pairs (i, j) for j > start
+        if sq is None:
+            block = block.neg_().add_(1.0)
+        else:
+            block = block.mul_(-2.0).add_(sq[start:stop, None]).add_(sq[None, start + 1:]).clamp_(min=0.0)
+            if inner == "euclidean":
+                block = block.sqrt_()
+        # Entry (i, j) sits at column j − start − 1 of the block; keep j > i (row-major = condensed order).
+        keep = torch.ones(rows, n - start - 1, dtype=torch.bool, device=z.device).triu_()
+        values = block[keep]
+        out[offset:offset + values.numel()] = values
+        offset += values.numel()
+        start = stop
+    return out
+
+
+def _expand_condensed(upper: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The condensed RDM of the N original rows from that of the distinct rows (``index``: row -> distinct).
+
+    Every pair of rows that maps to the same distinct pair gets the very same entry (exact ties), and
+    duplicate rows are exactly 0 apart. Done by row blocks, like :func:`_condensed`.
+    """
+    n, m = index.numel(), int(index.max()) + 1
+    out = upper.new_empty(n * (n - 1) // 2)
+    start, offset = 0, 0
+    while start < n - 1:
+        rows = max(1, min(n - 1 - start, _BLOCK_ELEMENTS // (n - start)))
+        stop = start + rows
+        p, q = index[start:stop, None], index[None, start + 1:]
+        lo, hi = torch.minimum(p, q), torch.maximum(p, q)
+        same = lo == hi
+        # Position of the distinct pair (lo, hi), lo < hi, in the row-major condensed vector of m rows.
+        position = lo * m - lo * (lo + 1) // 2 + hi - lo - 1
+        block = upper[position.masked_fill_(same, 0)].masked_fill_(same, 0.0)
+        keep = torch.ones(rows, n - start - 1, dtype=torch.bool, device=index.device).triu_()
+        values = block[keep]
+        out[offset:offset + values.numel()] = values
+        offset += values.numel()
+        start = stop
+    return out
+
+
 def _rdm_upper(name: str, x: torch.Tensor, which: int, inner: str) -> torch.Tensor:
     """The strict upper triangle of the RDM, row-major (the order of ``scipy.spatial.distance.pdist``).
 
-    The RDM is computed on the distinct rows and expanded, so duplicate instances are exactly 0 apart
-    and their distances to any other instance exactly tied (a GEMM does not promise bitwise-equal dot
-    products for equal rows).
+    With duplicate instances the RDM is computed on the distinct rows and expanded, so duplicates are
+    exactly 0 apart and their distances to any other instance exactly tied (a GEMM does not promise
+    bitwise-equal dot products for equal rows). Never forms an N x N matrix (:func:`_condensed`).
     """
     n = x.shape[0]
     x = x / power_of_two_scale(x)  # every RDM is scaled or unchanged by it; keeps norms clear of under/overflow
     distinct, index = torch.unique(x, dim=0, return_inverse=True)
+    if distinct.shape[0] == n:
+        distinct, index = x, None  # no duplicates: the rows in their own order
     if inner in ("correlation", "cosine"):
         z = distinct - distinct.mean(dim=1, keepdim=True) if inner == "correlation" else distinct
         norms = torch.linalg.vector_norm(z, dim=1)
@@ -431,27 +491,22 @@ def _rdm_upper(name: str, x: torch.Tensor, which: int, inner: str) -> torch.Tens
         flat = norms <= _eps(x) * torch.linalg.vector_norm(distinct, dim=1)
         if bool(flat.any()):
             what = "constant across features" if inner == "correlation" else "all zeros"
+            count = int(flat.sum() if index is None else flat[index].sum())
             raise UndefinedMeasureError(
-                f"{name}: {int(flat[index].sum())} row(s) of input {which} are {what}, so the {inner} distance "
+                f"{name}: {count} row(s) of input {which} are {what}, so the {inner} distance "
                 "is undefined for them; use inner='euclidean'"
             )
         z = z / norms[:, None]
-        rdm = 1.0 - gram(z)
     else:
         # Subtracting one row is a translation (distances unchanged) that removes a large common offset
         # before the Gram identity; unlike the column mean it keeps lattice data (integer or binary
         # codes) exact, so equal distances stay exact ties for the rank-based outers.
-        shifted = distinct - distinct[:1]
-        g = gram(shifted)
-        d = g.diagonal()
-        rdm = (d[:, None] + d[None, :] - 2.0 * g).clamp_(min=0.0)
-        if inner == "euclidean":
-            rdm = rdm.sqrt_()
-    # A GEMM need not give bitwise-equal (i, j) and (j, i) entries: mirror one triangle, zero diagonal.
-    rdm = rdm.triu(1)
-    rdm = rdm + rdm.T
-    mask = torch.ones(n, n, dtype=torch.bool, device=x.device).triu_(1)
-    return rdm[index[:, None], index[None, :]][mask]
+        z = distinct - distinct[:1]
+    if index is None:
+        return _condensed(z, inner)
+    if z.shape[0] == 1:
+        return x.new_zeros(n * (n - 1) // 2)
+    return _expand_condensed(_condensed(z, inner), index)
 
 
 def _is_constant(v: torch.Tensor) -> bool:
@@ -465,13 +520,42 @@ def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _average_ranks(v: torch.Tensor) -> torch.Tensor:
-    """1-based ranks with ties given their average rank (``scipy.stats.rankdata(method='average')``)."""
+    """1-based ranks with ties given their average rank (``scipy.stats.rankdata(method='average')``).
+
+    Memory-lean for the N(N−1)/2 entries of an RDM: besides the sort (values and permutation) only
+    chunk-sized temporaries. The rank of sorted position k is (first + last)/2 + 1 with first/last the
+    0-based bounds of its tie group, found by a running max (left to right) and min (right to left).
+    """
     ordered, order = torch.sort(v)
-    _, group, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
-    first = torch.cumsum(counts, dim=0) - counts  # 0-based position of each tie group's first entry
-    group_rank = first.to(v.dtype) + (counts.to(v.dtype) + 1.0) / 2.0
+    m = v.numel()
+    new_group = torch.ones(m, dtype=torch.bool, device=v.device)
+    torch.ne(ordered[1:], ordered[:-1], out=new_group[1:])
     ranks = torch.empty_like(v)
-    ranks[order] = group_rank[group]
+    chunk = _BLOCK_ELEMENTS
+    if bool(new_group.all()):  # no ties: the rank is the sorted position + 1
+        for s in range(0, m, chunk):
+            e = min(s + chunk, m)
+            ranks[order[s:e]] = torch.arange(s + 1, e + 1, dtype=v.dtype, device=v.device)
+        return ranks
+    buf = ordered  # the sorted values are no longer needed: the buffer takes first + last of each group
+    first = 0
+    for s in range(0, m, chunk):
+        e = min(s + chunk, m)
+        at = torch.arange(s, e, device=v.device)
+        starts = torch.where(new_group[s:e], at, first).cummax(dim=0).values
+        buf[s:e] = starts
+        first = int(starts[-1])
+    last = m - 1
+    for s in reversed(range(0, m, chunk)):
+        e = min(s + chunk, m)
+        at = torch.arange(s, e, device=v.device)
+        group_end = torch.ones(e - s, dtype=torch.bool, device=v.device)
+        group_end[: e - s - (e == m)] = new_group[s + 1:e + (e < m)]
+        ends = torch.where(group_end, at, last).flip(0).cummin(dim=0).values.flip(0)
+        buf[s:e] += ends
+        last = int(ends[0])
+    buf.mul_(0.5).add_(1.0)
+    ranks[order] = buf
     return ranks
 
 
@@ -532,7 +616,8 @@ def _kendall_tau(a: torch.Tensor, b: torch.Tensor, variant: str) -> torch.Tensor
     min_rows=3,
     reference="Kriegeskorte, Mur, Bandettini. Representational similarity analysis - connecting the branches of "
     "systems neuroscience. Front. Syst. Neurosci. 2008",
-    cost="O(N²·D) for the RDMs, O(N² log N) for ranks (O(N² log² N) for Kendall); O(N²) memory",
+    cost="O(N²·D) for the RDMs (upper triangle by row blocks), O(N² log N) for ranks (O(N² log² N) for "
+    "Kendall); O(N²) memory: the N(N−1)/2 RDM entries and their sort, never an N x N matrix",
 )
 def rsa(X: torch.Tensor, Y: torch.Tensor, *, inner: str = "correlation", outer: str = "spearman") -> torch.Tensor:
     """Representational similarity analysis: a correlation between the two representational dissimilarity matrices.
@@ -557,7 +642,7 @@ def rsa(X: torch.Tensor, Y: torch.Tensor, *, inner: str = "correlation", outer: 
     _check_choice("rsa", "inner", inner, ("correlation", "euclidean", "sqeuclidean", "cosine"))
     _check_choice("rsa", "outer", outer, ("spearman", "pearson", "kendall_tau_a", "kendall_tau_b", "cosine"))
 
-    def side(z: torch.Tensor, which: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def side(z: torch.Tensor, which: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         rdm = _rdm_upper("rsa", z, which, inner)
         degenerate = not bool(rdm.any()) if outer == "cosine" else _is_constant(rdm)
         if degenerate:
@@ -565,7 +650,9 @@ def rsa(X: torch.Tensor, Y: torch.Tensor, *, inner: str = "correlation", outer: 
                 f"rsa: the {inner} RDM of input {which} is {'zero' if outer == 'cosine' else 'constant'} "
                 f"(all instances equally dissimilar), so its {outer} correlation is undefined"
             )
-        return rdm, (_average_ranks(rdm) if outer == "spearman" else None)
+        if outer == "spearman":
+            return None, _average_ranks(rdm)  # the RDM itself is not needed: only its ranks are kept
+        return rdm, None
 
     # The RDM (and its ranks) of each input depend on that input alone: memoised per input.
     (a, rank_a), (b, rank_b) = (one_sided("rsa.rdm", z, lambda z=z, w=w: side(z, w), inner=inner,
@@ -786,6 +873,45 @@ def _ridge_weights(s: torch.Tensor, lam: float) -> torch.Tensor:
     return variance / (variance + lam)
 
 
+def _gulp_by_covariances(X: torch.Tensor, Y: torch.Tensor, lam: float) -> torch.Tensor | None:
+    """GULP's d from the D x D covariances (Cholesky factors), or None where that route is not exact enough.
+
+    With A_X = X̃ᵀX̃ + λ‖X̃‖_F²I = L_X L_Xᵀ the ridge hat matrix is P_X = X̃A_X⁻¹X̃ᵀ, so
+    tr(P_X P_Y) = ‖L_X⁻¹ X̃ᵀỸ L_Y⁻ᵀ‖_F² and tr(P_X²) = ‖L_X⁻¹ X̃ᵀX̃ L_X⁻ᵀ‖_F² (= D_X at λ = 0): three
+    GEMMs, two Cholesky factorisations and triangular solves, O(N·D² + D³), against two thin N x D SVDs.
+    Squaring X̃ into its covariance squares its condition number, so this route is taken only on the CPU,
+    when each A is numerically well conditioned (``measures.cca.well_conditioned_cholesky``; at λ = 0
+    this also means full column rank, so the rank rule of the SVD route keeps every direction) and when
+    d² keeps ≥ 1e-2 of tr(P_X²) + tr(P_Y²) (no cancellation); otherwise None, and the caller takes the
+    SVD route.
+    """
+    n = X.shape[0]
+    if not on_numpy(X, Y) or (lam == 0 and max(X.shape[1], Y.shape[1]) >= n - 1):
+        return None
+    x, y = centred(X).numpy(), centred(Y).numpy()
+    factors, totals = [], []
+    for z in (x, y):
+        g = z.T @ z
+        a = g + (lam * np.trace(g)) * np.eye(g.shape[0]) if lam > 0 else g
+        low = well_conditioned_cholesky(a)
+        if low is None:
+            return None
+        if lam == 0:
+            totals.append(float(g.shape[0]))
+        else:
+            half = scipy.linalg.solve_triangular(low, g, lower=True, check_finite=False)
+            totals.append(float(np.square(scipy.linalg.solve_triangular(low, half.T, lower=True,
+                                                                        check_finite=False)).sum()))
+        factors.append(low)
+    half = scipy.linalg.solve_triangular(factors[0], x.T @ y, lower=True, check_finite=False)
+    cross = float(np.square(scipy.linalg.solve_triangular(factors[1], half.T, lower=True, check_finite=False)).sum())
+    total = totals[0] + totals[1]
+    squared = total - 2.0 * cross
+    if not squared >= 1e-2 * total:
+        return None
+    return torch.tensor(math.sqrt(squared), dtype=X.dtype)
+
+
 @register(
     "gulp",
     family="rsm",
@@ -797,7 +923,8 @@ def _ridge_weights(s: torch.Tensor, lam: float) -> torch.Tensor:
     min_rows=3,
     reference="Boix-Adserà, Lawrence, Stepaniants, Rigollet. GULP: a prediction-based metric between "
     "representations. NeurIPS 2022",
-    cost="O(N·D² + D³): thin SVD of each input and one r_X x r_Y product (a QR of the stacked bases when d ≈ 0)",
+    cost="O(N·D² + D³): three D x D covariances and their Cholesky factors when well conditioned, else a thin SVD "
+    "of each input and one r_X x r_Y product (a QR of the stacked bases when d ≈ 0)",
 )
 def gulp(X: torch.Tensor, Y: torch.Tensor, *, lambda_: float = 0.0) -> torch.Tensor:
     """GULP distance: how differently ridge regression on each representation predicts linear targets.
@@ -822,6 +949,9 @@ def gulp(X: torch.Tensor, Y: torch.Tensor, *, lambda_: float = 0.0) -> torch.Ten
     """
     if not (math.isfinite(lambda_) and lambda_ >= 0):
         raise ValueError(f"measure 'gulp': lambda_ must be a finite number >= 0, got {lambda_!r}")
+    fast = _gulp_by_covariances(X, Y, lambda_)
+    if fast is not None:
+        return fast
     if lambda_ == 0:
         ux, sx, uy, sy = _bases("gulp", X, Y, center=True)
     else:

@@ -21,12 +21,14 @@ from measures.neighbours import BLOCK_ELEMENTS, nearest_neighbours, pair_values,
 
 def _magnitude(x: torch.Tensor) -> torch.Tensor:
     if on_numpy(x) and x.numel():
-        a = x.numpy()
-        # Within this range no sum of N entries or square overflows or underflows, and scaling by a
-        # power of two commutes exactly with the mean, the squares and the square root: the value of
-        # the scaled route below without its N x D copy.
-        if 1e-100 < max(a.max(), -a.min()) < 1e100:
-            return torch.tensor(np.linalg.norm(a.mean(axis=0)), dtype=x.dtype)
+        mean = x.numpy().mean(axis=0)
+        # A finite column sum had no overflow on the way (an infinity never becomes finite again), so the
+        # mean is the scaled route's (scaling by a power of two commutes exactly with sums and division,
+        # barring subnormal partial sums); within this range its D squares neither overflow nor underflow.
+        # This skips the scaled route's passes over the N x D input (its largest entry and its copy).
+        peak = np.abs(mean).max()
+        if 1e-100 < peak < 1e100:
+            return torch.tensor(np.linalg.norm(mean), dtype=x.dtype)
     scaled, exponent = scale_to_unit(x)  # exact; keeps the sum and the squares in the norm finite
     return torch.ldexp(torch.linalg.vector_norm(scaled.mean(dim=0)), exponent)
 
@@ -59,6 +61,23 @@ def magnitude_difference(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
 
 def _concentricity(name: str, x: torch.Tensor) -> torch.Tensor:
     n, d = x.shape
+    if on_numpy(x) and x.numel():
+        a = x.numpy()
+        peak = max(a.max(), -a.min())
+        if 1e-100 < peak < 1e100:
+            # Inside this range no row norm or dot product overflows or underflows, so the scaled
+            # route below (three N x D copies: rescaled input, rescaled rows, unit rows) reduces to
+            # cos(x_i, x̄) = x_iᵀx̄ / (‖x_i‖ ‖x̄‖): one GEMV and the row norms, no copy.
+            # (A row whose squares underflow, e.g. all entries ~1e-200, takes the scaled route instead.)
+            row_norms = np.sqrt(np.einsum("ij,ij->i", a, a))
+            if row_norms.min() > 1e-140:
+                mean = a.mean(axis=0)
+                mean_norm = float(np.linalg.norm(mean))
+                # the scaled route's noise bound, in the input's units (its scale is 2^e, peak < 2^e)
+                if mean_norm <= math.sqrt(d) * n * torch.finfo(x.dtype).eps * 2.0 ** math.frexp(float(peak))[1]:
+                    raise UndefinedMeasureError(
+                        f"{name}: the mean instance is zero (to rounding), its direction is undefined")
+                return torch.tensor(float(np.mean((a @ (mean / mean_norm)) / row_norms)), dtype=x.dtype)
     scaled, _ = scale_to_unit(x)  # concentricity is scale-invariant; this keeps the mean finite
     mean = scaled.mean(dim=0)
     # Summing N entries of magnitude ≤ 1 leaves a rounding error of up to about N·eps per column:

@@ -434,10 +434,11 @@ def test_correlation_match_planted_permutation_with_neuron_scaling_and_shift():
     assert measures.compute("correlation_match_hard", x, flipped) < 1.0
 
 
-def test_correlation_match_constant_neurons_and_ties():
+@pytest.mark.parametrize("dead", [7.0, 0.0])  # 0.0: an all-zero neuron (variance 0 by every formula)
+def test_correlation_match_constant_neurons_and_ties(dead):
     rng = np.random.default_rng(41)
     x, y = representations(rng, 40, 5, 5)
-    x = np.column_stack([x[:, :3], np.full(40, 7.0), x[:, 0]])  # a dead neuron and a duplicate (ties)
+    x = np.column_stack([x[:, :3], np.full(40, dead), x[:, 0]])  # a dead neuron and a duplicate (ties)
     c = pearson_matrix(x, y)
     assert not np.isnan(c).any()
     assert measures.compute("correlation_match_hard", x, y) == pytest.approx(brute_force_hard_match(c), abs=1e-12)

@@ -11,11 +11,12 @@ import math
 import dcor
 import numpy as np
 import pytest
+import torch
 import scipy.linalg
 from rsatoolbox.data import Dataset
 from rsatoolbox.rdm import calc_rdm, compare
 from scipy.spatial.distance import cdist, pdist, squareform
-from scipy.stats import kendalltau, pearsonr, spearmanr
+from scipy.stats import kendalltau, pearsonr, rankdata, spearmanr
 from sklearn.metrics.pairwise import rbf_kernel
 
 import measures
@@ -275,6 +276,24 @@ def test_rsa_rank_outers_handle_ties_like_scipy(outer, data):
         "kendall_tau_b": kendalltau(a, b).statistic,
     }[outer]
     assert measures.compute("rsa", x, y, inner="euclidean", outer=outer) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("block", [1, 7, 64])
+@pytest.mark.parametrize("inner", ["correlation", "euclidean"])
+def test_rsa_row_blocks_equal_scipy_on_condensed_distances(monkeypatch, block, inner):
+    # Tiny row blocks (1, 7 and 64 entries of an RDM row: one row per block, blocks that end mid-row of
+    # the triangle) and duplicate rows (the distinct-row expansion): Spearman of scipy's pdist vectors.
+    monkeypatch.setattr(measures.rsm, "_BLOCK_ELEMENTS", block)
+    rng = np.random.default_rng(11)
+    x, y = representations(rng, 41, 6, 5)
+    x[7], x[30], y[3] = x[2], x[2], y[40]
+    a, b = pdist(x, inner), pdist(y, inner)
+    value = measures.compute("rsa", x, y, inner=inner)
+    assert value == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+    upper = measures.rsm._rdm_upper("rsa", torch.from_numpy(x), 1, inner)
+    np.testing.assert_array_equal(measures.rsm._average_ranks(upper).numpy(), rankdata(upper.numpy()))
+    upper = upper.numpy()  # the RDM up to a power-of-two scale
+    np.testing.assert_allclose(upper / upper.max(), a / a.max(), rtol=1e-12, atol=1e-13)
 
 
 def test_rsa_kendall_on_large_rdm_equals_scipy():
