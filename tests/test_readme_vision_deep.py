@@ -64,3 +64,19 @@ def test_summary_rounds_sorts_and_names_families():
     assert list(summary["family"]) == ["rsm", "rsm", "cca"]
     assert summary.loc[0, "accuracy"] == pytest.approx(0.963) and summary.loc[0, "ci_low"] == pytest.approx(0.8889)
     assert summary.loc[0, "chance"] == pytest.approx(0.1111)
+
+
+def test_layer_id_summary_command_writes_the_csv_and_names_a_missing_table(tmp_path, capsys):
+    from runners.layer_id_summary import main
+
+    table = pd.DataFrame({"arch": ["tiny10"], "measure": ["cka_linear"], "statistic": ["layer_identification"],
+                          "value": [0.9], "ci_low": [0.8], "ci_high": [1.0], "n_pairs": [10], "baseline": [1 / 9]})
+    (tmp_path / "s" / "tables").mkdir(parents=True)
+    table.to_csv(tmp_path / "s" / "tables" / "layer_identification.csv", index=False)
+    out = tmp_path / "out.csv"
+    assert main(["--sweep", "s", "--results", str(tmp_path), "--out", str(out)]) == 0
+    written = pd.read_csv(out)
+    assert written.to_dict("records") == [{"arch": "tiny10", "measure": "cka_linear", "family": "rsm", "accuracy": 0.9,
+                                           "ci_low": 0.8, "ci_high": 1.0, "n_pairs": 10, "chance": 0.1111}]
+    assert main(["--sweep", "absent", "--results", str(tmp_path), "--out", str(out)]) == 2
+    assert "absent/tables/layer_identification.csv: no layer-identification table" in capsys.readouterr().err
