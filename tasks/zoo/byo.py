@@ -170,8 +170,9 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
 
 
 def load_features(path: Path | str, layers: Sequence[str] | None = None) -> Source:
-    """A feature file as a :class:`Source` (format: this module's docstring); ``layers`` (default: every
-    non-reserved array, in file order) are the layers kept, each of which the file must have."""
+    """A feature file (``.npz`` or ``.safetensors``) as a :class:`Source` (format: this module's docstring);
+    ``layers`` (default: every non-reserved array, in the file's layer order) are the layers kept, each of
+    which the file must have."""
     path = _existing(path)
     stored = _read_safetensors(path) if path.suffix == ".safetensors" else _read_npz(path)
     found = [k for k in stored if k not in RESERVED]
