@@ -308,6 +308,23 @@ def layer_identification(ctx: AnalysisContext) -> AnalysisResult:
     return AnalysisResult(evaluations, "mean accuracy by family: " + ", ".join(f"{f} {v:.2f}" for f, v in by_family.items()))
 
 
+def layer_identification_summary(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """The layer-identification table (``tables/layer_identification.csv``) as a small tracked summary: per
+    architecture and measure the accuracy, its bootstrap 95% interval over seed pairs, the number of seed
+    pairs, chance (1 / number of compared layers) and the measure's family; rounded to 4 decimals, sorted
+    by architecture, then accuracy (best first), then measure. ``paper/data/vision_deep_layer_identification.csv``
+    is this for ``sweep=vision_deep`` (written by ``python -m runners.layer_id_summary``)."""
+    table = evaluations[evaluations["statistic"].eq("layer_identification")]
+    summary = pd.DataFrame({
+        "arch": table["arch"], "measure": table["measure"],
+        "family": table["measure"].map(lambda m: measures.info(m).family),
+        "accuracy": table["value"], "ci_low": table["ci_low"], "ci_high": table["ci_high"],
+        "n_pairs": table["n_pairs"].astype(int), "chance": table["baseline"],
+    })
+    summary[["accuracy", "ci_low", "ci_high", "chance"]] = summary[["accuracy", "ci_low", "ci_high", "chance"]].round(4)
+    return summary.sort_values(["arch", "accuracy", "measure"], ascending=[True, False, True]).reset_index(drop=True)
+
+
 def _plot_bars(evaluations: pd.DataFrame, name: str, xlabel: str, ctx: AnalysisContext) -> None:
     archs = sorted(evaluations["arch"].unique())
     n = evaluations["measure"].nunique()

@@ -108,21 +108,24 @@ def cnn(
 def tiny10(input_shape: tuple[int, ...], n_classes: int,
            channels: tuple[int, ...] = (16, 16, 16, 32, 32, 32, 64, 64),
            strides: tuple[int, ...] = (1, 1, 1, 2, 1, 1, 2, 1)) -> nn.Sequential:
-    """Tiny-10-style conv net (Kornblith et al. 2019, App. C): per entry of ``channels`` a 3x3 conv with the
-    given stride, BatchNorm and ReLU; then global average pooling and the logits. Compared layers: every
-    ReLU (conv maps flattened channel-major) and the logits. Inputs must be (C, H, W)."""
-    if len(input_shape) != 3:
-        raise ValueError(f"tiny10 needs image inputs (C, H, W), got input shape {input_shape}")
+    """Tiny-10-style conv net (Kornblith et al. 2019, App. C): per entry of ``channels`` a size-3 conv with the
+    given stride, BatchNorm and ReLU; then global average pooling and the logits. Inputs are images (C, H, W)
+    (3x3 convs) or signals (C, L) such as MNIST-1D (1-D convs of width 3). Compared layers: every ReLU (maps
+    flattened channel-major) and the logits."""
+    if len(input_shape) not in (2, 3):
+        raise ValueError(f"tiny10 needs image inputs (C, H, W) or signals (C, L), got input shape {input_shape}")
     if len(channels) != len(strides) or not channels:
         raise ValueError(f"arch.channels and arch.strides must be non-empty and of equal length, "
                          f"got {list(channels)} and {list(strides)}")
     if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (*channels, *strides)):
         raise ValueError(f"arch.channels and arch.strides must be integers >= 1, got {list(channels)}, {list(strides)}")
+    conv, norm, pool = ((nn.Conv2d, nn.BatchNorm2d, nn.AdaptiveAvgPool2d) if len(input_shape) == 3
+                        else (nn.Conv1d, nn.BatchNorm1d, nn.AdaptiveAvgPool1d))
     c = input_shape[0]
     layers: list[tuple[str, nn.Module]] = []
     for i, (out, stride) in enumerate(zip(channels, strides), start=1):
-        layers += [(f"conv{i}", nn.Conv2d(c, out, 3, stride=stride, padding=1)), (f"bn{i}", nn.BatchNorm2d(out)),
+        layers += [(f"conv{i}", conv(c, out, 3, stride=stride, padding=1)), (f"bn{i}", norm(out)),
                    (f"relu{i}", nn.ReLU())]
         c = out
-    layers += [("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()), ("logits", nn.Linear(c, n_classes))]
+    layers += [("pool", pool(1)), ("flatten", nn.Flatten()), ("logits", nn.Linear(c, n_classes))]
     return nn.Sequential(OrderedDict(layers))

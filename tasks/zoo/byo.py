@@ -4,15 +4,20 @@ Two kinds of source, each loaded into the arrays the rest of the benchmark reads
 zoo's extracted representations): ``rep/<layer>`` (N x D), optionally ``pre/<layer>`` (ReLU
 pre-activations, checkpoints only), ``logits``, ``probabilities`` and ``labels``.
 
-**Feature files** (``.npz``, one per model, e.g. ``np.savez("model_a.npz", layer1=..., layer2=...,
-outputs=..., labels=...)``): every array is one layer's representation, rows = probe inputs in one order
-shared by every file (an N x ... array is flattened to N x D); the layer order is the order in the file.
-Two names are reserved: ``outputs`` (N x C logits, or probabilities if every row lies on the simplex)
-and ``labels`` (N integer classes); with them the functional measures and the accuracy-based analyses
-apply.
+**Feature files** (``.npz`` or ``.safetensors``, one per model, e.g. ``np.savez("model_a.npz",
+layer1=..., layer2=..., outputs=..., labels=...)`` or ``safetensors.numpy.save_file({...},
+"model_a.safetensors", metadata={"layers": json.dumps(["layer1", "layer2"])})``): every array is one
+layer's representation, rows = probe inputs in one order shared by every file (an N x ... array is
+flattened to N x D). The layer order is the order in an ``.npz`` file; a ``.safetensors`` file does not
+keep its tensors' order, so its order is the JSON list in its metadata entry ``layers`` or, without one,
+the layer names in natural order (digit runs compared as numbers: ``layer2`` before ``layer10``);
+half-precision tensors are read as float32. Two names are reserved: ``outputs`` (N x C logits, or
+probabilities if every row lies on the simplex) and ``labels`` (N integer classes); with them the
+functional measures and the accuracy-based analyses apply.
 
-**Checkpoints** (``.pt``): a saved ``torch.nn.Module`` (``torch.save(model, path)``; a pickle, so load
-only files you trust), a state dict, or a dict holding one under ``state_dict`` (the zoo cache's format).
+**Checkpoints** (``.pt`` or ``.safetensors``): a saved ``torch.nn.Module`` (``torch.save(model, path)``;
+a pickle, so load only files you trust), a state dict (``torch.save`` or
+``safetensors.torch.save_file``), or a ``.pt`` dict holding one under ``state_dict`` (the zoo cache's format).
 A state dict needs an architecture config naming a registered architecture
 (:mod:`tasks.zoo.architectures`) with its keyword arguments, e.g. ``{"name": "mlp", "depth": 2,
 "width": 64}``; the number of classes is read from the ``logits`` layer. A checkpoint is run on a probe
@@ -27,11 +32,15 @@ or infinite features, an unknown architecture, a state dict that does not fit th
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import safetensors
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -120,15 +129,52 @@ def _labels(path: Path, labels: np.ndarray, n: int) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def load_features(path: Path | str, layers: Sequence[str] | None = None) -> Source:
-    """A feature file as a :class:`Source` (format: this module's docstring); ``layers`` (default: every
-    non-reserved array, in file order) are the layers kept, each of which the file must have."""
-    path = _existing(path)
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` feature file, in file order."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            stored = {k: np.asarray(data[k]) for k in data.files}
+            return {k: np.asarray(data[k]) for k in data.files}
     except Exception as exc:
         raise SourceError(path, f"not a readable .npz feature file ({type(exc).__name__}: {exc})") from None
+
+
+def _natural_key(name: str) -> list[int | str]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a ``.safetensors`` feature file, in the order of its ``layers`` metadata entry (a JSON
+    list of names; arrays it does not list follow in natural name order) or, without one, in natural name order."""
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:
+        raise SourceError(path, f"not a readable .safetensors feature file ({type(exc).__name__}: {exc})") from None
+    # numpy has no bfloat16: half-precision features are widened to float32
+    stored = {k: (t.float() if t.is_floating_point() and t.element_size() < 4 else t).numpy() for k, t in tensors.items()}
+    order = sorted(stored, key=_natural_key)
+    if "layers" in metadata:
+        try:
+            listed = json.loads(metadata["layers"])
+            if not isinstance(listed, list) or not all(isinstance(n, str) for n in listed):
+                raise ValueError("not a list of names")
+        except ValueError as exc:
+            raise SourceError(path, f"metadata 'layers' must be a JSON list of layer names, got "
+                                    f"{metadata['layers'][:100]!r} ({exc})") from None
+        unknown = [n for n in listed if n not in stored]
+        if unknown:
+            raise SourceError(path, f"metadata 'layers' names missing layer(s) {unknown}; the file has {order}")
+        order = list(dict.fromkeys(listed)) + [n for n in order if n not in listed]
+    return {k: stored[k] for k in order}
+
+
+def load_features(path: Path | str, layers: Sequence[str] | None = None) -> Source:
+    """A feature file (``.npz`` or ``.safetensors``) as a :class:`Source` (format: this module's docstring);
+    ``layers`` (default: every non-reserved array, in the file's layer order) are the layers kept, each of
+    which the file must have."""
+    path = _existing(path)
+    stored = _read_safetensors(path) if path.suffix == ".safetensors" else _read_npz(path)
     found = [k for k in stored if k not in RESERVED]
     if not found:
         raise SourceError(path, f"no layer arrays (only {sorted(stored) or 'nothing'}); one array per layer expected")
@@ -173,18 +219,28 @@ def load_probe(path: Path | str) -> Probe:
     return Probe(x=x, y=y, path=str(path))
 
 
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        try:  # a whole saved module is a pickle: only the user's own files are loaded this way
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise SourceError(path, f"checkpoint does not load ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+
+
 def read_checkpoint(path: Path | str, arch: dict[str, Any] | None = None,
                     input_shape: tuple[int, ...] | None = None) -> nn.Module:
     """The module saved at ``path``: a whole module, or a state dict (bare or under ``state_dict``) loaded
     into the architecture ``arch`` ({"name": registered name, **kwargs}) built for ``input_shape``."""
     path = _existing(path)
-    try:
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        try:  # a whole saved module is a pickle: only the user's own files are loaded this way
-            stored = torch.load(path, map_location="cpu", weights_only=False)
+    if path.suffix == ".safetensors":
+        try:
+            stored = safetensors.torch.load_file(str(path), device="cpu")
         except Exception as exc:
-            raise SourceError(path, f"checkpoint does not load ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+            raise SourceError(path, f"not a readable .safetensors state dict ({type(exc).__name__}: {exc})") from None
+    else:
+        stored = _torch_load(path)
     if isinstance(stored, nn.Module):
         return stored.float().eval()
     if isinstance(stored, dict) and isinstance(stored.get("state_dict"), dict):
@@ -288,9 +344,10 @@ def load_sources(features: Sequence[str | Path] = (), checkpoints: Sequence[str 
                  arch: dict[str, Any] | None = None, probe: str | Path | None = None,
                  layers: Sequence[str] | None = None) -> list[Source]:
     """Every user model, checked to share one probe set and layer list. ``features`` may name a directory
-    (its ``*.npz`` files in name order) and so may ``checkpoints`` (its ``*.pt`` files)."""
-    features = _expand(features, "*.npz")
-    checkpoints = _expand(checkpoints, "*.pt")
+    (its ``*.npz`` and ``*.safetensors`` files in name order) and so may ``checkpoints`` (its ``*.pt`` and
+    ``*.safetensors`` files)."""
+    features = _expand(features, "*.npz", "*.safetensors")
+    checkpoints = _expand(checkpoints, "*.pt", "*.safetensors")
     sources = [load_features(p, layers) for p in features]
     if checkpoints:
         if probe is None:
@@ -309,7 +366,7 @@ def load_sources(features: Sequence[str | Path] = (), checkpoints: Sequence[str 
     return sources
 
 
-def _expand(paths: Sequence[str | Path] | str | None, pattern: str) -> list[Path]:
+def _expand(paths: Sequence[str | Path] | str | None, *patterns: str) -> list[Path]:
     if not paths:
         return []
     if isinstance(paths, (str, Path)):
@@ -317,9 +374,9 @@ def _expand(paths: Sequence[str | Path] | str | None, pattern: str) -> list[Path
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(p.glob(pattern))
+            found = sorted(f for pattern in patterns for f in p.glob(pattern))
             if not found:
-                raise SourceError(p, f"directory has no {pattern} files")
+                raise SourceError(p, f"directory has no {' or '.join(patterns)} files")
             out += found
         else:
             out.append(p)

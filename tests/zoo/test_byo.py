@@ -231,3 +231,91 @@ def test_byo_sweep_without_outputs_or_labels_skips_what_needs_them(tmp_path):
     assert "pc_deletion: not applicable (no labels" in done.stdout
     scores = pd.read_parquet(tmp_path / "results" / "byo" / "scores.parquet")
     assert set(scores["measure"]) == {"cka_linear", "knn_jaccard"}
+
+
+# --- safetensors: the same formats written with the safetensors library ---
+
+def test_safetensors_feature_file_round_trip_and_layer_order(tmp_path):
+    from safetensors.numpy import save_file
+    written = _features(tmp_path / "a.npz", 0)
+    arrays = {"layer10": written["h2"], "layer2": written["h1"], "outputs": written["outputs"], "labels": written["labels"]}
+    save_file(arrays, tmp_path / "natural.safetensors")
+    source = load_features(tmp_path / "natural.safetensors")
+    assert source.layers == ["layer2", "layer10"]  # no metadata: natural order, 2 before 10
+    np.testing.assert_array_equal(source.arrays["rep/layer2"], written["h1"])
+    np.testing.assert_array_equal(source.arrays["rep/layer10"], written["h2"])
+    np.testing.assert_array_equal(source.arrays["labels"], written["labels"])
+    z = written["outputs"] - written["outputs"].max(1, keepdims=True)
+    np.testing.assert_allclose(source.arrays["probabilities"], np.exp(z) / np.exp(z).sum(1, keepdims=True), rtol=1e-12)
+    save_file(arrays, tmp_path / "listed.safetensors", metadata={"layers": '["layer10", "layer2"]'})
+    assert load_features(tmp_path / "listed.safetensors").layers == ["layer10", "layer2"]
+
+
+def test_safetensors_half_precision_and_conv_maps(tmp_path):
+    from safetensors.torch import save_file
+    maps = torch.randn(N, 2, 3, 3, generator=torch.Generator().manual_seed(0))
+    save_file({"conv": maps.to(torch.bfloat16), "fc": maps.flatten(1).half()}, tmp_path / "h.safetensors")
+    source = load_features(tmp_path / "h.safetensors")
+    assert source.arrays["rep/conv"].shape == (N, 18) and source.arrays["rep/conv"].dtype == np.float32
+    np.testing.assert_array_equal(source.arrays["rep/conv"], maps.to(torch.bfloat16).float().flatten(1).numpy())
+    np.testing.assert_array_equal(source.arrays["rep/fc"], maps.flatten(1).half().float().numpy())
+
+
+@pytest.mark.parametrize("case, message", [
+    ("rows", "layer 'h2' has 59 rows, layer 'h1' has 60; rows must be aligned"),
+    ("nan", "layer 'h1' has 1 NaN or infinite value(s)"),
+    ("missing", "metadata 'layers' names missing layer(s) ['h3']"),
+    ("metadata", "metadata 'layers' must be a JSON list of layer names"),
+    ("garbage", "not a readable .safetensors feature file"),
+])
+def test_bad_safetensors_feature_files_are_refused_naming_the_file(tmp_path, case, message):
+    from safetensors.numpy import save_file
+    path = tmp_path / "bad.safetensors"
+    if case == "rows":
+        save_file({"h1": np.ones((60, 3)), "h2": np.ones((59, 3))}, path)
+    elif case == "nan":
+        h1 = np.ones((60, 3))
+        h1[4, 1] = np.nan
+        save_file({"h1": h1}, path)
+    elif case == "missing":
+        save_file({"h1": np.ones((60, 3)), "h2": np.ones((60, 3))}, path, metadata={"layers": '["h1", "h3"]'})
+    elif case == "metadata":
+        save_file({"h1": np.ones((60, 3))}, path, metadata={"layers": "h1, h2"})
+    else:
+        path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
+    with pytest.raises(SourceError) as err:
+        load_features(path)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_safetensors_and_npz_files_mix_in_one_directory(tmp_path):
+    from safetensors.numpy import save_file
+    a = _features(tmp_path / "a.npz", 0)
+    b = _features(tmp_path / "b_tmp.npz", 1)
+    (tmp_path / "b_tmp.npz").unlink()
+    save_file(b, tmp_path / "b.safetensors", metadata={"layers": '["h1", "h2"]'})
+    sources = load_sources(features=tmp_path)
+    assert [s.path.name for s in sources] == ["a.npz", "b.safetensors"]
+    np.testing.assert_array_equal(sources[1].arrays["rep/h2"], b["h2"])
+    np.testing.assert_array_equal(sources[0].arrays["rep/h2"], a["h2"])
+    save_file({"h1": b["h1"]}, tmp_path / "c.safetensors")
+    with pytest.raises(SourceError, match=r"c\.safetensors: missing layer\(s\) \['h2'\]"):
+        load_sources(features=tmp_path)
+
+
+def test_safetensors_state_dict_checkpoints(tmp_path):
+    from safetensors.torch import save_file
+    model, probe_path, x = _mlp_and_probe(tmp_path)
+    path = tmp_path / "m.safetensors"
+    save_file(model.state_dict(), path)
+    probe = load_probe(probe_path)
+    source = load_checkpoint(path, probe, {"name": "mlp", "depth": 2, "width": 8})
+    for got, want in zip([source.arrays[f"rep/{n}"] for n in source.layers], _manual_forward(model, x.astype(np.float64))):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(SourceError, match=rf"{path}: unknown architecture 'transformer9'; valid choices: \["):
+        load_checkpoint(path, probe, {"name": "transformer9"})
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(SourceError, match=rf"{broken}: not a readable .safetensors state dict"):
+        load_checkpoint(broken, probe, {"name": "mlp", "depth": 2, "width": 8})
