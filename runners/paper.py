@@ -452,6 +452,11 @@ def readme_tables(results: Path, data: Path) -> list[str]:
     evaluations = _read(results, "benchmark", "evaluations.parquet")
     scores = _read(results, "benchmark", "scores.parquet")
     write(table("benchmark", "cka_bias.csv"), "cka_bias.csv")
+    layer_id = table("benchmark", "layer_identification.csv")
+    if layer_id is not None:
+        from tasks.benchmark_tests import layer_identification_summary
+
+        write(layer_identification_summary(layer_id), "layer_identification.csv")
     write(table("benchmark", "stop_searching.csv"), "stop_searching.csv")
     by_domain = table("benchmark", "ranks_by_domain.csv")
     write(by_domain, "ranks_by_domain.csv")

@@ -88,6 +88,10 @@ PAIR = "sample_size_pair.csv"
 PC = "pc_deletion_reaction.csv"
 PC_CKA = "measure == 'cka_linear' and "
 
+LAYER_ID = "layer_identification.csv"
+VISION_DEEP = "vision_deep_layer_identification.csv"
+LANG = "arch == 'transformer' and measure == '{}'"
+
 CHECKS: list[N] = [
     # Results on the embedded default
     N("{} score rows over", MACRO, "macro == 'BenchScoreRowsText'", fmt=",.0f"),
@@ -117,6 +121,23 @@ CHECKS: list[N] = [
     N("the sweep computes the {} that compare", MACRO, "macro == 'NMeasuresRegistered'", fmt=lambda v: f"{v - 4:.0f}"),
     N("the ranks cover the {} representational measures", MACRO, "macro == 'NRanked'", fmt=".0f"),
     N("The catalogue has {} measures", MACRO, "macro == 'NMeasuresRegistered'", fmt=".0f"),
+    N("on MNIST-1D (`sweep=vision_deep`, not part of this run) linear CKA reaches {}", VISION_DEEP,
+      "measure == 'cka_linear'", "accuracy"),
+    N("(0.74 on 8x8 digits) and SVCCA {}, near", VISION_DEEP, "measure == 'svcca'", "accuracy"),
+    # Three domains: layer identification on the language transformer
+    N("(5 compared layers, chance {};", LAYER_ID, LANG.format("cka_linear"), "chance", fmt=".1f"),
+    N("4 seeds, {} seed pairs;", LAYER_ID, LANG.format("cka_linear"), "n_pairs", fmt=".0f"),
+    N("layer_identification.csv`): linear CKA {} [", LAYER_ID, LANG.format("cka_linear"), "accuracy"),
+    N("linear CKA 0.83 [{}, 0.98]", LAYER_ID, LANG.format("cka_linear"), "ci_low"),
+    N("linear CKA 0.83 [0.65, {}]", LAYER_ID, LANG.format("cka_linear"), "ci_high"),
+    N("orthogonal Procrustes {} [0.70", LAYER_ID, LANG.format("procrustes_orthogonal"), "accuracy"),
+    N("orthogonal Procrustes 0.83 [{}, 0.95]", LAYER_ID, LANG.format("procrustes_orthogonal"), "ci_low"),
+    N("orthogonal Procrustes 0.83 [0.70, {}]", LAYER_ID, LANG.format("procrustes_orthogonal"), "ci_high"),
+    N("SVCCA {} [0.20", LAYER_ID, LANG.format("svcca"), "accuracy"),
+    N("SVCCA 0.23 [{}, 0.30]", LAYER_ID, LANG.format("svcca"), "ci_low"),
+    N("SVCCA 0.23 [0.20, {}]", LAYER_ID, LANG.format("svcca"), "ci_high"),
+    N("mean CCA and PWCCA {}.", LAYER_ID, "arch == 'transformer' and measure in ['cca_mean_rho', 'pwcca']",
+      "accuracy", agg="max"),
     # Three domains: how the rankings differ
     N("{} (vision),", DOMAIN, "statistic == 'cells' and domain == 'vision'", fmt=".0f"),
     N("{} (language) and", DOMAIN, "statistic == 'cells' and domain == 'language'", fmt=".0f"),
@@ -226,16 +247,21 @@ PARAMETERS = [
     "weight noise 0.1", "100 permutations, 50 bootstrap", "95%", "100 times", "noise of 0.1 unit", "D = 64",
     "N = 16", "N = 128", "N = 512", "N = 1024", "D = 16", "D = 256", "below 0.1", "N ≈ 9·D", "over 5 seeds",
     "the 5 seeds", "from N = 64", "3-hidden-layer", "128-unit", "1 = best", "Tiny-10", "2-hop", "U(0, r_max)", "group parts tests 3-5", "of 0 from",
+    "CKA ≥ 0.9 and CCA near 0", "MNIST-1D (1-D signals", "style; 1-D convs", "the 4-job", "up to 640 dimensions",
+    "(5 compared layers", "4 seeds, 6",
 ]
 #: one run's wall/CPU times and job counts (from its log, not a table)
-RUN_LOG = ["284 jobs", "19 min 43 s", "1,419 s", "7 min 51 s", "1,452 s", "54 min", "near 10", "101,998 values", "53 s", "34 s", "under 5 s", "70% of the time"]
-#: layer identification on tiny10 (`sweep=vision_deep`): the "deep" helper's tracked table, rows added at merge
-DEEP = ["on the deeper `tiny10` network linear CKA reaches 0.74"]
+RUN_LOG = ["(10 jobs; with", "66 s wall clock and 66 CPU seconds", "machine at load 2", "jobs 10, 7 and 7 s",
+           "284 jobs", "19 min 43 s", "1,419 s", "7 min 51 s", "1,452 s", "54 min", "near 10", "101,998 values", "53 s", "34 s", "under 5 s", "70% of the time"]
+#: the earlier digits run of the deeper vision model (its numbers are in the exempt "How we got there" paragraph)
+DEEP = ["(0.74 on 8x8 digits)"]  # the earlier digits run of vision_deep, in the "How we got there" paragraph
 #: paragraphs exempt as a whole (from this start to the next bold paragraph or the section's end), and why
 PARAGRAPHS = {
     "Cost, measured as CPU seconds": "RUN_LOG: CPU seconds of single runs of the new parts, from their logs",
-    "**Layer identification (Kornblith et al.) on the deeper network": "DEEP: tiny10 and language layer "
-                                                                        "identification, the deep helper's table",
+    "**Layer identification (Kornblith et al.) on the deeper network": "checked by tests/test_readme_vision_deep.py "
+                                                                        "against paper/data/vision_deep_layer_identification.csv",
+    "**How we got there, and the other domains.": "RUN_LOG: an earlier digits run of vision_deep and quick checks "
+                                                   "outside the sweep, in no table",
 }
 
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?!\w)")
