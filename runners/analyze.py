@@ -250,8 +250,9 @@ def _run_analyses(sweep_dir: Path, source: _Scores, materialise: Callable[[str],
         if own is not None and sweep_dir.name != own:
             lines.append(f"{name}: runs on `sweep={own}` results only")
             continue
-        # the keys of the analyses before: their evaluations are this one's input (ctx.previous)
-        key = content_key([name, code_version(analysis.__module__), registry, source.key, sweep_dir.name, keys])
+        # the evaluations of the analyses before are this one's input too (ctx.previous): their content
+        key = content_key([name, code_version(analysis.__module__), registry, source.key, sweep_dir.name,
+                           [_frame_digest(f) for f in previous]])
         keys.append(key)
         tic = time.perf_counter()
         result = _stored(sweep_dir, name, key)
@@ -286,6 +287,15 @@ def _run_analyses(sweep_dir: Path, source: _Scores, materialise: Callable[[str],
         lines.append(f"{name}: {result.summary}")
 
 
+def _frame_digest(frame: pd.DataFrame) -> str:
+    """Content digest of a table of evaluations (values, index, column names and dtypes)."""
+    try:
+        rows = pd.util.hash_pandas_object(frame, index=True).values.tobytes()
+    except TypeError:  # unhashable cells (lists): the pickled table instead
+        rows = pickle.dumps(frame, protocol=5)
+    return hashlib.sha256(rows + repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode()).hexdigest()
+
+
 def _write_unless_current(evaluations: pd.DataFrame, path: Path, key: str, sweep_dir: Path) -> None:
     """Write ``evaluations.parquet`` unless the file there was written from the same analysis keys."""
     record = sweep_dir / CACHE / "evaluations.json"
@@ -304,7 +314,7 @@ def _report(sweep_dir: Path, source: _Scores, keys: list[str]) -> Path:
     the report's code are those it was written from."""
     configs = sorted((sweep_dir.parent / "logs" / sweep_dir.name).glob("*/*/multirun.yaml"))
     key = content_key([code_version("runners.report"), source.key, keys, _outputs(sweep_dir),
-                       [str(p) for p in configs]])
+                       [str(p.relative_to(sweep_dir.parent)) for p in configs]])
     record, out = sweep_dir / CACHE / "report.json", sweep_dir / "report.html"
     try:
         stored = json.loads(record.read_text())
