@@ -9,6 +9,7 @@ never recomputed, so re-running a finished job is free and adding a measure comp
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -338,13 +339,23 @@ class MeasureSpec:
     significance: dict[str, Any] | None
 
 
+#: measure specs by the config nodes they are read from: a sweep plans hundreds of jobs with one measure set
+_SPECS: dict[str, list[MeasureSpec]] = {}
+
+
 def measure_specs(cfg: DictConfig, chosen: list[str]) -> list[MeasureSpec]:
-    out = []
-    for name in chosen:
-        info = measures.info(name)
-        params = {**info.params, **dict(cfg.measures.params.get(name, {}))}
-        out.append(MeasureSpec(name, info, params, _significance_settings(cfg, info)))
-    return out
+    key = json.dumps([chosen, OmegaConf.to_container(cfg.measures.params, resolve=True),
+                      OmegaConf.to_container(cfg.significance, resolve=True) if cfg.get("significance") else None],
+                     sort_keys=True, default=str)
+    if key not in _SPECS:
+        info_of = measures.info  # one lookup: the package resolves its attributes lazily, on every access
+        out = []
+        for name in chosen:
+            info = info_of(name)
+            params = {**info.params, **dict(cfg.measures.params.get(name, {}))}
+            out.append(MeasureSpec(name, info, params, _significance_settings(cfg, info)))
+        _SPECS[key] = out
+    return _SPECS[key]
 
 
 def _comparisons(pair: Pair, specs: list[MeasureSpec], cfg: DictConfig, cache: ZooCache) -> list[dict[str, Any]]:
@@ -420,14 +431,20 @@ def _group_comparisons(group: list[Variant], specs: list[MeasureSpec]) -> list[d
 # parameter (another request) each make the job run again, and the job itself decides row by row what to
 # recompute, as without the manifest.
 
-#: the code that decides which rows a job has and how they are keyed
-_ROW_CODE = ("runners/job.py", "tasks/zoo/cache.py", "tasks/zoo/architectures.py")
+#: the modules whose code decides a job's models, layers and their keys (read whole)
+_ROW_MODULES = ("tasks/zoo/cache.py", "tasks/zoo/architectures.py")
 
 
 @lru_cache(maxsize=1)
 def _row_code_version() -> str:
+    """Content key of the code that decides which rows a job has and how they are keyed: the functions of
+    this module that plan the rows (an edit elsewhere in it, e.g. how a row is computed, keeps every
+    manifest valid) and the zoo's model and layer code."""
     root = Path(__file__).resolve().parent.parent
-    return content_key([hashlib.sha256((root / f).read_bytes()).hexdigest() for f in _ROW_CODE])
+    functions = (job_key, model_spec, _axis, job_pairs, seed_group, measure_specs, _comparisons, _group_comparisons,
+                 _significance_settings, _layers, _index, request_key)
+    return content_key([[inspect.getsource(f) for f in functions],
+                        [hashlib.sha256((root / f).read_bytes()).hexdigest() for f in _ROW_MODULES]])
 
 
 def request_key(cfg: DictConfig, key: str, specs: list[MeasureSpec]) -> str:
