@@ -206,7 +206,8 @@ def test_an_unwritable_results_dir_is_one_line(tmp_path):
 
 def test_sweeps_started_together_get_their_own_log_folders(baseline, tmp_path):
     results = tmp_path / "results"
-    shutil.copytree(baseline.results, results, ignore=shutil.ignore_patterns("logs", "*.log"))
+    # without the jobs' manifests, so that both sweeps launch their jobs (a finished job is not launched)
+    shutil.copytree(baseline.results, results, ignore=shutil.ignore_patterns("logs", "*.log", "*.done.json"))
     procs = [start_sweep(results, tmp_path / f"sweep{i}.log") for i in range(2)]
     for proc in procs:
         assert proc.wait(timeout=600) == 0
