@@ -4,16 +4,32 @@ Usage: ``python -m runners.analyze [--sweep benchmark] [--results results]``.
 Outputs under ``results/<sweep>/``: ``evaluations.parquet`` (task, measure, statistic, value, ...),
 ``tables/*.csv``, ``figures/*.png`` and ``report.html`` (one self-contained page of all of them,
 :mod:`runners.report`); a short summary is printed.
+
+Analyses are content-addressed: each result is stored under ``results/<sweep>/cache/analyses/`` with the
+key of its inputs (the bytes of ``scores.parquet``, the keys of the analyses before it, whose evaluations
+it may read, the sweep's name) and of its code (the source of its module and of every project module that
+module imports, directly or not, and the versions of the numerical libraries). A rerun with the same key
+reads the stored evaluations and summary instead of recomputing them, provided the tables and figures
+the analysis wrote are still there unchanged; a changed shard, measure, parameter or line of code
+recomputes exactly the analyses it reaches. The sweep command and this one share the store, so they give
+the same evaluations.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import hashlib
+import json
 import logging
+import pickle
 import sys
 import time
 import warnings
+from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 from scipy.stats import ConstantInputWarning
@@ -21,8 +37,8 @@ from scipy.stats import ConstantInputWarning
 from runners.collect import check_sweep_dir
 from runners.job import torch_threads
 from runners.report import write_report
-from tasks.storage import read_parquet, write_parquet
-from tasks.base import OWN_SWEEP_ONLY, AnalysisContext, load_analyses
+from tasks.storage import atomic_write, content_key, read_parquet, write_json, write_parquet
+from tasks.base import OWN_SWEEP_ONLY, AnalysisContext, AnalysisResult, load_analyses
 
 log = logging.getLogger(__name__)
 
@@ -31,76 +47,292 @@ class AnalysisError(RuntimeError):
     """One or more analysis tasks raised; the message names them (the other tasks' results are written)."""
 
 
-def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None) -> pd.DataFrame:
+def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None, scores_key: str | None = None,
+            materialise: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Run every analysis on the sweep's scores (``scores``, or its ``scores.parquet``, read only when an
+    analysis has to run), reusing each stored result whose key still holds (see the module docstring).
+    ``scores_key``: the sha256 of the ``scores.parquet`` that ``scores`` was read from or written to (the
+    sweep command's, so that it and a standalone run share keys). ``materialise(variant_key)`` (the sweep
+    command's) extracts representations an analysis needs that the model cache lacks."""
     sweep_dir = Path(sweep_dir)
-    if scores is None:
-        path = sweep_dir / "scores.parquet"
-        scores = read_parquet(path)
-        if scores is None and path.exists():
-            raise ValueError(f"{path} is corrupt (not a readable, checksum-valid Parquet file); re-create it with "
-                             f"`python -m runners.collect --sweep {sweep_dir.name} --results {sweep_dir.parent}`")
-        if scores is None:
-            raise FileNotFoundError(f"no scores.parquet under {sweep_dir}; run `python -m runners.collect` first")
-    ctx = AnalysisContext(sweep_dir=sweep_dir, scores=scores, cache_dir=sweep_dir.parent / "cache")
+    source = _Scores(sweep_dir, scores, scores_key)
     (sweep_dir / "figures").mkdir(parents=True, exist_ok=True)
     (sweep_dir / "tables").mkdir(parents=True, exist_ok=True)
-    frames, lines, failed = [], [], []
+    frames, lines, failed, keys = [], [], [], []
     # One torch thread, as in the sweep's jobs: a standalone `runners.analyze` on a many-core machine
     # must give the same numbers (and ranks) as the sweep's own analysis.
     with torch_threads(1):
-        _run_analyses(ctx, frames, lines, failed)
+        _run_analyses(sweep_dir, source, materialise, frames, lines, failed, keys)
     evaluations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["task", "measure", "statistic", "value"])
     first = ["task", "measure", "statistic", "value"]
     evaluations = evaluations[first + [c for c in evaluations.columns if c not in first]]
-    write_parquet(evaluations, sweep_dir / "evaluations.parquet")
+    _write_unless_current(evaluations, sweep_dir / "evaluations.parquet", content_key(keys), sweep_dir)
     figures = sorted(p.name for p in (sweep_dir / "figures").glob("*.png"))
-    lines.append(f"report:      {write_report(sweep_dir, scores)}")
-    print(_summary(sweep_dir, scores, evaluations, lines, figures))
+    lines.append(f"report:      {_report(sweep_dir, source, keys)}")
+    print(_summary(sweep_dir, source.summary(), evaluations, lines, figures))
     if failed:
         raise AnalysisError(f"{len(failed)} analysis task(s) failed (the others' results are written): "
                             + "; ".join(failed))
     return evaluations
 
 
-def _run_analyses(ctx: AnalysisContext, frames: list[pd.DataFrame], lines: list[str], failed: list[str]) -> None:
-    """Run every registered analysis on ``ctx``, appending its evaluations, summary line or failure."""
-    sweep_dir = ctx.sweep_dir
+class _Scores:
+    """The scores the analyses read: their content key at once, the table itself only when needed."""
+
+    def __init__(self, sweep_dir: Path, scores: pd.DataFrame | None, key: str | None = None) -> None:
+        self.path = sweep_dir / "scores.parquet"
+        self._table = scores
+        self.cache = sweep_dir / CACHE / "scores_summary.json"
+        if key is not None:
+            self.key = key
+        elif scores is None:
+            try:
+                self.key = hashlib.sha256(self.path.read_bytes()).hexdigest()
+            except FileNotFoundError:
+                raise FileNotFoundError(f"no scores.parquet under {sweep_dir}; run `python -m runners.collect` "
+                                        "first") from None
+        else:  # a table handed over in memory: its content, not a file's bytes
+            self.key = hashlib.sha256(pd.util.hash_pandas_object(scores, index=False).values.tobytes()
+                                      + repr(list(scores.columns)).encode()).hexdigest()
+
+    @property
+    def table(self) -> pd.DataFrame:
+        if self._table is None:
+            self._table = read_parquet(self.path)
+            if self._table is None:
+                raise ValueError(f"{self.path} is corrupt (not a readable, checksum-valid Parquet file); re-create "
+                                 f"it with `python -m runners.collect --sweep {self.path.parent.name} "
+                                 f"--results {self.path.parent.parent}`")
+        return self._table
+
+    def summary(self) -> dict:
+        """Row count, status counts, measures and models of the scores (stored with their key)."""
+        try:
+            stored = json.loads(self.cache.read_text())
+            if stored["key"] == self.key:
+                return stored["summary"]
+        except (OSError, ValueError, KeyError):
+            pass
+        scores = self.table
+        summary = {"rows": len(scores), "status": {str(k): int(v) for k, v in scores["status"].value_counts().items()},
+                   "measures": int(scores["measure"].nunique()),
+                   "models": len(set(scores["model_a"]) | set(scores["model_b"]))}
+        write_json({"key": self.key, "summary": summary}, self.cache)
+        return summary
+
+
+#: where a sweep's analysis results are stored, under results/<sweep>/
+CACHE = "cache"
+#: libraries whose version enters every analysis key (their numerics decide the numbers)
+LIBRARIES = ("numpy", "scipy", "pandas", "scikit-learn", "torch", "matplotlib")
+_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGES = ("measures", "tasks", "runners")
+
+
+def _module_file(name: str) -> Path | None:
+    parts = name.split(".")
+    if parts[0] not in _PACKAGES:
+        return None
+    base = _ROOT.joinpath(*parts)
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+@lru_cache(maxsize=None)
+def _imported(path: Path, module: str) -> tuple[str, ...]:
+    """Every module ``path`` (the module ``module``) imports anywhere in its source, and their packages."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names = []
+    for node in ast.walk(ast.parse(path.read_bytes())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            names += [base, *(f"{base}.{alias.name}" for alias in node.names)]  # a name may be a submodule
+    parents = {".".join(n.split(".")[:i]) for n in names for i in range(1, n.count(".") + 1)}
+    return tuple(sorted(set(names) | parents))
+
+
+def code_version(*modules: str) -> str:
+    """Content key of the code of ``modules``: their source and that of every project module they reach
+    by imports (also imports inside functions), plus the versions of the numerical libraries."""
+    sources, todo = {}, list(modules)
+    while todo:
+        name = todo.pop()
+        path = _module_file(name)
+        if path is None or path in sources:
+            continue
+        sources[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+        todo += _imported(path, name)
+    versions = {}
+    for lib in LIBRARIES:
+        try:
+            versions[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            versions[lib] = None
+    return content_key([sorted((str(p.relative_to(_ROOT)), d) for p, d in sources.items()), versions])
+
+
+def measures_version() -> str:
+    """Content key of every registered measure: name, version and the code of its module (the registry
+    imports its family modules by name, and a user's measure module lives outside the project), so an
+    analysis that computes measures itself is recomputed when one changes."""
+    import measures
+
+    modules, outside = set(), {}
+    for name in measures.names():
+        module = sys.modules[measures.info(name).function.__module__]
+        if _module_file(module.__name__) is not None:
+            modules.add(module.__name__)
+        elif getattr(module, "__file__", None):
+            outside[module.__name__] = hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()
+    return content_key([[(n, measures.info(n).version) for n in measures.names()], code_version(*sorted(modules)),
+                        sorted(outside.items())])
+
+
+_OUTPUT_DIRS = ("tables", "figures")
+
+
+def _outputs(sweep_dir: Path) -> dict[str, list[int]]:
+    """Size and mtime of every table and figure of the sweep."""
+    out = {}
+    for folder in _OUTPUT_DIRS:
+        for path in (sweep_dir / folder).glob("*"):
+            st = path.stat()
+            out[f"{folder}/{path.name}"] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def _stored(sweep_dir: Path, name: str, key: str) -> AnalysisResult | None:
+    """The stored result of analysis ``name`` if it has ``key`` and its tables and figures are unchanged."""
+    folder = sweep_dir / CACHE / "analyses"
+    try:
+        record = json.loads((folder / f"{name}.json").read_text())
+        if record["key"] != key:
+            return None
+        now = _outputs(sweep_dir)
+        if any(now.get(path) != stat for path, stat in record["outputs"].items()):
+            return None
+        data = (folder / f"{name}.pickle").read_bytes()
+        if hashlib.sha256(data).hexdigest() != record["sha256"]:
+            return None
+        # the file's digest is in the record, written after it by this module: the pickle is our own
+        stored = pickle.loads(data)
+        return AnalysisResult(stored["evaluations"], stored["summary"])
+    except (OSError, ValueError, KeyError, TypeError, pickle.UnpicklingError, EOFError):
+        return None
+
+
+def _store(sweep_dir: Path, name: str, key: str, result: AnalysisResult, outputs: dict[str, list[int]]) -> None:
+    """Store an analysis result (a pickle: the evaluations come back with their exact dtypes), then the
+    record naming its key, the pickle's digest and the outputs it wrote: a store cut short is no hit."""
+    folder = sweep_dir / CACHE / "analyses"
+    data = pickle.dumps({"evaluations": result.evaluations, "summary": result.summary}, protocol=5)
+    atomic_write(folder / f"{name}.pickle", lambda fh: fh.write(data))
+    write_json({"key": key, "sha256": hashlib.sha256(data).hexdigest(), "outputs": outputs}, folder / f"{name}.json")
+
+
+def _run_analyses(sweep_dir: Path, source: _Scores, materialise: Callable[[str], None] | None,
+                  frames: list[pd.DataFrame], lines: list[str], failed: list[str], keys: list[str]) -> None:
+    """Run (or reuse) every registered analysis, appending its evaluations, summary line or failure, and
+    the key of each analysis that ran to ``keys``."""
     analyses = load_analyses()
+    ctx, previous = None, []
+    registry = measures_version()
     for i, (name, analysis) in enumerate(analyses.items(), start=1):
         own = OWN_SWEEP_ONLY.get(name)
         if own is not None and sweep_dir.name != own:
             lines.append(f"{name}: runs on `sweep={own}` results only")
             continue
+        # the evaluations of the analyses before are this one's input too (ctx.previous): their content
+        key = content_key([name, code_version(analysis.__module__), registry, source.key, sweep_dir.name,
+                           [_frame_digest(f) for f in previous]])
+        keys.append(key)
         tic = time.perf_counter()
-        with warnings.catch_warnings():
-            # NaN cells (undefined measures, too few pairs) are expected and handled explicitly;
-            # numpy's and scipy's warnings about them would only bury the summary.
-            warnings.simplefilter("ignore", RuntimeWarning)
-            warnings.simplefilter("ignore", ConstantInputWarning)
-            try:
-                result = analysis(ctx)
-            except Exception as exc:  # one broken analysis must not take the others' tables with it
-                log.exception("analysis %s failed", name)
-                failed.append(f"{name} ({type(exc).__name__}: {exc})")
-                lines.append(f"{name}: FAILED ({type(exc).__name__}: {exc})")
-                continue
-        print(f"[simbench] analysis {i}/{len(analyses)} {name}: {time.perf_counter() - tic:.1f}s", flush=True)
+        result = _stored(sweep_dir, name, key)
+        if result is None:
+            if ctx is None:  # the scores are read when the first analysis has to run, outside its try
+                ctx = AnalysisContext(sweep_dir=sweep_dir, scores=source.table, cache_dir=sweep_dir.parent / "cache",
+                                      previous=previous, materialise=materialise)
+            before = _outputs(sweep_dir)
+            with warnings.catch_warnings():
+                # NaN cells (undefined measures, too few pairs) are expected and handled explicitly;
+                # numpy's and scipy's warnings about them would only bury the summary.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                warnings.simplefilter("ignore", ConstantInputWarning)
+                try:
+                    result = analysis(ctx)
+                except Exception as exc:  # one broken analysis must not take the others' tables with it
+                    log.exception("analysis %s failed", name)
+                    failed.append(f"{name} ({type(exc).__name__}: {exc})")
+                    lines.append(f"{name}: FAILED ({type(exc).__name__}: {exc})")
+                    continue
+            after = _outputs(sweep_dir)
+            _store(sweep_dir, name, key, result, {p: s for p, s in after.items() if before.get(p) != s})
+            print(f"[simbench] analysis {i}/{len(analyses)} {name}: {time.perf_counter() - tic:.1f}s", flush=True)
+        else:
+            print(f"[simbench] analysis {i}/{len(analyses)} {name}: inputs and code unchanged, stored result reused",
+                  flush=True)
         if result.evaluations.empty:
             lines.append(f"{name}: not applicable ({result.summary})")
             continue
         frames.append(result.evaluations.assign(task=name))
-        ctx.previous.append(frames[-1])
+        previous.append(frames[-1])
         lines.append(f"{name}: {result.summary}")
 
 
-def _summary(sweep_dir: Path, scores: pd.DataFrame, evaluations: pd.DataFrame, lines: list[str], figures: list[str]) -> str:
-    status = scores["status"].value_counts().to_dict()
+def _frame_digest(frame: pd.DataFrame) -> str:
+    """Content digest of a table of evaluations (values, index, column names and dtypes)."""
+    try:
+        rows = pd.util.hash_pandas_object(frame, index=True).values.tobytes()
+    except TypeError:  # unhashable cells (lists): the pickled table instead
+        rows = pickle.dumps(frame, protocol=5)
+    return hashlib.sha256(rows + repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode()).hexdigest()
+
+
+def _write_unless_current(evaluations: pd.DataFrame, path: Path, key: str, sweep_dir: Path) -> None:
+    """Write ``evaluations.parquet`` unless the file there was written from the same analysis keys."""
+    record = sweep_dir / CACHE / "evaluations.json"
+    try:
+        stored = json.loads(record.read_text())
+        if stored["key"] == key and stored["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest():
+            return
+    except (OSError, ValueError, KeyError):
+        pass
+    write_parquet(evaluations, path)
+    write_json({"key": key, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}, record)
+
+
+def _report(sweep_dir: Path, source: _Scores, keys: list[str]) -> Path:
+    """``report.html``, rewritten unless its inputs (scores, analyses, tables, figures, run configs) and
+    the report's code are those it was written from."""
+    configs = sorted((sweep_dir.parent / "logs" / sweep_dir.name).glob("*/*/multirun.yaml"))
+    key = content_key([code_version("runners.report"), source.key, keys, _outputs(sweep_dir),
+                       [str(p.relative_to(sweep_dir.parent)) for p in configs]])
+    record, out = sweep_dir / CACHE / "report.json", sweep_dir / "report.html"
+    try:
+        stored = json.loads(record.read_text())
+        if stored["key"] == key and stored["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest():
+            return out
+    except (OSError, ValueError, KeyError):
+        pass
+    path = write_report(sweep_dir, source.table)
+    write_json({"key": key, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}, record)
+    return path
+
+
+def _summary(sweep_dir: Path, scores: dict, evaluations: pd.DataFrame, lines: list[str], figures: list[str]) -> str:
     out = [
         "",
         f"=== Summary of sweep {sweep_dir.name!r} ===",
-        f"scores:      {len(scores)} rows ({', '.join(f'{k} {v}' for k, v in status.items())}), "
-        f"{scores['measure'].nunique()} measures, {len(set(scores['model_a']) | set(scores['model_b']))} models",
+        f"scores:      {scores['rows']} rows ({', '.join(f'{k} {v}' for k, v in scores['status'].items())}), "
+        f"{scores['measures']} measures, {scores['models']} models",
         f"evaluations: {len(evaluations)} rows -> {sweep_dir / 'evaluations.parquet'}",
         f"figures:     {', '.join(figures)} -> {sweep_dir / 'figures'}",
         *lines,

@@ -8,11 +8,15 @@ older measure version) are left out; they stay in the shard, so switching back r
 
 The sweep command collects only the shards of the jobs it planned (``jobs``), so a narrower rerun of a
 sweep gives the table of that grid; ``python -m runners.collect`` collects every shard in the folder.
+The sweep command skips the collection when ``scores.parquet`` was collected from the very same shard
+bytes by the same code (:func:`collect_current`).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import sys
 from collections.abc import Iterable
@@ -21,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from measures._suggest import suggest
-from tasks.storage import read_parquet, write_parquet
+from tasks.storage import content_key, read_parquet, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,34 @@ def collect(sweep_dir: Path, jobs: Iterable[str] | None = None) -> pd.DataFrame:
     log.info("collected %d rows from %d shards into %s (%s)", len(scores), len(tables),
              Path(sweep_dir) / "scores.parquet", ", ".join(f"{k}: {v}" for k, v in counts.items()))
     return scores
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def collect_current(sweep_dir: Path, jobs: Iterable[str]) -> tuple[pd.DataFrame | None, int, str]:
+    """:func:`collect` the shards of ``jobs`` unless ``scores.parquet`` is current: collected from shards
+    with exactly the bytes they have now, by this version of the code (recorded in
+    ``results/<sweep>/cache/collect.json``). Returns the new table (None when current), its row count and
+    the sha256 of ``scores.parquet``."""
+    sweep_dir = Path(sweep_dir)
+    jobs = set(jobs)
+    shards = sorted(p for p in (sweep_dir / "shards").glob("*.parquet") if p.stem in jobs)
+    code = [_sha256(Path(__file__).with_name(f)) for f in ("collect.py", "storage.py")]
+    key = content_key([code, [(p.name, _sha256(p)) for p in shards]])
+    record = sweep_dir / "cache" / "collect.json"
+    try:
+        stored = json.loads(record.read_text())
+        if stored["key"] == key and stored["sha256"] == _sha256(sweep_dir / "scores.parquet"):
+            log.info("scores.parquet is current (its %d shards are unchanged): not collected again", len(shards))
+            return None, int(stored["rows"]), stored["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    scores = collect(sweep_dir, jobs)
+    digest = _sha256(sweep_dir / "scores.parquet")
+    write_json({"key": key, "sha256": digest, "rows": len(scores)}, record)
+    return scores, len(scores), digest
 
 
 def check_sweep_dir(results: Path, sweep: str) -> Path:

@@ -8,6 +8,8 @@ never recomputed, so re-running a finished job is free and adding a measure comp
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import logging
 import os
@@ -31,7 +33,7 @@ from tqdm import tqdm
 
 import measures
 from runners.config import selected_measures, validate_config
-from tasks.storage import content_key, read_parquet, write_parquet
+from tasks.storage import content_key, read_parquet, write_json, write_parquet
 from tasks.zoo.architectures import representation_layers
 from tasks.zoo.cache import ModelSpec, Variant, ZooCache, layer_names, semantic_data
 from tasks.zoo.training import TrainingDivergedError
@@ -198,6 +200,15 @@ def run_job(cfg: DictConfig) -> JobResult:
     torch.use_deterministic_algorithms(True)
     key = job_key(cfg)
     path = shard_path(cfg, key)
+    chosen = selected_measures(cfg)
+    specs = measure_specs(cfg, chosen)
+    cell = " ".join(f"{k}={v}" for k, v in (("arch", cfg.arch.name), ("seed", cfg.seed),
+                                            *cfg.intervention.items(), ("scale", cfg.perturbation.scale))
+                    if k in ("arch", "seed", "scale") or v not in (0, 0.0, None))
+    request = request_key(cfg, key, specs)
+    if chosen and manifest_holds(cfg, key, request):
+        log.info("%s: finished earlier (its shard and cell files are unchanged since): nothing to do", cell)
+        return JobResult(key, 0, 0, 0, 0, 0, time.perf_counter() - start)
     old = read_parquet(path)
     if old is None and path.exists():
         log.warning("repairing damaged shard %s (unreadable or failed its checksums): its rows are recomputed", path)
@@ -205,28 +216,31 @@ def run_job(cfg: DictConfig) -> JobResult:
     # memory) is not finished work and is retried by the next run. "undefined" rows are final answers.
     done = set(old.loc[old["status"].ne("error"), "row_key"]) if old is not None else set()
     cache = ZooCache(results_root(cfg) / "cache", device=resolve_device(cfg.runtime.device))
-    pairs = job_pairs(cfg)
-    chosen = selected_measures(cfg)
-    cell = " ".join(f"{k}={v}" for k, v in (("arch", cfg.arch.name), ("seed", cfg.seed),
-                                            *cfg.intervention.items(), ("scale", cfg.perturbation.scale))
-                    if k in ("arch", "seed", "scale") or v not in (0, 0.0, None))
+    # Every row's key is known before anything is loaded (the architecture alone names the layers).
+    planned = [(pair, _comparisons(pair, specs, cfg, cache)) for pair in job_pairs(cfg)]
+    group = seed_group(cfg)
+    group_tasks = _group_comparisons(group, specs)
+    expected = {t["row_key"] for _, tasks in planned for t in tasks} | {t["row_key"] for t in group_tasks}
+    rows_done = bool(expected) and expected <= done
 
-    # Every job materialises its own cell (train + extract, cached), so parallel jobs share the training.
+    # A job with rows to compute (or with none at all: it only trains its model) materialises its own cell
+    # (train + extract, cached) first, so parallel jobs share the training. A job whose rows are all in its
+    # shard only checks the cell files that exist (a damaged one is repaired) and creates none: a finished
+    # sweep is recognised as finished without its model cache.
     # A model whose training diverged is recorded as such by the cache; every comparison with it becomes
     # an "undefined" row with the reason (a final answer: reruns neither retrain nor retry it).
+    own = Variant(model_spec(cfg), float(cfg.perturbation.scale), int(cfg.perturbation.seed))
     try:
         with torch_threads(threads):
-            cache.verify_model(model_spec(cfg))
-            cache.representations(Variant(model_spec(cfg), float(cfg.perturbation.scale), int(cfg.perturbation.seed)))
+            cache.verify_model(own.model)
+            if not rows_done or representation_path(cache, own).exists():
+                cache.representations(own)
         diverged = ""
     except TrainingDivergedError as exc:
         diverged = str(exc)
         log.warning("%s: %s", cell, exc)
     new_rows: list[dict[str, Any]] = []
-    expected: set[str] = set()
-    for pair in pairs:
-        tasks = _comparisons(pair, chosen, cfg, cache)
-        expected.update(t["row_key"] for t in tasks)
+    for pair, tasks in planned:
         todo = [t for t in tasks if t["row_key"] not in done]
         if not todo:
             continue
@@ -242,10 +256,7 @@ def run_job(cfg: DictConfig) -> JobResult:
         for task in tqdm(todo, desc=f"{pair.pair_type} pair", leave=False, disable=quiet, mininterval=1.0):
             new_rows.append(_compute_row(task, pair, arrays_a, arrays_b, cache, cfg, key))
 
-    group = seed_group(cfg)
-    tasks = _group_comparisons(group, chosen, cfg)
-    expected.update(t["row_key"] for t in tasks)
-    todo = [t for t in tasks if t["row_key"] not in done]
+    todo = [t for t in group_tasks if t["row_key"] not in done]
     if todo:
         pair = Pair("seed_group", group[0], group[-1])
         try:
@@ -262,15 +273,17 @@ def run_job(cfg: DictConfig) -> JobResult:
     # A job that measures nothing (a train-and-extract stage) leaves its shard as it is.
     if chosen and (new_rows or _stale_flags_outdated(old, expected)):
         _update_shard(path, new_rows, expected)
+    if chosen and expected <= done | {r["row_key"] for r in new_rows if r["status"] != "error"}:
+        write_manifest(cfg, key, request, [model_path(cache, own.model), representation_path(cache, own)])
     errors = sum(r["status"] == "error" for r in new_rows)
     result = JobResult(key, len(new_rows), n_expected - len(new_rows), errors, cache.trained, cache.extracted,
                        time.perf_counter() - start)
     if new_rows:
         log.info("%s: computed %d rows (%d cached, %d errors; trained %d models, extracted %d) in %.1fs",
                  cell, result.computed, result.cached, errors, result.trained, result.extracted, result.seconds)
-    elif not pairs and diverged:
+    elif not planned and diverged:
         log.info("%s: no partner to compare with, and the model diverged", cell)
-    elif not pairs:
+    elif not planned:
         log.info("%s: model ready; no partner to compare with (seed 0 at scale 0 is the first of its group)", cell)
     else:
         log.info("%s: nothing to compute, all %d rows already in %s", cell, n_expected, path.name)
@@ -315,21 +328,52 @@ def _update_shard(path: Path, new_rows: list[dict[str, Any]], expected: set[str]
         write_parquet(table, path)
 
 
-def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class MeasureSpec:
+    """A selected measure as the job's rows use it: its metadata, parameters and significance settings
+    (read from the config once per job, not once per row)."""
+
+    name: str
+    info: measures.MeasureInfo
+    params: dict[str, Any]
+    significance: dict[str, Any] | None
+
+
+#: measure specs by the config nodes they are read from: a sweep plans hundreds of jobs with one measure set
+_SPECS: dict[str, list[MeasureSpec]] = {}
+
+
+def measure_specs(cfg: DictConfig, chosen: list[str]) -> list[MeasureSpec]:
+    key = json.dumps([chosen, OmegaConf.to_container(cfg.measures.params, resolve=True),
+                      OmegaConf.to_container(cfg.significance, resolve=True) if cfg.get("significance") else None],
+                     sort_keys=True, default=str)
+    if key not in _SPECS:
+        info_of = measures.info  # one lookup: the package resolves its attributes lazily, on every access
+        out = []
+        for name in chosen:
+            info = info_of(name)
+            params = {**info.params, **dict(cfg.measures.params.get(name, {}))}
+            out.append(MeasureSpec(name, info, params, _significance_settings(cfg, info)))
+        _SPECS[key] = out
+    return _SPECS[key]
+
+
+def _comparisons(pair: Pair, specs: list[MeasureSpec], cfg: DictConfig, cache: ZooCache) -> list[dict[str, Any]]:
     """Every (layer pair, measure) the pair needs, with its row key (computed without loading data)."""
     # the two models may differ in architecture, width or depth (a compare.groups axis over arch): each
     # side has its own layers; for two models of one architecture both lists are the same
     layers, layers_b = _layers(cache, pair.a), _layers(cache, pair.b)
+    keys = {False: (pair.a.key, pair.b.key), True: (pair.b.key, pair.a.key)}  # Variant.key hashes: once per pair
+    compare_layers = cfg.compare.layers
     out = []
-    for name in chosen:
-        info = measures.info(name)
-        params = {**info.params, **dict(cfg.measures.params.get(name, {}))}
+    for spec in specs:
+        name, info, params, significance = spec.name, spec.info, spec.params, spec.significance
         if info.inputs == "representations":
             if pair.pair_type == "layers":
                 lps = [(la, lb) for la in layers for lb in layers if la != lb]
-            elif cfg.compare.layers == "same" or (pair.pair_type == "self" and cfg.compare.layers == "all"):
+            elif compare_layers == "same" or (pair.pair_type == "self" and compare_layers == "all"):
                 lps = [(layer, layer) for layer in layers if layer in layers_b]
-            elif cfg.compare.layers == "last":  # the final hidden layer only (ReSi's tests 1-5)
+            elif compare_layers == "last":  # the final hidden layer only (ReSi's tests 1-5)
                 lps = [(layers[-2] if len(layers) > 1 else layers[0], layers_b[-2] if len(layers_b) > 1 else layers_b[0])]
             else:
                 lps = [(la, lb) for la in layers for lb in layers_b]
@@ -348,10 +392,9 @@ def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache
         directions = (False, True) if not info.symmetric and pair.pair_type not in ("layers", "self") else (False,)
         for la, lb in lps:
             for swap in directions:
-                first, second = (pair.b, pair.a) if swap else (pair.a, pair.b)
+                first, second = keys[swap]
                 l1, l2 = (lb, la) if swap else (la, lb)
-                identity = [first.key, second.key, l1, l2, name, params, info.version]
-                significance = _significance_settings(cfg, info)
+                identity = [first, second, l1, l2, name, params, info.version]
                 if significance:  # only when on, so rows computed without it keep their keys
                     identity.append(significance)
                 row_key = content_key(identity)
@@ -362,18 +405,131 @@ def _comparisons(pair: Pair, chosen: list[str], cfg: DictConfig, cache: ZooCache
     return out
 
 
-def _group_comparisons(group: list[Variant], chosen: list[str], cfg: DictConfig) -> list[dict[str, Any]]:
+def _group_comparisons(group: list[Variant], specs: list[MeasureSpec]) -> list[dict[str, Any]]:
     """Every group-wise measure's row for the seed group (see :func:`seed_group`), with its row key."""
     out = []
-    for name in chosen:
-        info = measures.info(name)
-        if info.inputs != "outputs_group" or len(group) < 2:
+    group_keys = [v.key for v in group]
+    for spec in specs:
+        if spec.info.inputs != "outputs_group" or len(group) < 2:
             continue
-        params = {**info.params, **dict(cfg.measures.params.get(name, {}))}
-        row_key = content_key([[v.key for v in group], "output", name, params, info.version])
-        out.append({"row_key": row_key, "measure": name, "layer_a": "output", "layer_b": "output", "params": params,
-                    "swap": False, "layer_index_a": -1, "layer_index_b": -1})
+        row_key = content_key([group_keys, "output", spec.name, spec.params, spec.info.version])
+        out.append({"row_key": row_key, "measure": spec.name, "layer_a": "output", "layer_b": "output",
+                    "params": spec.params, "swap": False, "layer_index_a": -1, "layer_index_b": -1})
     return out
+
+
+# -- finished jobs: a manifest next to the shard ------------------------------------------------------------
+#
+# A job that ends with every row it was asked for in its shard (none of them an error) writes
+# ``shards/<job key>.done.json`` after the shard: the job's request (its key, the selected measures with
+# their versions, parameters and significance settings, and the version of the code that names the rows),
+# the sha256 of the shard as written, and the size and mtime of its cell's model and representation files.
+# The sweep command launches no job whose manifest still holds (same request, shard bytes unchanged, cell
+# files unchanged or gone), so a rerun of a finished sweep reads one small file and hashes one shard per
+# job instead of starting it. A killed job (no manifest yet), a damaged or partial shard (its hash differs),
+# a damaged model or representation file (rewritten: its mtime differs), another measure selection or
+# parameter (another request) each make the job run again, and the job itself decides row by row what to
+# recompute, as without the manifest.
+
+#: the modules whose code decides a job's models, layers and their keys (read whole)
+_ROW_MODULES = ("tasks/zoo/cache.py", "tasks/zoo/architectures.py")
+
+
+@lru_cache(maxsize=1)
+def _row_code_version() -> str:
+    """Content key of the code that decides which rows a job has and how they are keyed: the functions of
+    this module that plan the rows (an edit elsewhere in it, e.g. how a row is computed, keeps every
+    manifest valid) and the zoo's model and layer code."""
+    root = Path(__file__).resolve().parent.parent
+    functions = (job_key, model_spec, _axis, job_pairs, seed_group, measure_specs, _comparisons, _group_comparisons,
+                 _significance_settings, _layers, _index, request_key)
+    return content_key([[inspect.getsource(f) for f in functions],
+                        [hashlib.sha256((root / f).read_bytes()).hexdigest() for f in _ROW_MODULES]])
+
+
+def request_key(cfg: DictConfig, key: str, specs: list[MeasureSpec]) -> str:
+    """Identity of what the job is asked for: its cell and everything that decides its set of rows."""
+    return content_key([key, _row_code_version(), OmegaConf.to_container(cfg.compare, resolve=True),
+                        [[s.name, s.info.version, s.info.inputs, s.info.symmetric, s.params, s.significance]
+                         for s in specs]])
+
+
+def manifest_path(cfg: DictConfig, key: str) -> Path:
+    return shard_path(cfg, key).with_name(f"{key}.done.json")
+
+
+def model_path(cache: ZooCache, spec: ModelSpec) -> Path:
+    return cache.model_path(spec)
+
+
+def representation_path(cache: ZooCache, variant: Variant) -> Path:
+    return cache.root / "representations" / f"{variant.key}.npz"
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def _stat(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def write_manifest(cfg: DictConfig, key: str, request: str, cell_files: list[Path]) -> None:
+    """Record that the job is finished (see the comment above): written after its shard, atomically."""
+    root = results_root(cfg)
+    files = {str(p.relative_to(root)): _stat(p) for p in cell_files}
+    write_json({"request": request, "shard": _digest(shard_path(cfg, key)), "files": files},
+               manifest_path(cfg, key))
+
+
+def manifest_holds(cfg: DictConfig, key: str, request: str) -> bool:
+    """Whether the job's manifest says it is finished and nothing it recorded has changed since."""
+    try:
+        manifest = json.loads(manifest_path(cfg, key).read_text())
+        if manifest["request"] != request or manifest["shard"] != _digest(shard_path(cfg, key)):
+            return False
+        root = results_root(cfg)
+        # a cell file that is gone is no reason to run (rows need no model); one rewritten since is checked
+        return all(stat is None or _stat(root / rel) in (None, stat) for rel, stat in manifest["files"].items())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def is_finished(cfg: DictConfig, key: str | None = None) -> bool:
+    """Whether the job needs no launch: every row it asks for is in its shard, checked from its manifest
+    (never for the user's own models, ``byo``, nor for a train-and-extract stage without measures)."""
+    from runners import byo
+
+    if byo.enabled(cfg):
+        return False
+    chosen = selected_measures(cfg)
+    if not chosen:
+        return False
+    key = key or job_key(cfg)
+    return manifest_holds(cfg, key, request_key(cfg, key, measure_specs(cfg, chosen)))
+
+
+def cell_variants(cfg: DictConfig) -> list[Variant]:
+    """The job's own cell and every model variant it compares with (what an analysis may need extracted)."""
+    pairs = job_pairs(cfg)
+    return [Variant(model_spec(cfg), float(cfg.perturbation.scale), int(cfg.perturbation.seed)),
+            *(v for p in pairs for v in (p.a, p.b)), *seed_group(cfg)]
+
+
+def materialise(cfg: DictConfig, variant: Variant) -> None:
+    """Train and extract ``variant`` into the sweep's cache, as the job of ``cfg`` would (for an analysis
+    that needs representations a finished sweep's rows did not: e.g. the model cache was deleted)."""
+    torch.use_deterministic_algorithms(True)
+    cache = ZooCache(results_root(cfg) / "cache", device=resolve_device(cfg.runtime.device))
+    with torch_threads(int(cfg.runtime.num_threads)):
+        cache.representations(variant)
 
 
 #: input kinds whose rows can get a permutation null and a bootstrap CI (two row-paired inputs)

@@ -8,10 +8,14 @@ shard. When the jobs have returned, the shards are collected into ``scores.parqu
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import functools
+import hashlib
 import logging
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -21,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import hydra
 from hydra import compose, initialize_config_dir
@@ -63,6 +68,12 @@ class Plan:
     launcher: list[str] = dataclasses.field(default_factory=list)  # the sweep's ``default_launcher`` overrides
     part_args: list[str] = dataclasses.field(default_factory=list)  # overrides every part is run with
     job_keys: set[str] = dataclasses.field(default_factory=set)  # every job's key: the shards collect reads
+    #: jobs to launch: those not finished by an earlier run (see runners.job.is_finished); per part of a composite
+    pending: int = 0
+    part_pending: list[int] = dataclasses.field(default_factory=list)
+    part_jobs: list[int] = dataclasses.field(default_factory=list)
+    #: every job's config, for an analysis that needs a finished job's representations (runners.job.materialise)
+    cells: list[DictConfig] = dataclasses.field(default_factory=list)
 
 
 def launcher_overrides(master: DictConfig, overrides: list[str]) -> list[str]:
@@ -99,7 +110,10 @@ def plan(overrides: list[str]) -> Plan:
         from runners.job import results_root
 
         return Plan(sweep_dir=results_root(master) / master.name, n_jobs=sum(p.n_jobs for p in plans), parts=parts,
-                    launcher=launcher, part_args=others, job_keys=set().union(*(p.job_keys for p in plans)))
+                    launcher=launcher, part_args=others, job_keys=set().union(*(p.job_keys for p in plans)),
+                    pending=sum(p.pending for p in plans), part_pending=[p.pending for p in plans],
+                    part_jobs=[p.n_jobs for p in plans],
+                    cells=[c for p in plans for c in p.cells])
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         params = [f"{k}={v}" for k, v in (master.hydra.sweeper.get("params") or {}).items()]
         multirun = master.hydra.mode is not None and master.hydra.mode.name == "MULTIRUN"
@@ -110,7 +124,7 @@ def plan(overrides: list[str]) -> Plan:
             raise ConfigError(f"limits.max_jobs: the sweep would launch {len(jobs)} jobs, more than the limit "
                               f"{limit}; narrow the grid or raise limits.max_jobs")
         _check_array_size(master, len(jobs))
-        keys = set()
+        keys, cells, pending = set(), [], 0
         composer = Composer()
         for job in jobs:
             cfg = composer(list(job))
@@ -118,12 +132,17 @@ def plan(overrides: list[str]) -> Plan:
                 validate_config(cfg)
             except ConfigError as exc:
                 raise ConfigError(f"{exc}\n  (in the job with overrides: {' '.join(job)})") from None
-            from runners.job import job_key  # after the first validation: a bad value is refused before torch loads
-            keys.add(job_key(cfg))
+            # after the first validation: a bad value is refused before torch loads
+            from runners.job import is_finished, job_key
+
+            key = job_key(cfg)
+            keys.add(key)
+            cells.append(cfg)
+            pending += not is_finished(cfg, key)
     from runners.job import results_root
 
     return Plan(sweep_dir=results_root(master) / master.name, n_jobs=len(jobs), parts=[], launcher=launcher,
-                job_keys=keys)
+                job_keys=keys, pending=pending, cells=cells)
 
 
 class Composer:
@@ -173,7 +192,48 @@ def _plain_value(override: Override) -> bool:
             and "/" not in key and not (CONF_DIR / key).is_dir() and not override.is_sweep_override())
 
 
+#: composed configs, by the content of conf/, the overrides, the working directory and Hydra's version
+COMPOSE_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "simbench" / "compose"
+
+
+@functools.lru_cache(maxsize=1)
+def _compose_context() -> list:
+    """What a composed config depends on besides its overrides: every file under conf/ (byte for byte),
+    the launch directory (Hydra records it) and the versions of Hydra and its launcher plugins."""
+    from importlib import metadata
+
+    files = sorted(p for p in CONF_DIR.rglob("*") if p.is_file())
+    versions = []
+    for lib in ("hydra-core", "omegaconf", "hydra-joblib-launcher", "hydra-submitit-launcher"):
+        try:
+            versions.append(metadata.version(lib))
+        except metadata.PackageNotFoundError:
+            versions.append(None)
+    return [str(CONF_DIR), os.getcwd(), versions,
+            [(str(p.relative_to(CONF_DIR)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files]]
+
+
 def _compose(overrides: list[str]) -> DictConfig:
+    """Compose one job's config, or read it from the compose cache: Hydra's compose costs 0.2-0.5 s of
+    CPU, and a composite sweep composes ~40 times, most of a no-op rerun's time (a config that fails to
+    compose is never cached)."""
+    from tasks.storage import atomic_write, content_key
+
+    path = COMPOSE_CACHE / f"{content_key([_compose_context(), list(overrides)], length=32)}.pickle"
+    try:
+        return pickle.loads(path.read_bytes())
+    except Exception:  # missing, or unreadable (a damaged file is composed again and rewritten)
+        pass
+    cfg = _compose_uncached(overrides)
+    try:
+        data = pickle.dumps(cfg)
+        atomic_write(path, lambda fh: fh.write(data))
+    except OSError:  # a read-only home: compose every time
+        pass
+    return cfg
+
+
+def _compose_uncached(overrides: list[str]) -> DictConfig:
     """Compose one job's config; an override of a key that does not exist fails naming the valid keys
     of its parent node (Hydra itself only suggests ``+key=...``, which is rarely what was meant)."""
     try:
@@ -464,10 +524,15 @@ def cli(argv: list[str]) -> int:
               flush=True)
     start = pd.Timestamp.now(tz="UTC")
     tic = time.perf_counter()
-    print(f"[simbench] {sweep.n_jobs} job(s) validated; results go to {sweep.sweep_dir}", flush=True)
-    with Progress(sweep.n_jobs) as progress:
+    finished = sweep.n_jobs - sweep.pending
+    print(f"[simbench] {sweep.n_jobs} job(s) validated" + (f", {finished} finished earlier (not launched)" if finished else "")
+          + f"; results go to {sweep.sweep_dir}", flush=True)
+    # a part with a pending job is launched whole; its finished jobs return at once (runners.job.run_job)
+    launched = [(i, part) for i, (part, n) in enumerate(zip(sweep.parts, sweep.part_pending), start=1) if n]
+    total = sum(sweep.part_jobs[i - 1] for i, _ in launched) if sweep.parts else sweep.n_jobs * bool(sweep.pending)
+    with Progress(total) if total else contextlib.nullcontext() as progress:
         if sweep.parts:
-            for i, part in enumerate(sweep.parts, start=1):
+            for i, part in launched:
                 progress.part = f"part {i}/{len(sweep.parts)}: sweep={part}"
                 print(f"[simbench] part {i}/{len(sweep.parts)}: sweep={part} ({time.perf_counter() - tic:.0f}s elapsed)",
                       flush=True)
@@ -480,13 +545,13 @@ def cli(argv: list[str]) -> int:
                     print(f"[simbench] part sweep={part} failed (exit {done.returncode}); rerun to resume",
                           file=sys.stderr)
                     return done.returncode
-        else:
+        elif sweep.pending:
             # the sweep's default launcher, before the command line's (normalised) overrides
             sys.argv[1:] = [*sweep.launcher, *argv]
             main()
 
     from runners.analyze import AnalysisError, analyze
-    from runners.collect import collect
+    from runners.collect import collect_current
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not any((sweep.sweep_dir / "shards" / f"{key}.parquet").exists() for key in sweep.job_keys):
@@ -494,20 +559,44 @@ def cli(argv: list[str]) -> int:
         print(f"[simbench] done in {time.perf_counter() - tic:.1f}s: models and representations are cached; "
               "no result rows yet, so nothing to collect or analyse")
         return 0
-    scores = collect(sweep.sweep_dir, jobs=sweep.job_keys)
-    if scores.empty:
+    scores, n_rows, scores_key = collect_current(sweep.sweep_dir, jobs=sweep.job_keys)
+    if not n_rows:
         print(f"[simbench] done in {time.perf_counter() - tic:.1f}s: no current result rows (no measure selected?); "
               "nothing to analyse")
         return 0
     try:
-        analyze(sweep.sweep_dir, scores=scores)
+        analyze(sweep.sweep_dir, scores=scores, scores_key=scores_key, materialise=_materialiser(sweep.cells))
     except AnalysisError as exc:
         print(f"[simbench] {exc}", file=sys.stderr)
         return 1
-    fresh = int((scores["timestamp"] >= start).sum())
+    # unchanged shards (scores None): no row was computed in this run
+    fresh = 0 if scores is None else int((scores["timestamp"] >= start).sum())
     print(f"[simbench] done in {time.perf_counter() - tic:.1f}s: {fresh} rows computed in this run, "
-          f"{len(scores) - fresh} reused from earlier runs" + ("" if fresh else " (nothing recomputed)"))
+          f"{n_rows - fresh} reused from earlier runs" + ("" if fresh else " (nothing recomputed)"))
     return 0
+
+
+def _materialiser(cells: list[DictConfig]) -> Callable[[str], None]:
+    """For the analyses: extract a variant's representations by its key, from the config of a job that
+    has the variant in its cell or pairs (the analyses read representations of finished jobs, which are
+    not launched again when the model cache is gone)."""
+    index: dict[str, tuple] = {}
+
+    def materialise(variant_key: str) -> None:
+        from runners import byo
+        from runners.job import cell_variants, materialise as extract
+
+        if not index:
+            for cfg in cells:
+                if not byo.enabled(cfg):
+                    for variant in cell_variants(cfg):
+                        index.setdefault(variant.key, (cfg, variant))
+        if variant_key in index:
+            print(f"[simbench] representations {variant_key} are not in the cache: extracting them for the analyses",
+                  flush=True)
+            extract(*index[variant_key])
+
+    return materialise
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ class AnalysisContext:
     cache_dir: Path
     #: evaluations of the tasks that ran before this one (each with its ``task`` column)
     previous: list[pd.DataFrame] = field(default_factory=list)
+    #: extracts a variant's representations into ``cache_dir`` by its key (given by the sweep command,
+    #: which knows every job's config): a finished sweep's jobs are not rerun to refill a deleted model cache
+    materialise: Callable[[str], None] | None = None
 
     def figure_path(self, name: str) -> Path:
         return self.sweep_dir / "figures" / f"{name}.png"
@@ -30,7 +33,11 @@ class AnalysisContext:
         return self.sweep_dir / "tables" / f"{name}.csv"
 
     def representations(self, variant_key: str) -> dict[str, np.ndarray]:
-        arrays = read_arrays(self.cache_dir / "representations" / f"{variant_key}.npz")
+        path = self.cache_dir / "representations" / f"{variant_key}.npz"
+        arrays = read_arrays(path)
+        if arrays is None and self.materialise is not None:
+            self.materialise(variant_key)
+            arrays = read_arrays(path)
         if arrays is None:
             raise FileNotFoundError(f"representations {variant_key} are not in the cache; re-run the sweep")
         return arrays

@@ -83,6 +83,7 @@ def test_standalone_analyze_equals_the_sweeps_own(thread_runs, tmp_path):
     results = tmp_path / "results"
     shutil.copytree(thread_runs[2], results, ignore=shutil.ignore_patterns("logs"))
     own = pd.read_parquet(results / "smoke" / "evaluations.parquet")
+    shutil.rmtree(results / "smoke" / "cache")  # the stored analysis results: recompute every one
     env = {k: v for k, v in os.environ.items() if not k.endswith("NUM_THREADS")}  # all cores
     proc = _analyze(results, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -205,7 +206,8 @@ def test_an_unwritable_results_dir_is_one_line(tmp_path):
 
 def test_sweeps_started_together_get_their_own_log_folders(baseline, tmp_path):
     results = tmp_path / "results"
-    shutil.copytree(baseline.results, results, ignore=shutil.ignore_patterns("logs", "*.log"))
+    # without the jobs' manifests, so that both sweeps launch their jobs (a finished job is not launched)
+    shutil.copytree(baseline.results, results, ignore=shutil.ignore_patterns("logs", "*.log", "*.done.json"))
     procs = [start_sweep(results, tmp_path / f"sweep{i}.log") for i in range(2)]
     for proc in procs:
         assert proc.wait(timeout=600) == 0

@@ -1,0 +1,121 @@
+"""A rerun of a finished sweep does no work: no job is launched (their manifests hold), the shards are
+not collected again and no analysis is recomputed (their stored results are keyed by the content of
+their inputs and code). A changed input recomputes what depends on it, and nothing else."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from pathlib import Path
+
+import pytest
+
+from runners import analyze as analyze_module
+from tasks.storage import read_parquet, write_parquet
+from tasks.base import ANALYSES, load_analyses
+from tests.integration.conftest import count, run_sweep, scores, shard_files
+
+N_JOBS = 4  # the smoke grid: 2 seeds x 2 noise scales
+
+
+def _copy(baseline, tmp_path: Path) -> Path:
+    results = tmp_path / "results"
+    shutil.copytree(baseline.results, results)  # with logs: the report lists the runs' configs
+    return results
+
+
+def _mtimes(folder: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_second_run_launches_no_job_and_recomputes_no_analysis(baseline, tmp_path):
+    results = _copy(baseline, tmp_path)
+    before = _mtimes(results / "smoke") | _mtimes(results / "cache")
+    proc = run_sweep(results)
+    out = proc.stdout + proc.stderr
+    assert f"{N_JOBS} job(s) validated, {N_JOBS} finished earlier (not launched)" in out
+    assert "Launching" not in out and "nothing to compute" not in out  # Hydra started no job
+    assert "not collected again" in out
+    ran = count(r"\[simbench\] analysis \d+/\d+ ", out)
+    assert ran > 0 and count(r"stored result reused", out) == ran, out[-3000:]
+    assert "0 rows computed in this run" in out
+    changed = sorted(p.name for p, mtime in before.items() if p.stat().st_mtime_ns != mtime)
+    assert not changed, f"the rerun rewrote {changed}"
+
+
+def test_a_changed_shard_relaunches_its_job_and_recomputes_the_analyses(baseline, tmp_path):
+    results = _copy(baseline, tmp_path)
+    path = shard_files(results)[0]
+    shard = read_parquet(path)
+    shard.loc[0, "value"] = shard.loc[0, "value"] + 0.125
+    write_parquet(shard, path)
+    proc = run_sweep(results)
+    out = proc.stdout + proc.stderr
+    # the changed shard's job runs again (its manifest no longer holds); the other three are not launched
+    assert f"{N_JOBS - 1} finished earlier (not launched)" in out
+    assert "not collected again" not in out and "collected " in out
+    assert count(r"stored result reused", out) == 0, out[-3000:]
+    table = scores(results).set_index("row_key")
+    assert table.loc[shard.loc[0, "row_key"], "value"] == shard.loc[0, "value"]
+    # ... and the run after it finds everything current again
+    again = run_sweep(results)
+    assert f"{N_JOBS} finished earlier (not launched)" in again.stdout
+    assert count(r"\[simbench\] analysis \d+/\d+ ", again.stdout) == count(r"stored result reused", again.stdout)
+
+
+@pytest.fixture
+def counted(monkeypatch) -> list[str]:
+    """The names of the analyses that actually run (every registered analysis wrapped in a counter)."""
+    calls: list[str] = []
+    for name, fn in list(load_analyses().items()):
+        def wrapper(ctx, fn=fn, name=name):
+            calls.append(name)
+            return fn(ctx)
+        monkeypatch.setitem(ANALYSES, name, functools.wraps(fn)(wrapper))
+    return calls
+
+
+def test_analyses_are_recomputed_exactly_when_their_inputs_or_code_change(baseline, tmp_path, counted, monkeypatch):
+    results = _copy(baseline, tmp_path)
+    sweep_dir = results / "smoke"
+    first = analyze_module.analyze(sweep_dir)
+    assert counted == []  # the baseline sweep stored every result
+
+    # a changed score: every analysis reads the scores, so every one runs again, and the next run reuses them
+    table = read_parquet(sweep_dir / "scores.parquet")
+    table.loc[0, "value"] = table.loc[0, "value"] + 0.25
+    write_parquet(table, sweep_dir / "scores.parquet")
+    analyze_module.analyze(sweep_dir)
+    expected = [n for n in ANALYSES if n not in ("flicker", "solutions")]  # those run on their own sweeps only
+    assert counted == expected
+    counted.clear()
+    analyze_module.analyze(sweep_dir)
+    assert counted == []
+
+    # a deleted table: the analysis that wrote it runs again (and only it)
+    (sweep_dir / "tables" / "robustness.csv").unlink()
+    analyze_module.analyze(sweep_dir)
+    assert counted == ["robustness"] and (sweep_dir / "tables" / "robustness.csv").exists()
+    counted.clear()
+
+    # changed code of one analysis module: that module's analyses run again
+    real = analyze_module.code_version
+    monkeypatch.setattr(analyze_module, "code_version",
+                        lambda *modules: real(*modules) + ("-edited" if modules == ("tasks.invariance",) else ""))
+    analyze_module.analyze(sweep_dir)
+    assert counted == ["invariance"]
+
+    # the stored results are the computed ones: a run from an empty store gives the same evaluations
+    shutil.rmtree(sweep_dir / "cache")
+    fresh = analyze_module.analyze(sweep_dir)
+    stored = analyze_module.analyze(sweep_dir)
+    assert fresh.equals(stored) and not fresh.equals(first)
+
+
+def test_code_version_follows_imports():
+    """An analysis module's code version covers the project modules it imports (here tasks.stats via
+    tasks.benchmark_tests) and differs between modules."""
+    path = Path(analyze_module.__file__).resolve().parent.parent / "tasks" / "benchmark_tests.py"
+    imported = analyze_module._imported(path, "tasks.benchmark_tests")
+    assert "tasks.stats" in imported and "tasks.base" in imported
+    assert analyze_module.code_version("tasks.invariance") != analyze_module.code_version("tasks.robustness")
