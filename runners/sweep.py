@@ -228,9 +228,24 @@ def _compose(overrides: list[str]) -> DictConfig:
     try:
         data = pickle.dumps(cfg)
         atomic_write(path, lambda fh: fh.write(data))
+        _prune_compose_cache()
     except OSError:  # a read-only home: compose every time
         pass
     return cfg
+
+
+#: the compose cache keeps this many entries, the most recently written (each is a few kB)
+COMPOSE_CACHE_ENTRIES = 2000
+
+
+def _prune_compose_cache(keep: int = COMPOSE_CACHE_ENTRIES) -> None:
+    """Drop the oldest compose-cache entries beyond ``keep`` (a new entry is written only on a cache miss, so
+    this runs rarely; every override list and results_dir gets its own entry, tests' temporary ones too)."""
+    entries = list(COMPOSE_CACHE.glob("*.pickle"))
+    if len(entries) <= keep:
+        return
+    for stale in sorted(entries, key=lambda p: p.stat().st_mtime)[: len(entries) - keep]:
+        stale.unlink(missing_ok=True)
 
 
 def _compose_uncached(overrides: list[str]) -> DictConfig:

@@ -72,3 +72,17 @@ def test_a_bad_override_is_refused_before_torch_loads(override, message):
     done = subprocess.run([sys.executable, "-c", code, override], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_compose_cache_keeps_the_newest_entries(tmp_path, monkeypatch):
+    import os
+
+    from runners import sweep
+
+    monkeypatch.setattr(sweep, "COMPOSE_CACHE", tmp_path)
+    for i in range(6):
+        entry = tmp_path / f"{i}.pickle"
+        entry.write_bytes(b"x")
+        os.utime(entry, (1000 + i, 1000 + i))
+    sweep._prune_compose_cache(keep=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2.pickle", "3.pickle", "4.pickle", "5.pickle"]
