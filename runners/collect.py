@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from measures._suggest import suggest
+from tasks import storage
 from tasks.storage import content_key, read_parquet, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def collect_current(sweep_dir: Path, jobs: Iterable[str]) -> tuple[pd.DataFrame 
     sweep_dir = Path(sweep_dir)
     jobs = set(jobs)
     shards = sorted(p for p in (sweep_dir / "shards").glob("*.parquet") if p.stem in jobs)
-    code = [_sha256(Path(__file__).with_name(f)) for f in ("collect.py", "storage.py")]
+    code = [_sha256(Path(module.__file__)) for module in (sys.modules[__name__], storage)]
     key = content_key([code, [(p.name, _sha256(p)) for p in shards]])
     record = sweep_dir / "cache" / "collect.json"
     try:
