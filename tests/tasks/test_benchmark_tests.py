@@ -9,6 +9,7 @@ names, because the analyses look up each measure's direction and symmetry in the
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 
@@ -552,6 +553,22 @@ def test_pc_deletion_reaction_points_follow_closed_forms(tmp_path):
                          for k in ks])
     assert accuracy[0] == 1.0 and (accuracy[1:] < 1.0).all()
     assert sensitivity["value"] == pytest.approx(spearmanr(accuracy[0] - accuracy, drift).statistic)
+
+
+def test_pc_deletion_ignores_round_off_drift(tmp_path):
+    """linear_regression predicting X_k from X is R² = 1 exactly at every k (X_k is a linear map of X), so
+    its computed values differ only by round-off: no reaction point, no sensitivity (a constant drift of
+    0 has no rank correlation), whatever the last digits were."""
+    rng = np.random.default_rng(3)
+    x, labels = rng.normal(size=(200, 12)) * np.geomspace(10, 0.1, 12) + 3, np.repeat([0, 1], 100)
+    write_arrays({"rep/relu2": x, "labels": labels}, tmp_path / "cache" / "representations" / "m0.npz")
+    rows = [score_row("linear_regression", "m0", "m1", 0.9, params=json.dumps({"predictor": "x"})),
+            score_row("linear_regression", "m0", "m1", 0.8, layer_a="relu1", params=json.dumps({"predictor": "x"}))]
+    evaluations = pc_deletion(context(tmp_path, rows)).evaluations
+    values = [measures.compute("linear_regression", x, delete_components(x, k), predictor="x") for k in range(12)]
+    assert np.allclose(values, 1.0, atol=1e-12) and len(set(values)) > 1  # 1 up to round-off, which varies
+    assert math.isnan(one(evaluations, measure="linear_regression", statistic="pc_fraction_at_reaction")["value"])
+    assert math.isnan(one(evaluations, measure="linear_regression", statistic="pc_sensitivity")["value"])
 
 
 def test_closed_form_of_cka_under_component_deletion():
