@@ -115,6 +115,8 @@ def seed_pairs(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 ANALYSES: dict[str, Callable[[AnalysisContext], AnalysisResult]] = {}
+#: analysis name -> (its module, its place among the module's registrations): the run order's key
+_REGISTERED_AT: dict[str, tuple[str, int]] = {}
 
 
 def analysis(name: str) -> Callable[[Callable[[AnalysisContext], AnalysisResult]], Callable[[AnalysisContext], AnalysisResult]]:
@@ -122,12 +124,15 @@ def analysis(name: str) -> Callable[[Callable[[AnalysisContext], AnalysisResult]
         if name in ANALYSES:
             raise ValueError(f"analysis {name!r} is already registered")
         ANALYSES[name] = fn
+        module = fn.__module__.rpartition(".")[2]
+        _REGISTERED_AT[name] = (module, sum(m == module for m, _ in _REGISTERED_AT.values()))
         return fn
 
     return decorator
 
 
-TASK_MODULES = ("invariance", "robustness", "seed_variability", "flicker", "solutions", "stop_searching", "significance",
+#: analysis modules in run order (an analysis may read the evaluations of those before it: ranks, last, reads all)
+TASK_MODULES = ("robustness", "invariance", "seed_variability", "flicker", "solutions", "stop_searching", "significance",
                 "sample_size", "representation_robustness", "measure_agreement", "cross_model",
                 "benchmark_tests")
 #: tasks that need their own dedicated grid (``sweep=flicker``, ``sweep=solutions``) and run only on that
@@ -141,4 +146,13 @@ def load_analyses() -> dict[str, Callable[[AnalysisContext], AnalysisResult]]:
 
     for module in TASK_MODULES:
         importlib.import_module(f"tasks.{module}")
+    # The run order is TASK_MODULES', then each module's own, never the order in which this process happened
+    # to import the modules: each analysis's stored result is keyed by the evaluations of those before it.
+    def place(name: str) -> tuple[int, int]:
+        module, index = _REGISTERED_AT.get(name, ("", 0))
+        return (TASK_MODULES.index(module) if module in TASK_MODULES else len(TASK_MODULES), index)
+
+    ordered = sorted(ANALYSES.items(), key=lambda item: place(item[0]))
+    ANALYSES.clear()
+    ANALYSES.update(ordered)
     return ANALYSES

@@ -4,16 +4,21 @@ their inputs and code). A changed input recomputes what depends on it, and nothi
 
 from __future__ import annotations
 
+import ast
 import functools
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from runners import analyze as analyze_module
-from tasks.storage import read_parquet, write_parquet
 from tasks.base import ANALYSES, load_analyses
+from tasks.storage import read_parquet, write_parquet
 from tests.integration.conftest import count, run_sweep, scores, shard_files
+
+ROOT = Path(__file__).resolve().parents[2]
 
 N_JOBS = 4  # the smoke grid: 2 seeds x 2 noise scales
 
@@ -119,3 +124,15 @@ def test_code_version_follows_imports():
     imported = analyze_module._imported(path, "tasks.benchmark_tests")
     assert "tasks.stats" in imported and "tasks.base" in imported
     assert analyze_module.code_version("tasks.invariance") != analyze_module.code_version("tasks.robustness")
+
+
+def test_run_order_does_not_depend_on_import_order():
+    """The analyses run in one order whichever task module a process imported first (a stored result is
+    keyed by the evaluations of the analyses before it): a fresh interpreter that imports
+    tasks.significance and tasks.benchmark_tests first gets the order of one that imports nothing first."""
+    script = "import {}; from tasks.base import load_analyses; print(list(load_analyses()))"
+    orders = [subprocess.run([sys.executable, "-c", script.format(first)], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout for first in ("sys", "tasks.significance, tasks.benchmark_tests")]
+    assert orders[0] == orders[1]
+    order = ast.literal_eval(orders[0])
+    assert order[0] == "robustness" and order[-1] == "ranks"
