@@ -424,22 +424,28 @@ def _condensed(z: torch.Tensor, inner: str) -> torch.Tensor:
     does half the flops of the full Gram matrix; each unordered pair is computed exactly once.
     """
     n = z.shape[0]
-    out = z.new_empty(n * (n - 1) // 2)
     sq = (z * z).sum(dim=1) if inner in ("euclidean", "sqeuclidean") else None
+
+    def block(start: int, stop: int) -> torch.Tensor:  # row i of the block: pairs (i, j) for j > start
+        entries = mm(z[start:stop], z[start + 1:].T)
+        if sq is None:
+            return entries.neg_().add_(1.0)
+        entries = entries.mul_(-2.0).add_(sq[start:stop, None]).add_(sq[None, start + 1:]).clamp_(min=0.0)
+        return entries.sqrt_() if inner == "euclidean" else entries
+
+    return _upper_by_row_blocks(n, block, z.new_empty(n * (n - 1) // 2))
+
+
+def _upper_by_row_blocks(n: int, block: Callable[[int, int], torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+    """Fill ``out`` with the strict upper triangle of an N x N matrix, row-major (condensed order), from
+    ``block(start, stop)``: rows start..stop−1 against columns start+1..N−1, sized to ~32 MiB. Entry (i, j)
+    sits at column j − start − 1 of its block; only j > i is kept."""
     start, offset = 0, 0
     while start < n - 1:
         rows = max(1, min(n - 1 - start, _BLOCK_ELEMENTS // (n - start)))
         stop = start + rows
-        block = mm(z[start:stop], z[start + 1:].T)  # row i of the block: pairs (i, j) for j > start
-        if sq is None:
-            block = block.neg_().add_(1.0)
-        else:
-            block = block.mul_(-2.0).add_(sq[start:stop, None]).add_(sq[None, start + 1:]).clamp_(min=0.0)
-            if inner == "euclidean":
-                block = block.sqrt_()
-        # Entry (i, j) sits at column j − start − 1 of the block; keep j > i (row-major = condensed order).
-        keep = torch.ones(rows, n - start - 1, dtype=torch.bool, device=z.device).triu_()
-        values = block[keep]
+        keep = torch.ones(rows, n - start - 1, dtype=torch.bool, device=out.device).triu_()
+        values = block(start, stop)[keep]
         out[offset:offset + values.numel()] = values
         offset += values.numel()
         start = stop
@@ -453,23 +459,16 @@ def _expand_condensed(upper: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     duplicate rows are exactly 0 apart. Done by row blocks, like :func:`_condensed`.
     """
     n, m = index.numel(), int(index.max()) + 1
-    out = upper.new_empty(n * (n - 1) // 2)
-    start, offset = 0, 0
-    while start < n - 1:
-        rows = max(1, min(n - 1 - start, _BLOCK_ELEMENTS // (n - start)))
-        stop = start + rows
+
+    def block(start: int, stop: int) -> torch.Tensor:
         p, q = index[start:stop, None], index[None, start + 1:]
         lo, hi = torch.minimum(p, q), torch.maximum(p, q)
         same = lo == hi
         # Position of the distinct pair (lo, hi), lo < hi, in the row-major condensed vector of m rows.
         position = lo * m - lo * (lo + 1) // 2 + hi - lo - 1
-        block = upper[position.masked_fill_(same, 0)].masked_fill_(same, 0.0)
-        keep = torch.ones(rows, n - start - 1, dtype=torch.bool, device=index.device).triu_()
-        values = block[keep]
-        out[offset:offset + values.numel()] = values
-        offset += values.numel()
-        start = stop
-    return out
+        return upper[position.masked_fill_(same, 0)].masked_fill_(same, 0.0)
+
+    return _upper_by_row_blocks(n, block, upper.new_empty(n * (n - 1) // 2))
 
 
 def _rdm_upper(name: str, x: torch.Tensor, which: int, inner: str) -> torch.Tensor:
