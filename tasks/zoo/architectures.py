@@ -61,6 +61,33 @@ def preactivation_layers(model: nn.Module) -> list[str]:
     return [children[i - 1][0] for i, (_, m) in enumerate(children) if isinstance(m, nn.ReLU) and i > 0]
 
 
+@torch.no_grad()
+def run_capturing(model: nn.Module, x: torch.Tensor, names: list[str], batch_size: int = 4096
+                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Run ``x`` through ``model`` in eval mode, batch by batch on the model's device, and return the
+    outputs of the modules ``names`` (flattened per row, on the CPU) and the logits (on the CPU).
+
+    Raises ``ValueError`` naming the modules the model does not have.
+    """
+    modules = dict(model.named_modules())
+    missing = [n for n in names if n not in modules]
+    if missing:
+        raise ValueError(f"model has no module(s) named {missing} to extract; its modules are "
+                         f"{[n for n in modules if n]}")
+    captured: dict[str, list[torch.Tensor]] = {}
+    hooks = [modules[n].register_forward_hook(
+        lambda _m, _i, out, n=n: captured.setdefault(n, []).append(out.detach().cpu()))
+        for n in dict.fromkeys(names)]
+    device = next(model.parameters(), torch.empty(0)).device
+    model.eval()
+    try:
+        logits = torch.cat([model(batch.to(device)).cpu() for batch in x.split(batch_size)])
+    finally:
+        for h in hooks:
+            h.remove()
+    return {n: torch.cat(captured[n]).flatten(1) for n in dict.fromkeys(names)}, logits
+
+
 @architecture("mlp")
 def mlp(input_shape: tuple[int, ...], n_classes: int, depth: int = 2, width: int = 64) -> nn.Sequential:
     """Fully connected ReLU network: ``depth`` hidden layers of ``width`` units, then the logits."""

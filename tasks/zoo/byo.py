@@ -285,22 +285,16 @@ def extract(model: nn.Module, x: np.ndarray, layers: Sequence[str] | None = None
     missing = [n for n in (*layers, *pre) if n not in modules]
     if missing:
         raise SourceError(path, f"missing layer(s) {missing}; the model's modules are {[n for n in modules if n]}")
-    captured: dict[str, list[torch.Tensor]] = {}
-    hooks = [modules[n].register_forward_hook(
-        lambda _m, _i, out, n=n: captured.setdefault(n, []).append(out.detach().float().cpu()))
-        for n in dict.fromkeys((*layers, *pre))]
-    model.eval()
     try:
-        outputs = [model(batch) for batch in torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).split(EXTRACT_BATCH)]
+        captured, out = architectures.run_capturing(
+            model, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), [*layers, *pre], EXTRACT_BATCH)
     except Exception as exc:
         raise SourceError(path, f"model does not run on the probe inputs of shape {x.shape} "
                                 f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
-    finally:
-        for h in hooks:
-            h.remove()
-    logits = _finite(Path(path), "outputs", torch.cat(outputs).double().numpy())
-    arrays = {f"rep/{n}": _finite(Path(path), f"layer {n!r}", torch.cat(captured[n]).flatten(1).numpy()) for n in layers}
-    arrays.update({f"pre/{n}": torch.cat(captured[n]).flatten(1).numpy() for n in pre})
+    captured = {n: t.float() for n, t in captured.items()}
+    logits = _finite(Path(path), "outputs", out.double().numpy())
+    arrays = {f"rep/{n}": _finite(Path(path), f"layer {n!r}", captured[n].numpy()) for n in layers}
+    arrays.update({f"pre/{n}": captured[n].numpy() for n in pre})
     arrays["logits"] = logits
     logits = torch.from_numpy(logits)
     arrays["probabilities"] = torch.softmax(logits, dim=1).numpy()

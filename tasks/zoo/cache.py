@@ -316,31 +316,14 @@ def _load_state(path: Path, consequence: str = "retraining") -> dict[str, torch.
         return None
 
 
-@torch.no_grad()
 def extract(model: torch.nn.Sequential, data: datasets.Dataset) -> dict[str, np.ndarray]:
     """Run the probe set through ``model`` and keep every named layer the benchmark compares."""
     rep_layers = architectures.representation_layers(model)
     pre_layers = architectures.preactivation_layers(model)
-    outputs: dict[str, list[torch.Tensor]] = {}
-    wanted = set(rep_layers) | set(pre_layers)
-    hooks = [
-        module.register_forward_hook(lambda _m, _i, out, name=name: outputs.setdefault(name, []).append(out.detach().cpu()))
-        for name, module in model.named_modules()
-        if name in wanted
-    ]
-    missing = wanted - {name for name, _ in model.named_modules()}
-    if missing:
-        raise ValueError(f"model has no module(s) named {sorted(missing)} to extract")
-    device = next(model.parameters()).device
-    try:
-        model.eval()
-        logits = torch.cat([model(batch.to(device)).cpu()
-                            for batch in torch.from_numpy(data.x_probe).split(EXTRACT_BATCH)])
-    finally:
-        for h in hooks:
-            h.remove()
-    arrays = {f"rep/{n}": torch.cat(outputs[n]).flatten(1).numpy() for n in rep_layers}
-    arrays.update({f"pre/{n}": torch.cat(outputs[n]).flatten(1).numpy() for n in pre_layers})
+    outputs, logits = architectures.run_capturing(model, torch.from_numpy(data.x_probe),
+                                                  [*rep_layers, *pre_layers], EXTRACT_BATCH)
+    arrays = {f"rep/{n}": outputs[n].numpy() for n in rep_layers}
+    arrays.update({f"pre/{n}": outputs[n].numpy() for n in pre_layers})
     arrays["logits"] = logits.numpy()
     arrays["probabilities"] = torch.softmax(logits.double(), dim=1).numpy()
     arrays["labels"] = data.y_probe
