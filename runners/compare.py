@@ -6,7 +6,8 @@ Command line::
         [--arch mlp_small | --arch '{name: mlp, width: 16}'] [--reference C.pt] [--out DIR]
 
 ``A`` and ``B`` are checkpoints (a saved module, a state dict plus ``--arch``, or a zoo cache checkpoint,
-which names its own architecture and data) or feature files (``.npz``, one array per layer; see
+which names its own architecture and data; ``.pt`` or a ``.safetensors`` state dict) or feature files
+(``.npz``, or ``.safetensors`` with ``layers`` metadata or undotted tensor names; one array per layer; see
 :mod:`tasks.zoo.byo`). Python: :func:`compare` takes two ``torch.nn.Module`` and a probe set (an array
 of inputs or a ``DataLoader``) and returns a :class:`Report`.
 
@@ -51,7 +52,7 @@ from tqdm.auto import tqdm
 
 import measures
 from tasks.zoo import datasets
-from tasks.zoo.byo import SourceError, extract, load_features, read_checkpoint
+from tasks.zoo.byo import SourceError, extract, is_feature_file, load_features, read_checkpoint
 from tasks.zoo.training import perturb
 
 CONF_ARCH = Path(__file__).resolve().parent.parent / "conf" / "arch"
@@ -618,7 +619,7 @@ def _probe(data: str | None, checkpoints: Sequence[Path]) -> tuple[np.ndarray, n
 
 def _load(path: Path, arch: dict | None, x: np.ndarray | None, labels: np.ndarray | None,
           layers: Sequence[str] | None) -> tuple[dict[str, np.ndarray], nn.Module | None]:
-    if path.suffix == ".npz":
+    if is_feature_file(path):
         return load_features(path, layers).arrays, None
     model = read_checkpoint(path, arch, None if x is None else x.shape[1:])
     return _model_arrays(model, x, labels, str(path), layers), model
@@ -626,8 +627,9 @@ def _load(path: Path, arch: dict | None, x: np.ndarray | None, labels: np.ndarra
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runners.compare", description=__doc__.splitlines()[0])
-    parser.add_argument("a", type=Path, help="model A: checkpoint (.pt) or feature file (.npz)")
-    parser.add_argument("b", type=Path, help="model B: checkpoint (.pt) or feature file (.npz)")
+    parser.add_argument("a", type=Path, help="model A: checkpoint (.pt, .safetensors state dict) or feature "
+                        "file (.npz, .safetensors with 'layers' metadata or undotted names)")
+    parser.add_argument("b", type=Path, help="model B: like A")
     parser.add_argument("--data", help="probe set: .npz with x (and y), or a dataset name (default: the "
                                        "data a zoo checkpoint names)")
     parser.add_argument("--arch", help="architecture of state-dict checkpoints: conf/arch name or YAML mapping")
@@ -654,7 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not sigmas or sigmas[0] <= 0:
             raise CompareError(f"--sigmas: positive noise scales expected, got {args.sigmas!r}")
         arch = _arch(args.arch)
-        checkpoints = [p for p in (args.a, args.b, args.reference) if p is not None and p.suffix != ".npz"]
+        checkpoints = [p for p in (args.a, args.b, args.reference) if p is not None and not is_feature_file(p)]
         x, labels, probe_name = _probe(args.data, checkpoints) if checkpoints else (None, None, "feature files")
         a, model_a = _load(args.a, arch, x, labels, layers)
         b, model_b = _load(args.b, arch, x, labels, layers)

@@ -15,6 +15,9 @@ half-precision tensors are read as float32. Two names are reserved: ``outputs`` 
 probabilities if every row lies on the simplex) and ``labels`` (N integer classes); with them the
 functional measures and the accuracy-based analyses apply.
 
+Where a ``.safetensors`` file may be either (``runners.compare``), it is read as features when its
+metadata has ``layers`` or no tensor name contains a ``.`` (see :func:`is_feature_file`).
+
 **Checkpoints** (``.pt`` or ``.safetensors``): a saved ``torch.nn.Module`` (``torch.save(model, path)``;
 a pickle, so load only files you trust), a state dict (``torch.save`` or
 ``safetensors.torch.save_file``), or a ``.pt`` dict holding one under ``state_dict`` (the zoo cache's format).
@@ -167,6 +170,22 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
             raise SourceError(path, f"metadata 'layers' names missing layer(s) {unknown}; the file has {order}")
         order = list(dict.fromkeys(listed)) + [n for n in order if n not in listed]
     return {k: stored[k] for k in order}
+
+
+def is_feature_file(path: Path | str) -> bool:
+    """Whether ``path`` holds features rather than a checkpoint: every ``.npz``; a ``.safetensors`` file
+    whose metadata names its ``layers`` or none of whose tensor names has a ``.`` (a state dict's names
+    are ``<module>.<parameter>``); never a ``.pt``."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        return True
+    if path.suffix != ".safetensors":
+        return False
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as fh:
+            return "layers" in (fh.metadata() or {}) or not any("." in k for k in fh.keys())
+    except Exception as exc:
+        raise SourceError(path, f"not a readable .safetensors file ({type(exc).__name__}: {exc})") from None
 
 
 def load_features(path: Path | str, layers: Sequence[str] | None = None) -> Source:

@@ -216,3 +216,32 @@ def test_recipe_trains_the_seed_reference_like_a_given_checkpoint(zoo, reports, 
     given = reports["b"][1]
     given = given[given["pair"].eq("A~seed")].set_index("measure")["value"]
     pd.testing.assert_series_equal(trained.sort_index(), given.sort_index(), rtol=1e-9)
+
+
+def test_safetensors_feature_files_compare_like_the_same_npz(zoo, capsys, monkeypatch):
+    """A .safetensors feature file (with or without 'layers' metadata) gives the numbers of the .npz holding
+    the same arrays; a .safetensors state dict is still read as a checkpoint."""
+    import safetensors.numpy
+    import safetensors.torch
+
+    root, models, data = zoo
+    rng = np.random.default_rng(5)
+    arrays = {name: {"h1": rng.standard_normal((60, 6)), "h2": rng.standard_normal((60, 4)),
+                     "outputs": np.eye(3)[rng.integers(0, 3, 60)]} for name in ("fa", "fb")}
+    for name, layers in arrays.items():
+        np.savez(root / f"{name}.npz", **layers)
+        safetensors.numpy.save_file(layers, str(root / f"{name}.safetensors"),
+                                    metadata={"layers": json.dumps(["h1", "h2", "outputs"])} if name == "fa" else None)
+    frames = {}
+    for suffix in ("npz", "safetensors"):
+        code, _, err = _in_process(root, capsys, monkeypatch, f"fa.{suffix}", f"fb.{suffix}", "--out", f"st_{suffix}", *FAST)
+        assert code == 0, err[-2000:]
+        frames[suffix] = pd.read_parquet(root / f"st_{suffix}" / "report.parquet")
+    key = ["section", "measure", "layer_a", "layer_b"]
+    npz, st = (frames[s].sort_values(key).reset_index(drop=True) for s in ("npz", "safetensors"))
+    assert len(npz) > 0 and npz[key].equals(st[key])
+    np.testing.assert_allclose(st["value"].to_numpy(float), npz["value"].to_numpy(float), rtol=0, atol=0)
+    safetensors.torch.save_file(models["a"].state_dict(), str(root / "a_state.safetensors"))
+    code, _, err = _in_process(root, capsys, monkeypatch, "a_state.safetensors", "a.pt", "--data", "probe.npz",
+                               "--arch", "mlp_small", "--out", "st_state", *FAST)
+    assert code == 0, err[-2000:]
