@@ -77,7 +77,7 @@ def all_finite(x: torch.Tensor) -> bool:
     return bool(torch.isfinite(x).all())
 
 
-def centred_moments(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+def centred_moments(x: torch.Tensor, limit: float = 1e100) -> tuple[np.ndarray, np.ndarray] | None:
     """Column means x̄ and centred squared norms ‖x_j − x̄_j‖² of a CPU float64 tensor, without a centred copy.
 
     Why: a centred N x D copy costs more than its arithmetic (on this machine a fresh 4 MiB array is
@@ -86,13 +86,14 @@ def centred_moments(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
     column's mean dominates its spread; this returns None (the caller makes centred copies) unless every
     column has ‖x_j‖² ≤ 16·(its centred squared norm) (|mean| ≤ ~4 standard deviations, so round-off
     stays within 16 eps of the centred route's) or is all zero, and the magnitudes lie in
-    [1e-100, 1e100] (no overflow or underflow of the squares). A non-zero constant column never qualifies.
+    [1/limit, limit] (no overflow or underflow of the squares; callers that square products of squares
+    pass a smaller limit). A non-zero constant column never qualifies.
     """
     if not (on_numpy(x) and x.dtype == torch.float64 and x.numel()):
         return None
     a = x.numpy()
     peak = max(a.max(), -a.min())
-    if not 1e-100 < peak < 1e100:
+    if not 1.0 / limit < peak < limit:
         return None
     mean = a.mean(axis=0)
     squares = np.einsum("ij,ij->j", a, a)
