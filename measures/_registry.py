@@ -76,6 +76,9 @@ class MeasureInfo:
     summary: str
     doc: str = field(repr=False)
     function: Callable[..., float] = field(repr=False, compare=False)
+    #: The measure checks its inputs' finiteness itself, fused into a pass it makes anyway (validation
+    #: then skips its own pass); it raises validation's ValueError (``_validation.require_finite``).
+    checks_finite: bool = field(default=False, repr=False)
 
     @property
     def higher_is_more_similar(self) -> bool:
@@ -138,6 +141,7 @@ def register(
     min_rows: int = 2,
     requires_labels: bool = False,
     cost: str = "",
+    checks_finite: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., float]]:
     """Register a measure function under ``name`` with its metadata.
 
@@ -196,6 +200,7 @@ def register(
             summary=doc.splitlines()[0] if doc else "",
             doc=doc,
             function=measure,
+            checks_finite=checks_finite,
         )
         return measure
 

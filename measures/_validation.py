@@ -46,7 +46,7 @@ def as_tensor(measure: str, x: Any, what: str) -> torch.Tensor:
     return t if t.is_floating_point() else t.to(torch.float32)
 
 
-def _check_matrix(measure: str, t: torch.Tensor, what: str) -> None:
+def _check_matrix(measure: str, t: torch.Tensor, what: str, finite: bool = True) -> None:
     if t.ndim != 2:
         raise ValueError(
             f"measure {measure!r}: {what} must be 2-D (N x D), got {t.ndim}-D with shape {tuple(t.shape)}; "
@@ -54,9 +54,25 @@ def _check_matrix(measure: str, t: torch.Tensor, what: str) -> None:
         )
     if t.shape[1] == 0:
         raise ValueError(f"measure {measure!r}: {what} has no columns")
-    if not all_finite(t):
-        n_bad = int((~torch.isfinite(t)).sum())
-        raise ValueError(f"measure {measure!r}: {what} contains {n_bad} NaN or Inf value(s)")
+    if finite and not all_finite(t):
+        _raise_not_finite(measure, t, what)
+
+
+def _raise_not_finite(measure: str, t: torch.Tensor, what: str) -> None:
+    n_bad = int((~torch.isfinite(t)).sum())
+    raise ValueError(f"measure {measure!r}: {what} contains {n_bad} NaN or Inf value(s)")
+
+
+def require_finite(measure: str, t: torch.Tensor, what: str, total: float) -> None:
+    """Validation's finiteness check for a measure registered with ``checks_finite=True``, fused into a
+    sum it computes anyway: ``total`` is any sum over every entry of ``t`` (e.g. of its column sums).
+
+    A finite total proves every entry finite: NaN propagates through sums, +Inf + (−Inf) is NaN, and an
+    infinite partial sum never becomes finite again. A non-finite total (NaN/Inf entries, or an overflow
+    of finite entries) is settled by the exact elementwise test, which raises validation's ValueError.
+    """
+    if not math.isfinite(total) and not all_finite(t):
+        _raise_not_finite(measure, t, what)
 
 
 def _check_pair(measure: str, a: torch.Tensor, b: torch.Tensor, min_rows: int) -> None:
@@ -91,8 +107,8 @@ def validate(info: "MeasureInfo", args: Sequence[Any]) -> tuple[Any, ...]:
 
     if kind in ("representations", "outputs", "probabilities"):
         a, b = (as_tensor(name, x, f"input {i + 1}") for i, x in enumerate(args))
-        _check_matrix(name, a, "input 1")
-        _check_matrix(name, b, "input 2")
+        _check_matrix(name, a, "input 1", finite=not info.checks_finite)
+        _check_matrix(name, b, "input 2", finite=not info.checks_finite)
         _check_pair(name, a, b, info.min_rows)
         if kind != "representations":
             if a.shape[1] != b.shape[1]:

@@ -15,22 +15,28 @@ import torch
 from measures._kernels import mm, on_numpy
 from measures._memo import one_sided
 from measures._registry import UndefinedMeasureError, register
-from measures._validation import center_columns
+from measures._validation import center_columns, require_finite
 from measures.neighbours import BLOCK_ELEMENTS, nearest_neighbours, pair_values, prepare_rows, scale_to_unit, unit_rows
 
 
-def _magnitude(x: torch.Tensor) -> torch.Tensor:
+def _magnitude(x: torch.Tensor, what: str) -> float:
+    """‖x̄‖₂, with validation's finiteness check of ``x`` fused into the column sums (``checks_finite``)."""
     if on_numpy(x) and x.numel():
-        mean = x.numpy().mean(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = x.numpy().sum(axis=0)
+        require_finite("magnitude_difference", x, what, float(sums.sum()))
+        mean = sums / x.shape[0]  # bit for bit numpy's mean(axis=0): the same sum, then one division
         # A finite column sum had no overflow on the way (an infinity never becomes finite again), so the
         # mean is the scaled route's (scaling by a power of two commutes exactly with sums and division,
         # barring subnormal partial sums); within this range its D squares neither overflow nor underflow.
         # This skips the scaled route's passes over the N x D input (its largest entry and its copy).
         peak = np.abs(mean).max()
         if 1e-100 < peak < 1e100:
-            return torch.tensor(np.linalg.norm(mean), dtype=x.dtype)
+            return math.sqrt(float(np.dot(mean, mean)))  # np.linalg.norm's own formula for a real vector
+    else:
+        require_finite("magnitude_difference", x, what, float(x.sum()))
     scaled, exponent = scale_to_unit(x)  # exact; keeps the sum and the squares in the norm finite
-    return torch.ldexp(torch.linalg.vector_norm(scaled.mean(dim=0)), exponent)
+    return float(torch.ldexp(torch.linalg.vector_norm(scaled.mean(dim=0)), exponent))
 
 
 @register(
@@ -42,8 +48,9 @@ def _magnitude(x: torch.Tensor) -> torch.Tensor:
     invariances=("permutation", "orthogonal"),
     reference="Wang et al. Towards Understanding the Instability of Network Embedding. IEEE TKDE 2020",
     cost="O(N·D)",
+    checks_finite=True,
 )
-def magnitude_difference(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+def magnitude_difference(X: torch.Tensor, Y: torch.Tensor) -> float:
     """Absolute difference of the Euclidean norms of the two mean instances.
 
     Formula: D = |‖x̄‖₂ - ‖ȳ‖₂| with x̄ = (1/N) Σ_i x_i. Range [0, ∞); 0 means equal magnitudes (not
@@ -53,8 +60,8 @@ def magnitude_difference(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     which is not this measure. The mean is taken after an exact power-of-two rescaling, so huge entries
     do not overflow; a magnitude beyond the float range raises ``UndefinedMeasureError``.
     """
-    difference = (_magnitude(X) - _magnitude(Y)).abs()
-    if not torch.isfinite(difference):
+    difference = abs(_magnitude(X, "input 1") - _magnitude(Y, "input 2"))
+    if not math.isfinite(difference):
         raise UndefinedMeasureError("magnitude_difference: a magnitude exceeds the floating-point range")
     return difference
 
