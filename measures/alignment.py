@@ -527,6 +527,9 @@ def aligned_cosine(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     the average over those choices and changes nothing when XᵀY has full rank. Zero rows are skipped
     (ReSi warns); ``UndefinedMeasureError`` if every row is skipped.
     """
+    fast = _aligned_cosine_numpy(X, Y)
+    if fast is not None:
+        return fast
     x = _row_space_coordinates(X / power_of_two_scale(X))
     y = _row_space_coordinates(Y / power_of_two_scale(Y))
     cross = mm(x.T, y)
@@ -545,6 +548,36 @@ def aligned_cosine(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     if not valid.any():
         raise UndefinedMeasureError("aligned_cosine: every row pair has an all-zero row; no cosine is defined")
     return (inner[valid] / norms[valid]).clamp(-1.0, 1.0).mean()
+
+
+def _aligned_cosine_numpy(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor | None:
+    """``aligned_cosine`` on CPU float64 inputs with N ≥ max(D1, D2) without rescaled N x D copies.
+
+    The general route divides each input by a power of two first (two fresh N x D arrays, ~5 ms of the
+    ~29 at 2000x256 here); the cosines do not depend on it, and it matters only where squares overflow
+    or underflow. So the inputs are used as they are when every row's squared norm is either 0 or
+    within [1e-280, 1e300] (no overflow, and no non-zero row whose squares underflowed; otherwise None
+    and the general route runs). The SVD of XᵀY is LAPACK's gesdd through scipy (10.8 ms at 256 x 256,
+    torch's 12.5 ms; 73 vs 83 ms at 512).
+    """
+    if not (on_numpy(X, Y) and X.dtype == torch.float64 and X.shape[0] >= max(X.shape[1], Y.shape[1])):
+        return None
+    a, b = X.numpy(), Y.numpy()
+    squares_a, squares_b = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)
+    for squares in (squares_a, squares_b):
+        if not (squares.max() <= 1e300 and ((squares >= 1e-280) | (squares == 0.0)).all()):
+            return None
+    norms = np.sqrt(squares_a) * np.sqrt(squares_b)
+    valid = norms > 0
+    if not valid.any():
+        return None  # the general route raises with the reason
+    cross = a.T @ b
+    u, s, vh = scipy.linalg.svd(cross, full_matrices=False, check_finite=False)
+    rank = int((s > s[0] * max(cross.shape) * np.finfo(np.float64).eps).sum()) if s[0] > 0 else 0  # rank_tolerance
+    # x_iᵀ(U_r V_rᵀ)y_i with the D x D rotation formed first: one N x D x D GEMM.
+    inner = np.einsum("ij,ij->i", a @ (u[:, :rank] @ vh[:rank]), b)
+    cosines = np.clip(inner[valid] / norms[valid], -1.0, 1.0)
+    return torch.tensor(float(cosines.mean()), dtype=torch.float64)
 
 
 def _correlation_matrix_uncentred(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor | None:
