@@ -110,3 +110,17 @@ def centred_cross(x: torch.Tensor, y: torch.Tensor, mean_x: np.ndarray, mean_y: 
     cross = a.T @ b
     cross -= a.shape[0] * np.outer(mean_x, mean_y)
     return cross
+
+
+def centred_products(x: torch.Tensor, y: torch.Tensor, limit: float = 1e50) -> (
+        tuple[np.ndarray, np.ndarray, np.ndarray, float, float] | None):
+    """(X̃ᵀX̃, ỸᵀỸ, X̃ᵀỸ, ‖X̃‖², ‖Ỹ‖²) of column-centred inputs by rank-one corrections of the raw
+    products (two SYRKs and a GEMM, no centred copies), or None where ``centred_moments`` refuses one
+    of the inputs (magnitudes outside [1/limit, limit]; the default keeps Cholesky factors, solves and
+    squares of these D x D products clear of overflow and underflow)."""
+    moments_x, moments_y = centred_moments(x, limit), centred_moments(y, limit)
+    if moments_x is None or moments_y is None:
+        return None
+    (mean_x, squares_x), (mean_y, squares_y) = moments_x, moments_y
+    return (centred_cross(x, x, mean_x, mean_x), centred_cross(y, y, mean_y, mean_y),
+            centred_cross(x, y, mean_x, mean_y), float(squares_x.sum()), float(squares_y.sum()))

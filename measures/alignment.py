@@ -480,6 +480,17 @@ def linear_regression(X: torch.Tensor, Y: torch.Tensor, *, predictor: str = "x")
     """
     check_choice("linear_regression", "predictor", predictor, ("x", "y"))
     source, target = (X, Y) if predictor == "x" else (Y, X)
+    if source.shape[1] < source.shape[0] - 1:
+        # The normal equations below from rank-one-corrected products (no centred N x D copies); the
+        # magnitude limit keeps the Cholesky factor, the solve and its squares clear of over/underflow.
+        moments_s, moments_t = centred_moments(source, limit=1e50), centred_moments(target, limit=1e50)
+        if moments_s is not None and moments_t is not None and moments_t[1].any():
+            low = well_conditioned_cholesky(centred_cross(source, source, moments_s[0], moments_s[0]))
+            if low is not None:
+                half = scipy.linalg.solve_triangular(low, centred_cross(source, target, moments_s[0], moments_t[0]),
+                                                     lower=True, check_finite=False)
+                explained = float(np.square(half).sum()) / float(moments_t[1].sum())
+                return torch.tensor(min(max(explained, 0.0), 1.0), dtype=X.dtype)
     sc, tc = centred(source), centred(target)
     total = _squared_norm(tc)
     if total == 0:

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from measures._kernels import centred_cross, centred_moments, gram, mm, on_numpy
+from measures._kernels import centred_cross, centred_moments, centred_products, gram, mm, on_numpy
 from measures._memo import one_sided
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns
@@ -910,10 +910,13 @@ def _gulp_by_covariances(X: torch.Tensor, Y: torch.Tensor, lam: float) -> torch.
     n = X.shape[0]
     if not on_numpy(X, Y) or (lam == 0 and max(X.shape[1], Y.shape[1]) >= n - 1):
         return None
-    x, y = centred(X).numpy(), centred(Y).numpy()
+    # Centred products by rank-one corrections where that keeps its digits (no centred N x D copies).
+    products = centred_products(X, Y)
+    if products is None or products[3] == 0.0 or products[4] == 0.0:
+        x, y = centred(X).numpy(), centred(Y).numpy()
+        products = (x.T @ x, y.T @ y, x.T @ y)
     factors, totals = [], []
-    for z in (x, y):
-        g = z.T @ z
+    for g in products[:2]:
         a = g + (lam * np.trace(g)) * np.eye(g.shape[0]) if lam > 0 else g
         low = well_conditioned_cholesky(a)
         if low is None:
@@ -925,7 +928,7 @@ def _gulp_by_covariances(X: torch.Tensor, Y: torch.Tensor, lam: float) -> torch.
             totals.append(float(np.square(scipy.linalg.solve_triangular(low, half.T, lower=True,
                                                                         check_finite=False)).sum()))
         factors.append(low)
-    half = scipy.linalg.solve_triangular(factors[0], x.T @ y, lower=True, check_finite=False)
+    half = scipy.linalg.solve_triangular(factors[0], products[2], lower=True, check_finite=False)
     cross = float(np.square(scipy.linalg.solve_triangular(factors[1], half.T, lower=True, check_finite=False)).sum())
     total = totals[0] + totals[1]
     squared = total - 2.0 * cross
