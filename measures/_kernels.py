@@ -85,18 +85,22 @@ def centred_moments(x: torch.Tensor, limit: float = 1e100) -> tuple[np.ndarray, 
     corrections of the raw ones (``centred_cross``). The variance ‖x_j‖² − N x̄_j² cancels when a
     column's mean dominates its spread; this returns None (the caller makes centred copies) unless every
     column has ‖x_j‖² ≤ 16·(its centred squared norm) (|mean| ≤ ~4 standard deviations, so round-off
-    stays within 16 eps of the centred route's) or is all zero, and the magnitudes lie in
-    [1/limit, limit] (no overflow or underflow of the squares; callers that square products of squares
-    pass a smaller limit). A non-zero constant column never qualifies.
+    stays within 16 eps of the centred route's) or is all zero, and every non-zero column's sum of
+    squares lies in (1/limit², limit²) (no overflow or underflow of the squares; callers that square
+    products of squares pass a smaller limit). A non-zero constant column never qualifies; an all-zero
+    input returns None.
     """
     if not (on_numpy(x) and x.dtype == torch.float64 and x.numel()):
         return None
     a = x.numpy()
-    peak = max(a.max(), -a.min())
-    if not 1.0 / limit < peak < limit:
+    # The magnitude test reads the column squares instead of max |x| (two passes fewer over the input):
+    # a column whose squares sum to less than limit² has every entry below limit; one above 1/limit² has
+    # its leading entries above 1/(limit·√N), far from underflow.
+    squares = np.einsum("ij,ij->j", a, a)
+    nonzero = squares[squares != 0.0]
+    if not (nonzero.size and nonzero.max() < limit * limit and nonzero.min() > 1.0 / (limit * limit)):
         return None
     mean = a.mean(axis=0)
-    squares = np.einsum("ij,ij->j", a, a)
     centred_squares = squares - a.shape[0] * mean * mean
     if not ((squares <= 16.0 * centred_squares) | (squares == 0.0)).all():
         return None

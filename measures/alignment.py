@@ -598,20 +598,13 @@ def _correlation_matrix_uncentred(X: torch.Tensor, Y: torch.Tensor) -> torch.Ten
     rank-one and diagonal corrections. Both differences cancel when a neuron's mean dominates its spread,
     so this is used only when every column has ‖x‖² ≤ 16·v (|mean| ≤ ~4 standard deviations: round-off
     ≤ ~16 eps relative to the correlations' scale; constant neurons never qualify) and the magnitudes
-    lie in [1e-100, 1e100] (no overflow or underflow of the squares); CPU inputs only.
+    pass ``centred_moments``' test (no overflow or underflow of the squares); CPU float64 inputs only.
     """
-    if not on_numpy(X, Y) or not 1e-100 < power_of_two_scale(X, Y) < 1e100:
+    moments = [centred_moments(X), centred_moments(Y)]
+    if any(m is None or not (m[1] > 0.0).all() for m in moments):  # constant (also all-zero) neurons excluded
         return None
     a, b = X.numpy(), Y.numpy()
     n = a.shape[0]
-    moments = []
-    for z in (a, b):
-        mean = z.mean(axis=0)
-        squares = np.einsum("ij,ij->j", z, z)
-        variance = squares - n * mean * mean  # N times the variance
-        if not ((squares <= 16.0 * variance) & (variance > 0.0)).all():  # all-zero columns: 0 <= 0
-            return None
-        moments.append((mean, variance))
     (mx, vx), (my, vy) = moments
     cross = a.T @ b
     cross -= n * np.outer(mx, my)
