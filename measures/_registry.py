@@ -214,7 +214,8 @@ def _call(info: MeasureInfo, impl: Callable[..., Any], args: tuple, kwargs: dict
             f"measure {info.name!r}: unknown parameter(s) {sorted(unknown)}; "
             f"valid parameters: {sorted(info.params) or 'none'}"
         )
-    inputs = _validation.validate(info, args)
+    squares: list[float | None] = []
+    inputs = _validation.validate(info, args, squares)
     if info.inputs == "models":
         _validation.check_probe(info.name, kwargs.get("probe"))
     if info.requires_labels:
@@ -222,7 +223,7 @@ def _call(info: MeasureInfo, impl: Callable[..., Any], args: tuple, kwargs: dict
             raise ValueError(f"measure {info.name!r}: needs labels=... (one class index per row)")
         if info.inputs != "models":  # model-based measures check labels against their own probe set
             kwargs["labels"] = _validation.check_labels(info.name, kwargs["labels"], _validation.n_rows(inputs))
-    value = impl(*_validation.rescale_extreme(info, inputs), **kwargs)
+    value = impl(*_validation.rescale_extreme(info, inputs, squares), **kwargs)
     if isinstance(value, torch.Tensor):
         value = value.item()
     return _checked_result(info, float(value))

@@ -196,3 +196,24 @@ def test_public_names_are_bound_after_first_lookup() -> None:
     assert measures.compute is vars(measures)["compute"]
     with pytest.raises(AttributeError):
         measures.no_such_attribute  # noqa: B018
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-99, 1e-101, 1e-120, 1e-170, 1e99, 1e101, 1e120, 1e160, 0.0])
+def test_rescale_extreme_from_validation_squares_matches_the_peak_rule(scale: float) -> None:
+    """The finiteness pass's Σx² settles the extreme-magnitude check; the decision must be the peak's."""
+    from measures import _validation
+
+    info = measures.info("cka_linear")
+    x, y = _pair(n=50, d1=6, d2=6)
+    x = x * scale
+    squares: list = []
+    inputs = _validation.validate(info, (x, y), squares)
+    assert squares[1] == pytest.approx(float((y**2).sum()), rel=1e-12)
+    fused = _validation.rescale_extreme(info, inputs, squares)
+    peak = float(np.abs(x).max())
+    if peak > _validation.EXTREME_LARGE or 0.0 < peak < _validation.EXTREME_SMALL:
+        expected = np.ldexp(x, -math.frexp(peak)[1])  # the documented rule: a power of two into [0.5, 1)
+    else:
+        expected = x
+    np.testing.assert_array_equal(fused[0].numpy(), expected)
+    np.testing.assert_array_equal(fused[1].numpy(), y)
