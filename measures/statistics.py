@@ -70,20 +70,28 @@ def _concentricity(name: str, x: torch.Tensor) -> torch.Tensor:
     n, d = x.shape
     if on_numpy(x) and x.numel():
         a = x.numpy()
-        peak = max(a.max(), -a.min())
-        if 1e-100 < peak < 1e100:
+        row_squares = np.einsum("ij,ij->i", a, a)
+        # max|x| from the row norms where they settle it (max_i ‖x_i‖² / D ≤ max|x|² ≤ max_i ‖x_i‖²):
+        # two passes over the input fewer; the exact max/min only when the bounds straddle a limit.
+        largest = float(row_squares.max())
+        peak = None if 1e-200 * d < largest < 1e200 else float(max(a.max(), -a.min()))
+        if peak is None or 1e-100 < peak < 1e100:
             # Inside this range no row norm or dot product overflows or underflows, so the scaled
             # route below (three N x D copies: rescaled input, rescaled rows, unit rows) reduces to
             # cos(x_i, x̄) = x_iᵀx̄ / (‖x_i‖ ‖x̄‖): one GEMV and the row norms, no copy.
             # (A row whose squares underflow, e.g. all entries ~1e-200, takes the scaled route instead.)
-            row_norms = np.sqrt(np.einsum("ij,ij->i", a, a))
+            row_norms = np.sqrt(row_squares)
             if row_norms.min() > 1e-140:
                 mean = a.mean(axis=0)
                 mean_norm = float(np.linalg.norm(mean))
-                # the scaled route's noise bound, in the input's units (its scale is 2^e, peak < 2^e)
-                if mean_norm <= math.sqrt(d) * n * torch.finfo(x.dtype).eps * 2.0 ** math.frexp(float(peak))[1]:
-                    raise UndefinedMeasureError(
-                        f"{name}: the mean instance is zero (to rounding), its direction is undefined")
+                # the scaled route's noise bound, in the input's units (its scale is 2^e, peak < 2^e);
+                # √largest ≥ max|x| gives a bound at least as large, so the exact peak is needed only below it
+                noise = math.sqrt(d) * n * torch.finfo(x.dtype).eps
+                if mean_norm <= noise * 2.0 ** math.frexp(math.sqrt(largest) if peak is None else peak)[1]:
+                    peak = float(max(a.max(), -a.min())) if peak is None else peak
+                    if mean_norm <= noise * 2.0 ** math.frexp(peak)[1]:
+                        raise UndefinedMeasureError(
+                            f"{name}: the mean instance is zero (to rounding), its direction is undefined")
                 return torch.tensor(float(np.mean((a @ (mean / mean_norm)) / row_norms)), dtype=x.dtype)
     scaled, _ = scale_to_unit(x)  # concentricity is scale-invariant; this keeps the mean finite
     mean = scaled.mean(dim=0)

@@ -217,3 +217,26 @@ def test_rescale_extreme_from_validation_squares_matches_the_peak_rule(scale: fl
         expected = x
     np.testing.assert_array_equal(fused[0].numpy(), expected)
     np.testing.assert_array_equal(fused[1].numpy(), y)
+
+
+@pytest.mark.parametrize("peak", [None, 1.01e-100, 1e-60, 1e60, 9.9e99])
+def test_concentricity_difference_row_norm_bounds_against_numpy(peak: float | None) -> None:
+    """The magnitude range read from the row norms (exact max/min only where the bounds straddle a
+    limit, as for a largest entry just inside 1e-100 or 1e100) gives the cosine formula's value; a zero
+    mean instance still raises."""
+    x, y = _pair(n=60, d1=5, d2=7)
+    x, y = x + 0.5, y - 0.7  # a mean instance with a direction
+    scale = 1.0 if peak is None else peak / np.abs(x).max()
+    if peak is not None and peak > 1e90:
+        assert (x * scale).__pow__(2).sum(axis=1).max() >= 1e200  # the straddling case is exercised
+    if peak is not None and peak < 1e-90:
+        assert (x * scale).__pow__(2).sum(axis=1).max() <= 1e-200 * x.shape[1]
+
+    def concentricity(a: np.ndarray) -> float:  # mean_i cos(a_i, ā), computed at unit scale
+        mean = a.mean(axis=0)
+        return float(np.mean(a @ mean / (np.linalg.norm(a, axis=1) * np.linalg.norm(mean))))
+
+    expected = abs(concentricity(x) - concentricity(y))
+    assert measures.compute("concentricity_difference", x * scale, y) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    with pytest.raises(measures.UndefinedMeasureError, match="mean instance is zero"):
+        measures.compute("concentricity_difference", _centred(x) * scale, y)
