@@ -342,15 +342,29 @@ def _squared_norm(t: torch.Tensor) -> float:
     return float(t.square().sum())
 
 
+def _scale_from_squares(X: torch.Tensor, Y: torch.Tensor) -> tuple[float, float | None]:
+    """(``_scale_if_extreme(X, Y)``, ‖X‖² + ‖Y‖² when that scale is 1, else None).
+
+    The squared norms are needed anyway; each within (2·numel·1e-200, 0.25·1e200) proves
+    √2·1e-100 < max|x| < 0.5·1e100, so the power of two above the peak lies in (1e-100, 1e100) and the
+    scale is 1 without the max/min passes; otherwise the exact rule decides.
+    """
+    squares = (_squared_norm(X), _squared_norm(Y))
+    if all(2.0 * t.numel() * 1e-200 < v < 0.25e200 for t, v in zip((X, Y), squares)):
+        return 1.0, squares[0] + squares[1]
+    return _scale_if_extreme(X, Y), None
+
+
 def _matched_squared_distance(x: torch.Tensor, y: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
-                              cross: np.ndarray) -> float:
+                              cross: np.ndarray, total: float | None = None) -> float:
     """Σ over matched columns ‖x_r − y_c‖² plus the squared norms of the unmatched columns of both sides.
 
     This is ‖x‖² + ‖y‖² − 2 Σ (xᵀy)_rc from the cross product already at hand; that difference cancels
     when the sides nearly coincide (absolute round-off ≈ eps·(‖x‖² + ‖y‖²)), so it is used only when it
     keeps ≥ 1e-3 of ‖x‖² + ‖y‖² (relative error < 1e-12); otherwise the matched columns are subtracted.
     """
-    total = _squared_norm(x) + _squared_norm(y)
+    if total is None:
+        total = _squared_norm(x) + _squared_norm(y)
     squared = total - 2.0 * float(cross[rows, cols].sum())
     if squared >= 1e-3 * total:
         return squared
@@ -383,11 +397,11 @@ def procrustes_permutation(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     identical up to a neuron permutation; symmetric; a metric. Invariant to permutations only: no
     centring and no scaling (ReSi's convention), so not to translation, scaling or rotation.
     """
-    scale = _scale_if_extreme(X, Y)
+    scale, total = _scale_from_squares(X, Y)
     x, y = (X / scale, Y / scale) if scale != 1.0 else (X, Y)
     cross = mm(x.T, y).cpu().numpy()
     rows, cols = linear_sum_assignment(cross, maximize=True)
-    return math.sqrt(_matched_squared_distance(x, y, rows, cols, cross)) * scale
+    return math.sqrt(_matched_squared_distance(x, y, rows, cols, cross, total)) * scale
 
 
 @register(

@@ -240,3 +240,17 @@ def test_concentricity_difference_row_norm_bounds_against_numpy(peak: float | No
     assert measures.compute("concentricity_difference", x * scale, y) == pytest.approx(expected, rel=1e-9, abs=1e-15)
     with pytest.raises(measures.UndefinedMeasureError, match="mean instance is zero"):
         measures.compute("concentricity_difference", _centred(x) * scale, y)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-120, 1e-99, 3e98, 1e120])
+def test_procrustes_permutation_scale_from_squares_against_assignment(scale: float) -> None:
+    """The power-of-two scale settled from the squared norms (exact max/min near the limits) gives the
+    distance of the best column matching, computed here at unit scale from explicit squared distances."""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
+    x, y = _pair(n=40, d1=6, d2=6)
+    cost = cdist(x.T, y.T, "sqeuclidean")
+    rows, cols = linear_sum_assignment(cost)
+    expected = math.sqrt(cost[rows, cols].sum()) * scale  # d is 1-homogeneous in the pair
+    assert measures.compute("procrustes_permutation", x * scale, y * scale) == pytest.approx(expected, rel=1e-12)
