@@ -18,7 +18,8 @@ OpenBLAS/MKL through threadpoolctl, sklearn ``n_jobs=1``), the minimum over ``--
 rounds interleave all implementations (round r times every implementation once before round r + 1).
 
 - **ours cold**: every cache cleared before the call (the per-input memo of ``measures._memo`` and the
-  thin-SVD cache of ``measures.cca``): the cost of a pair seen for the first time.
+  thin-SVD cache of ``measures.cca``) and the CPU caches flushed (``--evict-cache-mb`` of scratch
+  written; the peers' calls get the same flush): the cost of a pair seen for the first time.
 - **ours warm**: one input against many partners, as in a sweep: X was seen before (its one-sided work
   is cached), the partner is a fresh Y' every call.
 - a peer slower than ``--max-peer-seconds`` in round 1 is not run again (its one time is reported).
@@ -183,6 +184,22 @@ def inputs(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, 0.3 * x @ w + rng.standard_normal((n, d))
 
 
+_scratch: np.ndarray | None = None
+
+
+def evict_cpu_caches(megabytes: int) -> None:
+    """Write a scratch buffer larger than the last-level cache, so that the next call starts with the
+    inputs out of the CPU caches whoever ran before it (0: do nothing). Without it a peer timed right
+    after our warm call on the same arrays finds them cache-hot, which decides a sub-millisecond
+    measure's ratio (``magnitude_difference``: two passes over 8 MiB)."""
+    global _scratch
+    if megabytes <= 0:
+        return
+    if _scratch is None or _scratch.nbytes != megabytes << 20:
+        _scratch = np.empty(megabytes << 20, dtype=np.uint8)
+    _scratch.fill(len(_scratch) & 0xFF)
+
+
 def cpu_time(fn: Callable[[], float]) -> tuple[float, float]:
     t0 = time.process_time()
     value = fn()
@@ -200,6 +217,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-peer-seconds", type=float, default=30.0)
     parser.add_argument("--rtol", type=float, default=1e-6)
     parser.add_argument("--measures", default="", help="comma-separated subset of our measure names")
+    parser.add_argument("--evict-cache-mb", type=int, default=64,
+                        help="before every cold call (ours and the peers'), write this many MiB of scratch to push "
+                             "the inputs out of the CPU caches (more than the last-level cache; 0: off)")
     args = parser.parse_args(argv)
     if args.extra_path:
         sys.path.append(args.extra_path)
@@ -240,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
                     return measures.compute(case.measure, xt, yt, **case.params)
 
                 clear_caches()
+                evict_cpu_caches(args.evict_cache_mb)
                 seconds, value = cpu_time(ours)
                 best[case.measure, "cold"] = min(best.get((case.measure, "cold"), math.inf), seconds)
                 values[case.measure, "ours"] = value
@@ -253,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
                     if (case.measure, label) in slow:
                         continue
                     try:
+                        evict_cpu_caches(args.evict_cache_mb)
                         seconds, value = cpu_time(lambda: fn(x, y))
                     except Exception as exc:  # a peer that fails is reported, not fatal
                         values[case.measure, label] = math.nan

@@ -84,10 +84,15 @@ def __getattr__(name: str) -> Any:
     if name in globals():  # a family module, imported by _load_all
         return globals()[name]
     if name in _SIGNIFICANCE_API:
-        return getattr(importlib.import_module(f"{__name__}.significance"), name)
-    if name in __all__:
-        return getattr(_registry, name)
-    raise AttributeError(f"module 'measures' has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{__name__}.significance"), name)
+    elif name in __all__:
+        value = getattr(_registry, name)
+    else:
+        raise AttributeError(f"module 'measures' has no attribute {name!r}")
+    # Bound as a module attribute from now on: later accesses (``measures.compute`` in hot loops) no
+    # longer pass through this function (and its import and load checks).
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

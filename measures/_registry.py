@@ -76,6 +76,9 @@ class MeasureInfo:
     summary: str
     doc: str = field(repr=False)
     function: Callable[..., float] = field(repr=False, compare=False)
+    #: The measure checks its inputs' finiteness itself, fused into a pass it makes anyway (validation
+    #: then skips its own pass); it raises validation's ValueError (``_validation.require_finite``).
+    checks_finite: bool = field(default=False, repr=False)
 
     @property
     def higher_is_more_similar(self) -> bool:
@@ -138,6 +141,7 @@ def register(
     min_rows: int = 2,
     requires_labels: bool = False,
     cost: str = "",
+    checks_finite: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., float]]:
     """Register a measure function under ``name`` with its metadata.
 
@@ -196,6 +200,7 @@ def register(
             summary=doc.splitlines()[0] if doc else "",
             doc=doc,
             function=measure,
+            checks_finite=checks_finite,
         )
         return measure
 
@@ -209,7 +214,8 @@ def _call(info: MeasureInfo, impl: Callable[..., Any], args: tuple, kwargs: dict
             f"measure {info.name!r}: unknown parameter(s) {sorted(unknown)}; "
             f"valid parameters: {sorted(info.params) or 'none'}"
         )
-    inputs = _validation.validate(info, args)
+    squares: list[float | None] = []
+    inputs = _validation.validate(info, args, squares)
     if info.inputs == "models":
         _validation.check_probe(info.name, kwargs.get("probe"))
     if info.requires_labels:
@@ -217,7 +223,7 @@ def _call(info: MeasureInfo, impl: Callable[..., Any], args: tuple, kwargs: dict
             raise ValueError(f"measure {info.name!r}: needs labels=... (one class index per row)")
         if info.inputs != "models":  # model-based measures check labels against their own probe set
             kwargs["labels"] = _validation.check_labels(info.name, kwargs["labels"], _validation.n_rows(inputs))
-    value = impl(*_validation.rescale_extreme(info, inputs), **kwargs)
+    value = impl(*_validation.rescale_extreme(info, inputs, squares), **kwargs)
     if isinstance(value, torch.Tensor):
         value = value.item()
     return _checked_result(info, float(value))

@@ -46,7 +46,23 @@ def as_tensor(measure: str, x: Any, what: str) -> torch.Tensor:
     return t if t.is_floating_point() else t.to(torch.float32)
 
 
-def _check_matrix(measure: str, t: torch.Tensor, what: str) -> None:
+def _sum_of_squares(t: torch.Tensor) -> float | None:
+    """Σ t² by one BLAS dot over a contiguous CPU tensor (None for other tensors).
+
+    One pass serves two checks: a finite sum proves every entry finite (NaN and ±Inf propagate into
+    it), and it bounds the largest magnitude, max t² ≤ Σ t² ≤ numel · max t², which settles
+    ``rescale_extreme`` without its own two passes (max and min) in all but extreme cases.
+    """
+    if t.device.type != "cpu" or t.requires_grad or t.dtype not in (torch.float64, torch.float32) or (
+            not t.is_contiguous()) or not t.numel():
+        return None
+    flat = t.numpy().reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.dot(flat, flat))
+
+
+def _check_matrix(measure: str, t: torch.Tensor, what: str, finite: bool = True) -> float | None:
+    """Shape and finiteness checks; returns Σ t² where it was computed for the latter (else None)."""
     if t.ndim != 2:
         raise ValueError(
             f"measure {measure!r}: {what} must be 2-D (N x D), got {t.ndim}-D with shape {tuple(t.shape)}; "
@@ -54,9 +70,31 @@ def _check_matrix(measure: str, t: torch.Tensor, what: str) -> None:
         )
     if t.shape[1] == 0:
         raise ValueError(f"measure {measure!r}: {what} has no columns")
-    if not all_finite(t):
-        n_bad = int((~torch.isfinite(t)).sum())
-        raise ValueError(f"measure {measure!r}: {what} contains {n_bad} NaN or Inf value(s)")
+    if not finite:
+        return None
+    squares = _sum_of_squares(t)
+    # A finite sum of squares proves every entry finite; otherwise (NaN/Inf, or an overflow of finite
+    # squares) the exact test decides.
+    if (squares is None or not math.isfinite(squares)) and not all_finite(t):
+        _raise_not_finite(measure, t, what)
+    return squares
+
+
+def _raise_not_finite(measure: str, t: torch.Tensor, what: str) -> None:
+    n_bad = int((~torch.isfinite(t)).sum())
+    raise ValueError(f"measure {measure!r}: {what} contains {n_bad} NaN or Inf value(s)")
+
+
+def require_finite(measure: str, t: torch.Tensor, what: str, total: float) -> None:
+    """Validation's finiteness check for a measure registered with ``checks_finite=True``, fused into a
+    sum it computes anyway: ``total`` is any sum over every entry of ``t`` (e.g. of its column sums).
+
+    A finite total proves every entry finite: NaN propagates through sums, +Inf + (−Inf) is NaN, and an
+    infinite partial sum never becomes finite again. A non-finite total (NaN/Inf entries, or an overflow
+    of finite entries) is settled by the exact elementwise test, which raises validation's ValueError.
+    """
+    if not math.isfinite(total) and not all_finite(t):
+        _raise_not_finite(measure, t, what)
 
 
 def _check_pair(measure: str, a: torch.Tensor, b: torch.Tensor, min_rows: int) -> None:
@@ -82,8 +120,12 @@ def _check_probabilities(measure: str, t: torch.Tensor, what: str) -> None:
         )
 
 
-def validate(info: "MeasureInfo", args: Sequence[Any]) -> tuple[Any, ...]:
-    """Validate and convert the positional inputs of ``info``'s measure."""
+def validate(info: "MeasureInfo", args: Sequence[Any], squares: list | None = None) -> tuple[Any, ...]:
+    """Validate and convert the positional inputs of ``info``'s measure.
+
+    ``squares``: a list that receives, for two-matrix inputs, each input's Σ x² from the finiteness
+    pass (None where not computed), for ``rescale_extreme``.
+    """
     name, kind = info.name, info.inputs
     expected = 1 if kind == "outputs_group" else 2
     if len(args) != expected:
@@ -91,8 +133,10 @@ def validate(info: "MeasureInfo", args: Sequence[Any]) -> tuple[Any, ...]:
 
     if kind in ("representations", "outputs", "probabilities"):
         a, b = (as_tensor(name, x, f"input {i + 1}") for i, x in enumerate(args))
-        _check_matrix(name, a, "input 1")
-        _check_matrix(name, b, "input 2")
+        squares_a = _check_matrix(name, a, "input 1", finite=not info.checks_finite)
+        squares_b = _check_matrix(name, b, "input 2", finite=not info.checks_finite)
+        if squares is not None:
+            squares.extend((squares_a, squares_b))
         _check_pair(name, a, b, info.min_rows)
         if kind != "representations":
             if a.shape[1] != b.shape[1]:
@@ -179,7 +223,8 @@ def _peak(t: torch.Tensor) -> float:
     return float(t.abs().max())
 
 
-def rescale_extreme(info: "MeasureInfo", inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+def rescale_extreme(info: "MeasureInfo", inputs: tuple[torch.Tensor, ...],
+                    squares: Sequence[float | None] = ()) -> tuple[torch.Tensor, ...]:
     """For a measure invariant to isotropic scaling, inputs whose largest magnitude lies outside
     [EXTREME_SMALL, EXTREME_LARGE] are divided by a power of two that brings it into [0.5, 1): float64
     would overflow (or underflow) in squares and Gram matrices otherwise. A power of two is exact, so the
@@ -187,7 +232,13 @@ def rescale_extreme(info: "MeasureInfo", inputs: tuple[torch.Tensor, ...]) -> tu
     if "isotropic_scaling" not in info.invariances or info.inputs != "representations":
         return inputs
     out = []
-    for t in inputs:
+    for i, t in enumerate(inputs):
+        total = squares[i] if i < len(squares) else None
+        # Σ t² (from validation) within (2·numel·SMALL², LARGE²/2) proves SMALL < max|t| < LARGE (with a
+        # margin for the sum's round-off): no pass of its own.
+        if total is not None and 2.0 * t.numel() * EXTREME_SMALL**2 < total < 0.5 * EXTREME_LARGE**2:
+            out.append(t)
+            continue
         peak = _peak(t)
         if peak > EXTREME_LARGE or 0 < peak < EXTREME_SMALL:
             t = torch.ldexp(t, torch.tensor(-math.frexp(peak)[1], device=t.device))

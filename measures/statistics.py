@@ -15,22 +15,28 @@ import torch
 from measures._kernels import mm, on_numpy
 from measures._memo import one_sided
 from measures._registry import UndefinedMeasureError, register
-from measures._validation import center_columns
+from measures._validation import center_columns, require_finite
 from measures.neighbours import BLOCK_ELEMENTS, nearest_neighbours, pair_values, prepare_rows, scale_to_unit, unit_rows
 
 
-def _magnitude(x: torch.Tensor) -> torch.Tensor:
+def _magnitude(x: torch.Tensor, what: str) -> float:
+    """‖x̄‖₂, with validation's finiteness check of ``x`` fused into the column sums (``checks_finite``)."""
     if on_numpy(x) and x.numel():
-        mean = x.numpy().mean(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = x.numpy().sum(axis=0)
+        require_finite("magnitude_difference", x, what, float(sums.sum()))
+        mean = sums / x.shape[0]  # bit for bit numpy's mean(axis=0): the same sum, then one division
         # A finite column sum had no overflow on the way (an infinity never becomes finite again), so the
         # mean is the scaled route's (scaling by a power of two commutes exactly with sums and division,
         # barring subnormal partial sums); within this range its D squares neither overflow nor underflow.
         # This skips the scaled route's passes over the N x D input (its largest entry and its copy).
         peak = np.abs(mean).max()
         if 1e-100 < peak < 1e100:
-            return torch.tensor(np.linalg.norm(mean), dtype=x.dtype)
+            return math.sqrt(float(np.dot(mean, mean)))  # np.linalg.norm's own formula for a real vector
+    else:
+        require_finite("magnitude_difference", x, what, float(x.sum()))
     scaled, exponent = scale_to_unit(x)  # exact; keeps the sum and the squares in the norm finite
-    return torch.ldexp(torch.linalg.vector_norm(scaled.mean(dim=0)), exponent)
+    return float(torch.ldexp(torch.linalg.vector_norm(scaled.mean(dim=0)), exponent))
 
 
 @register(
@@ -42,8 +48,9 @@ def _magnitude(x: torch.Tensor) -> torch.Tensor:
     invariances=("permutation", "orthogonal"),
     reference="Wang et al. Towards Understanding the Instability of Network Embedding. IEEE TKDE 2020",
     cost="O(N·D)",
+    checks_finite=True,
 )
-def magnitude_difference(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+def magnitude_difference(X: torch.Tensor, Y: torch.Tensor) -> float:
     """Absolute difference of the Euclidean norms of the two mean instances.
 
     Formula: D = |‖x̄‖₂ - ‖ȳ‖₂| with x̄ = (1/N) Σ_i x_i. Range [0, ∞); 0 means equal magnitudes (not
@@ -53,8 +60,8 @@ def magnitude_difference(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     which is not this measure. The mean is taken after an exact power-of-two rescaling, so huge entries
     do not overflow; a magnitude beyond the float range raises ``UndefinedMeasureError``.
     """
-    difference = (_magnitude(X) - _magnitude(Y)).abs()
-    if not torch.isfinite(difference):
+    difference = abs(_magnitude(X, "input 1") - _magnitude(Y, "input 2"))
+    if not math.isfinite(difference):
         raise UndefinedMeasureError("magnitude_difference: a magnitude exceeds the floating-point range")
     return difference
 
@@ -63,20 +70,28 @@ def _concentricity(name: str, x: torch.Tensor) -> torch.Tensor:
     n, d = x.shape
     if on_numpy(x) and x.numel():
         a = x.numpy()
-        peak = max(a.max(), -a.min())
-        if 1e-100 < peak < 1e100:
+        row_squares = np.einsum("ij,ij->i", a, a)
+        # max|x| from the row norms where they settle it (max_i ‖x_i‖² / D ≤ max|x|² ≤ max_i ‖x_i‖²):
+        # two passes over the input fewer; the exact max/min only when the bounds straddle a limit.
+        largest = float(row_squares.max())
+        peak = None if 1e-200 * d < largest < 1e200 else float(max(a.max(), -a.min()))
+        if peak is None or 1e-100 < peak < 1e100:
             # Inside this range no row norm or dot product overflows or underflows, so the scaled
             # route below (three N x D copies: rescaled input, rescaled rows, unit rows) reduces to
             # cos(x_i, x̄) = x_iᵀx̄ / (‖x_i‖ ‖x̄‖): one GEMV and the row norms, no copy.
             # (A row whose squares underflow, e.g. all entries ~1e-200, takes the scaled route instead.)
-            row_norms = np.sqrt(np.einsum("ij,ij->i", a, a))
+            row_norms = np.sqrt(row_squares)
             if row_norms.min() > 1e-140:
                 mean = a.mean(axis=0)
                 mean_norm = float(np.linalg.norm(mean))
-                # the scaled route's noise bound, in the input's units (its scale is 2^e, peak < 2^e)
-                if mean_norm <= math.sqrt(d) * n * torch.finfo(x.dtype).eps * 2.0 ** math.frexp(float(peak))[1]:
-                    raise UndefinedMeasureError(
-                        f"{name}: the mean instance is zero (to rounding), its direction is undefined")
+                # the scaled route's noise bound, in the input's units (its scale is 2^e, peak < 2^e);
+                # √largest ≥ max|x| gives a bound at least as large, so the exact peak is needed only below it
+                noise = math.sqrt(d) * n * torch.finfo(x.dtype).eps
+                if mean_norm <= noise * 2.0 ** math.frexp(math.sqrt(largest) if peak is None else peak)[1]:
+                    peak = float(max(a.max(), -a.min())) if peak is None else peak
+                    if mean_norm <= noise * 2.0 ** math.frexp(peak)[1]:
+                        raise UndefinedMeasureError(
+                            f"{name}: the mean instance is zero (to rounding), its direction is undefined")
                 return torch.tensor(float(np.mean((a @ (mean / mean_norm)) / row_norms)), dtype=x.dtype)
     scaled, _ = scale_to_unit(x)  # concentricity is scale-invariant; this keeps the mean finite
     mean = scaled.mean(dim=0)

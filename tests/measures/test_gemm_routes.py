@@ -1,0 +1,256 @@
+"""The GEMM-bound measures' fast CPU routes (issue 15, third round) and each numerical guard that sends
+an input back to the general route, against references computed here from explicitly centred copies
+with scipy / scikit-learn (``orthogonal_procrustes``, ``svdvals``, ``orth``, ``r2_score``), never
+against the code's own output."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from sklearn.linear_model import LinearRegression
+from sklearn.metrics import r2_score
+
+import measures
+from measures import _kernels
+from measures.alignment import _aligned_cosine_numpy, _nuclear_norm_by_gram, _squared_residual_from_cross
+
+
+def _pair(n: int = 400, d1: int = 24, d2: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d1))
+    y = np.tanh(x @ rng.standard_normal((d1, d2)) / math.sqrt(d1)) + 0.3 * rng.standard_normal((n, d2))
+    return x, y
+
+
+def _centred(a: np.ndarray) -> np.ndarray:
+    return a - a.mean(axis=0)
+
+
+def _procrustes_reference(x: np.ndarray, y: np.ndarray, unit: bool) -> float:
+    """min_Q ‖x̃Q − ỹ‖ by scipy's orthogonal_procrustes on explicitly centred (and normalised) copies."""
+    xc, yc = _centred(x), _centred(y)
+    if unit:
+        xc, yc = xc / np.linalg.norm(xc), yc / np.linalg.norm(yc)
+    width = max(xc.shape[1], yc.shape[1])
+    xc = np.pad(xc, ((0, 0), (0, width - xc.shape[1])))
+    yc = np.pad(yc, ((0, 0), (0, width - yc.shape[1])))
+    rotation, _ = scipy.linalg.orthogonal_procrustes(xc, yc)
+    return float(np.linalg.norm(xc @ rotation - yc))
+
+
+# Inputs for which a guard must send the computation back to the general route, and which guard.
+GUARDED = {
+    "offset": lambda x: x + 1e3,  # |mean| far above the spread: centred_moments refuses (cancellation)
+    "constant_column": lambda x: np.column_stack([x[:, :-1], np.full(len(x), 7.0)]),  # non-zero constant
+    "tiny": lambda x: x * 1e-120,  # magnitude outside [1e-100, 1e100]
+}
+
+
+def test_centred_moments_guards() -> None:
+    x, _ = _pair()
+    mean, squares = _kernels.centred_moments(torch.from_numpy(x))
+    np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(squares, (_centred(x) ** 2).sum(axis=0), rtol=1e-12)
+    zero_column = x.copy()
+    zero_column[:, 3] = 0.0  # a dead neuron is exact in the rank-one route: accepted
+    assert _kernels.centred_moments(torch.from_numpy(zero_column)) is not None
+    for make in GUARDED.values():
+        assert _kernels.centred_moments(torch.from_numpy(make(x))) is None
+    assert _kernels.centred_moments(torch.from_numpy(x * 1e60), limit=1e50) is None
+    assert _kernels.centred_moments(torch.from_numpy(x.astype(np.float32))) is None
+
+
+def test_centred_cross_equals_product_of_centred_copies() -> None:
+    x, y = _pair(d2=17)
+    mx, _ = _kernels.centred_moments(torch.from_numpy(x))
+    my, _ = _kernels.centred_moments(torch.from_numpy(y))
+    cross = _kernels.centred_cross(torch.from_numpy(x), torch.from_numpy(y), mx, my)
+    np.testing.assert_allclose(cross, _centred(x).T @ _centred(y), rtol=1e-10, atol=1e-10 * np.abs(cross).max())
+
+
+@pytest.mark.parametrize("shape", [(30, 30), (40, 25), (25, 40)])
+def test_nuclear_norm_by_gram_matches_svdvals_within_its_bound(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(1)
+    for condition in (1.0, 1e3, 1e6):
+        u, _ = np.linalg.qr(rng.standard_normal((shape[0], shape[0])))
+        v, _ = np.linalg.qr(rng.standard_normal((shape[1], shape[1])))
+        k = min(shape)
+        s = np.geomspace(1.0, 1.0 / condition, k)
+        m = u[:, :k] @ np.diag(s) @ v[:, :k].T
+        nu, bound = _nuclear_norm_by_gram(m)
+        exact = float(scipy.linalg.svdvals(m).sum())
+        assert abs(nu - exact) <= bound + 1e-15 * exact
+    singular = np.outer(rng.standard_normal(20), rng.standard_normal(20))  # rank 1: λ_i <= 0 appear
+    assert _nuclear_norm_by_gram(singular) is None
+    assert _nuclear_norm_by_gram(np.zeros((5, 5))) is None
+
+
+def test_squared_residual_refuses_near_identical_pairs() -> None:
+    x, _ = _pair()
+    y = x + 1e-9 * np.random.default_rng(2).standard_normal(x.shape)
+    total = float((x**2).sum() + (y**2).sum())
+    assert _squared_residual_from_cross(torch.from_numpy(x.T @ y), total) is None
+
+
+@pytest.mark.parametrize("case", ["plain", "unequal", "near", *GUARDED])
+@pytest.mark.parametrize("name, unit", [("procrustes_orthogonal", True), ("procrustes_size_shape", False)])
+def test_procrustes_routes_against_scipy(case: str, name: str, unit: bool) -> None:
+    x, y = _pair(d2=16 if case == "unequal" else 24)
+    if case == "near":
+        y = x + 1e-8 * np.random.default_rng(3).standard_normal(x.shape)
+    elif case in GUARDED:
+        x = GUARDED[case](x)
+        if case == "tiny" and not unit:
+            y = y * 1e-120
+    expected = _procrustes_reference(x, y, unit)
+    got = measures.compute(name, x, y)
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-14 * (1e-120 if case == "tiny" and not unit else 1.0))
+    if unit:
+        angle = measures.compute("procrustes_angular", x, y)
+        assert angle == pytest.approx(2.0 * math.asin(expected / 2.0), rel=1e-9, abs=1e-14)
+
+
+@pytest.mark.parametrize("case", ["plain", "unequal", *GUARDED])
+def test_cka_linear_routes_against_centred_formula(case: str) -> None:
+    x, y = _pair(d2=16 if case == "unequal" else 24)
+    if case in GUARDED:
+        x = GUARDED[case](x)
+    # CKA is scale invariant: the reference takes the tiny input at unit scale (its squares underflow)
+    xc, yc = _centred(x * 1e120 if case == "tiny" else x), _centred(y)
+    expected = np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+    assert measures.compute("cka_linear", x, y) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("case", ["plain", "unequal", *GUARDED])
+def test_gulp_routes_against_canonical_correlations(case: str) -> None:
+    x, y = _pair(d2=16 if case == "unequal" else 24)
+    if case in GUARDED:
+        x = GUARDED[case](x)
+    # d²_0 = rank X̃ + rank Ỹ − 2Σρ², ρ the canonical correlations (singular values of Q_XᵀQ_Y)
+    qx, qy = scipy.linalg.orth(_centred(x * 1e120 if case == "tiny" else x)), scipy.linalg.orth(_centred(y))
+    rho = scipy.linalg.svdvals(qx.T @ qy)
+    expected = math.sqrt(qx.shape[1] + qy.shape[1] - 2.0 * float((rho**2).sum()))
+    assert measures.compute("gulp", x, y) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("case", ["plain", "unequal", *GUARDED])
+@pytest.mark.parametrize("predictor", ["x", "y"])
+def test_linear_regression_routes_against_sklearn(case: str, predictor: str) -> None:
+    x, y = _pair(d2=16 if case == "unequal" else 24)
+    if case in GUARDED:
+        x = GUARDED[case](x)
+    # R² is scale invariant: the reference takes the tiny input at unit scale
+    scaled = x * 1e120 if case == "tiny" else x
+    source, target = (scaled, y) if predictor == "x" else (y, scaled)
+    fitted = LinearRegression().fit(source, target).predict(source)
+    expected = r2_score(target, fitted, multioutput="variance_weighted")
+    got = measures.compute("linear_regression", x, y, predictor=predictor)
+    assert got == pytest.approx(expected, rel=1e-8)
+
+
+@pytest.mark.parametrize("case", ["plain", "unequal", "tiny_row", "huge"])
+def test_aligned_cosine_routes_against_scipy(case: str) -> None:
+    x, y = _pair(d2=16 if case == "unequal" else 24)
+    reference_x = x.copy()
+    if case == "tiny_row":
+        x[5] *= 1e-150  # its squares (1e-300) are below the row-norm guard: the rescaled route runs
+        reference_x = x
+    elif case == "huge":
+        x = x * 1e160  # squares would overflow; the cosines are scale invariant, so the reference is at scale 1
+    width = max(x.shape[1], y.shape[1])
+    xp, yp = np.pad(reference_x, ((0, 0), (0, width - x.shape[1]))), np.pad(y, ((0, 0), (0, width - y.shape[1])))
+    rotation, _ = scipy.linalg.orthogonal_procrustes(xp, yp)
+    rotated = xp @ rotation
+    cosines = (rotated * yp).sum(axis=1) / (np.linalg.norm(rotated, axis=1) * np.linalg.norm(yp, axis=1))
+    assert measures.compute("aligned_cosine", x, y) == pytest.approx(float(cosines.mean()), rel=1e-9)
+    fast = _aligned_cosine_numpy(torch.from_numpy(x), torch.from_numpy(y))
+    assert (fast is None) == (case in ("tiny_row", "huge"))  # which route ran (both checked above)
+
+
+def test_magnitude_difference_fused_finiteness_check() -> None:
+    assert measures.info("magnitude_difference").checks_finite
+    x, y = _pair()
+    expected = abs(np.linalg.norm(x.mean(axis=0)) - np.linalg.norm(y.mean(axis=0)))
+    assert measures.compute("magnitude_difference", x, y) == pytest.approx(expected, rel=1e-12)
+    bad = x.copy()
+    bad[3, 2], bad[7, 2] = np.inf, -np.inf  # inf − inf: the column sum is NaN
+    with pytest.raises(ValueError, match=r"'magnitude_difference': input 2 contains 2 NaN or Inf value\(s\)"):
+        measures.compute("magnitude_difference", x, bad)
+    bad[3, 2], bad[7, 2] = np.nan, 1.0
+    with pytest.raises(ValueError, match=r"input 1 contains 1 NaN or Inf value\(s\)"):
+        measures.compute("magnitude_difference", bad, y)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        measures.compute("magnitude_difference", torch.from_numpy(bad), torch.from_numpy(y))
+    # finite entries whose sum overflows are valid input (the exact test settles it): mean 1e308
+    huge = np.full((4, 1), 1e308)
+    assert measures.compute("magnitude_difference", huge, np.zeros((4, 1))) == 1e308
+
+
+def test_public_names_are_bound_after_first_lookup() -> None:
+    info = measures.info
+    assert vars(measures)["info"] is info  # no second pass through the package __getattr__
+    assert measures.compute is vars(measures)["compute"]
+    with pytest.raises(AttributeError):
+        measures.no_such_attribute  # noqa: B018
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-99, 1e-101, 1e-120, 1e-170, 1e99, 1e101, 1e120, 1e160, 0.0])
+def test_rescale_extreme_from_validation_squares_matches_the_peak_rule(scale: float) -> None:
+    """The finiteness pass's Σx² settles the extreme-magnitude check; the decision must be the peak's."""
+    from measures import _validation
+
+    info = measures.info("cka_linear")
+    x, y = _pair(n=50, d1=6, d2=6)
+    x = x * scale
+    squares: list = []
+    inputs = _validation.validate(info, (x, y), squares)
+    assert squares[1] == pytest.approx(float((y**2).sum()), rel=1e-12)
+    fused = _validation.rescale_extreme(info, inputs, squares)
+    peak = float(np.abs(x).max())
+    if peak > _validation.EXTREME_LARGE or 0.0 < peak < _validation.EXTREME_SMALL:
+        expected = np.ldexp(x, -math.frexp(peak)[1])  # the documented rule: a power of two into [0.5, 1)
+    else:
+        expected = x
+    np.testing.assert_array_equal(fused[0].numpy(), expected)
+    np.testing.assert_array_equal(fused[1].numpy(), y)
+
+
+@pytest.mark.parametrize("peak", [None, 1.01e-100, 1e-60, 1e60, 9.9e99])
+def test_concentricity_difference_row_norm_bounds_against_numpy(peak: float | None) -> None:
+    """The magnitude range read from the row norms (exact max/min only where the bounds straddle a
+    limit, as for a largest entry just inside 1e-100 or 1e100) gives the cosine formula's value; a zero
+    mean instance still raises."""
+    x, y = _pair(n=60, d1=5, d2=7)
+    x, y = x + 0.5, y - 0.7  # a mean instance with a direction
+    scale = 1.0 if peak is None else peak / np.abs(x).max()
+    if peak is not None and peak > 1e90:
+        assert (x * scale).__pow__(2).sum(axis=1).max() >= 1e200  # the straddling case is exercised
+    if peak is not None and peak < 1e-90:
+        assert (x * scale).__pow__(2).sum(axis=1).max() <= 1e-200 * x.shape[1]
+
+    def concentricity(a: np.ndarray) -> float:  # mean_i cos(a_i, ā), computed at unit scale
+        mean = a.mean(axis=0)
+        return float(np.mean(a @ mean / (np.linalg.norm(a, axis=1) * np.linalg.norm(mean))))
+
+    expected = abs(concentricity(x) - concentricity(y))
+    assert measures.compute("concentricity_difference", x * scale, y) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    with pytest.raises(measures.UndefinedMeasureError, match="mean instance is zero"):
+        measures.compute("concentricity_difference", _centred(x) * scale, y)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-120, 1e-99, 3e98, 1e120])
+def test_procrustes_permutation_scale_from_squares_against_assignment(scale: float) -> None:
+    """The power-of-two scale settled from the squared norms (exact max/min near the limits) gives the
+    distance of the best column matching, computed here at unit scale from explicit squared distances."""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
+    x, y = _pair(n=40, d1=6, d2=6)
+    cost = cdist(x.T, y.T, "sqeuclidean")
+    rows, cols = linear_sum_assignment(cost)
+    expected = math.sqrt(cost[rows, cols].sum()) * scale  # d is 1-homogeneous in the pair
+    assert measures.compute("procrustes_permutation", x * scale, y * scale) == pytest.approx(expected, rel=1e-12)
