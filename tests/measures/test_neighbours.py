@@ -67,6 +67,26 @@ def _lexsort_neighbours(dist: np.ndarray, k: int) -> np.ndarray:
     return np.array(out)
 
 
+@pytest.mark.parametrize("cache_block", [1, 7 * 6 + 5, 1 << 18])
+def test_pair_values_numpy_and_torch_paths_match_brute_force(monkeypatch, cache_block):
+    """Both paths of pair_values (numpy for plain CPU tensors, torch for tensors that need grad) against
+    numpy written out entry by entry; 1-row, ragged and single blocks; duplicates are exactly 0 apart."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((31, 6))
+    x[4] = x[17]
+    index = np.stack([rng.permutation(31)[:7] for _ in range(31)])
+    index[17, 0] = 4
+    monkeypatch.setattr(neighbours, "CACHE_BLOCK_ELEMENTS", cache_block)
+    expected_dot = np.array([[x[i] @ x[j] for j in row] for i, row in enumerate(index)])
+    expected_sq = np.array([[np.sum((x[i] - x[j]) ** 2) for j in row] for i, row in enumerate(index)])
+    for z in (torch.from_numpy(x), torch.from_numpy(x).requires_grad_()):
+        got_dot = neighbours.pair_values(z, torch.from_numpy(index), squared_distance=False).detach().numpy()
+        got_sq = neighbours.pair_values(z, torch.from_numpy(index), squared_distance=True).detach().numpy()
+        np.testing.assert_allclose(got_dot, expected_dot, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(got_sq, expected_sq, rtol=1e-13, atol=1e-13)
+        assert got_sq[17, 0] == 0.0
+
+
 def test_euclidean_ties_follow_distance_then_index():
     # A symmetric integer grid: zero column means (so centring is exact), integer squared distances
     # (exact in float64), and many equidistant neighbours.
