@@ -425,6 +425,8 @@ def _condensed(z: torch.Tensor, inner: str) -> torch.Tensor:
     """
     n = z.shape[0]
     sq = (z * z).sum(dim=1) if inner in ("euclidean", "sqeuclidean") else None
+    if on_numpy(z):
+        return torch.from_numpy(_condensed_numpy(z.numpy(), inner, None if sq is None else sq.numpy()))
 
     def block(start: int, stop: int) -> torch.Tensor:  # row i of the block: pairs (i, j) for j > start
         entries = mm(z[start:stop], z[start + 1:].T)
@@ -434,6 +436,36 @@ def _condensed(z: torch.Tensor, inner: str) -> torch.Tensor:
         return entries.sqrt_() if inner == "euclidean" else entries
 
     return _upper_by_row_blocks(n, block, z.new_empty(n * (n - 1) // 2))
+
+
+def _condensed_numpy(z: np.ndarray, inner: str, sq: np.ndarray | None) -> np.ndarray:
+    """:func:`_condensed` with numpy: the same blocks and arithmetic entry by entry, so the same bits
+    (smaller blocks would save part of the GEMM below N ≈ 2900, ~6 % of ``rsa`` at 2000x256, but the
+    GEMM's round-off then moves, and with it which mathematically equal entries of lattice data tie);
+    each row's part j > i is copied straight into the output (no boolean mask over the block)."""
+    n = z.shape[0]
+    out = np.empty(n * (n - 1) // 2, dtype=z.dtype)
+    start = offset = 0
+    while start < n - 1:
+        rows = max(1, min(n - 1 - start, _BLOCK_ELEMENTS // (n - start)))
+        stop = start + rows
+        entries = z[start:stop] @ z[start + 1:].T  # row r (instance start + r): pairs with j > start
+        if sq is None:
+            np.negative(entries, out=entries)
+            entries += 1.0
+        else:
+            entries *= -2.0
+            entries += sq[start:stop, None]
+            entries += sq[start + 1:]
+            np.maximum(entries, 0.0, out=entries)
+            if inner == "euclidean":
+                np.sqrt(entries, out=entries)
+        for r in range(rows):
+            row = entries[r, r:]  # columns j > start + r
+            out[offset:offset + row.size] = row
+            offset += row.size
+        start = stop
+    return out
 
 
 def _upper_by_row_blocks(n: int, block: Callable[[int, int], torch.Tensor], out: torch.Tensor) -> torch.Tensor:
@@ -518,13 +550,16 @@ def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a @ b) / (torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b))
 
 
-def _average_ranks(v: torch.Tensor) -> torch.Tensor:
+def _average_ranks(v: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
     """1-based ranks with ties given their average rank (``scipy.stats.rankdata(method='average')``).
 
     Memory-lean for the N(N−1)/2 entries of an RDM: besides the sort (values and permutation) only
-    chunk-sized temporaries. The rank of sorted position k is (first + last)/2 + 1 with first/last the
+    chunk-sized temporaries. On the CPU the numpy version below runs (``overwrite``: it may reuse the
+    buffer of ``v`` for the ranks). The rank of sorted position k is (first + last)/2 + 1 with first/last the
     0-based bounds of its tie group, found by a running max (left to right) and min (right to left).
     """
+    if on_numpy(v):
+        return torch.from_numpy(_average_ranks_numpy(v.numpy() if overwrite else v.numpy().copy()))
     ordered, order = torch.sort(v)
     m = v.numel()
     new_group = torch.ones(m, dtype=torch.bool, device=v.device)
@@ -556,6 +591,75 @@ def _average_ranks(v: torch.Tensor) -> torch.Tensor:
     buf.mul_(0.5).add_(1.0)
     ranks[order] = buf
     return ranks
+
+
+def _average_ranks_numpy(v: np.ndarray) -> np.ndarray:
+    """:func:`_average_ranks` with numpy, overwriting ``v`` (its buffer receives the ranks).
+
+    Ranks need the sorting permutation, and ``np.argsort`` / ``torch.sort`` (values and indices) take
+    ~1.8x as long as numpy's value sort here. So the permutation rides along inside the sorted values:
+    each entry becomes the int64 key ⌊(v − min)·s⌋·2^b + position (b bits hold the positions, s maps the
+    range onto the remaining ≤ 52 bits; fl(v − min)·s and the floor are monotone, so the keys sort in
+    the order of the values), one int64 value sort, then the low b bits are the permutation. Entries
+    whose quantised parts coincide (a few hundred at 2 M entries) are put in value order by an argsort
+    of just those entries; exact ties are then averaged as in :func:`_average_ranks`.
+    """
+    m = v.size
+    bits = max(1, (m - 1).bit_length())
+    lo, hi = float(v.min()), float(v.max())
+    if lo == hi:
+        v.fill((m + 1) / 2.0)
+        return v
+    half = not math.isfinite(hi - lo)  # a range beyond float64: halve (exact, monotone) before scaling
+    levels = float(1 << min(62 - bits, 52))
+    key = np.subtract(v * 0.5, lo * 0.5) if half else np.subtract(v, lo)
+    key *= levels / ((hi * 0.5 - lo * 0.5) if half else (hi - lo))
+    key = key.astype(np.int64)
+    np.left_shift(key, np.int64(bits), out=key)
+    chunk = _BLOCK_ELEMENTS
+    for s in range(0, m, chunk):
+        key[s:s + chunk] |= np.arange(s, min(s + chunk, m), dtype=np.int64)
+    key.sort()
+    same = np.empty(m - 1, dtype=bool)  # neighbours in the sort with equal quantised parts
+    for s in range(0, m - 1, chunk):
+        e = min(s + chunk, m - 1)
+        np.equal(key[s:e] >> np.int64(bits), key[s + 1:e + 1] >> np.int64(bits), out=same[s:e])
+    key &= np.int64((1 << bits) - 1)
+    order = key
+    ordered = v[order]
+    if same.any():
+        at = np.flatnonzero(same)
+        members = np.union1d(at, at + 1)
+        within = np.argsort(ordered[members])
+        order[members] = order[members][within]
+        ordered[members] = ordered[members][within]
+    new_group = np.empty(m, dtype=bool)
+    new_group[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new_group[1:])
+    if new_group.all():  # no ties: the rank is the sorted position + 1
+        for s in range(0, m, chunk):
+            ordered[s:s + chunk] = np.arange(s + 1, min(s + chunk, m) + 1, dtype=np.float64)
+    else:
+        # first + last 0-based position of each entry's tie group: a running max from the left, a
+        # running min from the right, chunk by chunk (as the torch version)
+        first = 0
+        for s in range(0, m, chunk):
+            e = min(s + chunk, m)
+            starts = np.maximum.accumulate(np.where(new_group[s:e], np.arange(s, e), first))
+            ordered[s:e] = starts
+            first = int(starts[-1])
+        last = m - 1
+        for s in reversed(range(0, m, chunk)):
+            e = min(s + chunk, m)
+            group_end = np.ones(e - s, dtype=bool)
+            group_end[: e - s - (e == m)] = new_group[s + 1:e + (e < m)]
+            ends = np.minimum.accumulate(np.where(group_end, np.arange(s, e), last)[::-1])[::-1]
+            ordered[s:e] += ends
+            last = int(ends[0])
+        ordered *= 0.5
+        ordered += 1.0
+    v[order] = ordered
+    return v
 
 
 def _count_inversions(v: torch.Tensor) -> int:
@@ -650,7 +754,7 @@ def rsa(X: torch.Tensor, Y: torch.Tensor, *, inner: str = "correlation", outer: 
                 f"(all instances equally dissimilar), so its {outer} correlation is undefined"
             )
         if outer == "spearman":
-            return None, _average_ranks(rdm)  # the RDM itself is not needed: only its ranks are kept
+            return None, _average_ranks(rdm, overwrite=True)  # the RDM is not needed: only its ranks are kept
         return rdm, None
 
     # The RDM (and its ranks) of each input depend on that input alone: memoised per input.

@@ -296,6 +296,33 @@ def test_rsa_row_blocks_equal_scipy_on_condensed_distances(monkeypatch, block, i
     np.testing.assert_allclose(upper / upper.max(), a / a.max(), rtol=1e-12, atol=1e-13)
 
 
+def _rank_cases() -> list[np.ndarray]:
+    rng = np.random.default_rng(12)
+    near_one = 1.0 + rng.integers(0, 300, 5000) * 2.0**-52  # every quantised key equal: all in the fix-up
+    return [
+        rng.standard_normal(20000),  # signed, tie-free
+        np.round(rng.standard_normal(20000), 2),  # many ties
+        near_one,
+        np.concatenate([near_one, rng.random(3000)]),  # fix-up groups among ordinary entries
+        np.array([0.0, -0.0, 0.0, 1e-300, -1e-300, 5e-324, 3.0, 3.0]),  # signed zeros tie
+        np.array([-1.7e308, 1.7e308, 0.0, 1.7e308, -1.0]),  # a range beyond float64
+        np.full(7, 2.5),  # constant
+        np.array([4.0]),
+    ]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_average_ranks_numpy_and_torch_paths_equal_scipy_rankdata(case):
+    """The packed-key numpy ranks (quantised value and position in one int64 sort, then a fix-up of
+    equal quantised parts) and the torch sort path both equal scipy's average ranks exactly."""
+    v = _rank_cases()[case]
+    expected = rankdata(v)
+    np.testing.assert_array_equal(measures.rsm._average_ranks(torch.from_numpy(v)).numpy(), expected)
+    np.testing.assert_array_equal(measures.rsm._average_ranks_numpy(v.copy()), expected)
+    forced_torch = measures.rsm._average_ranks(torch.from_numpy(v).requires_grad_()).detach().numpy()
+    np.testing.assert_array_equal(forced_torch, expected)
+
+
 def test_rsa_kendall_on_large_rdm_equals_scipy():
     # 1,225 RDM entries: exercises several merge levels of the inversion count, with and without ties.
     rng = np.random.default_rng(8)
