@@ -417,6 +417,26 @@ def test_distance_correlation_equals_dcor(xy):
     assert value == pytest.approx(dcor.u_distance_correlation_sqr(x, y), abs=1e-10)
 
 
+@pytest.mark.parametrize("block", [1, 40 * 3 + 7, 1 << 22])
+def test_distance_correlation_upper_triangle_route_equals_dcor(monkeypatch, block):
+    """The one-pass route over the upper triangle (row blocks of 1 row, ragged blocks, one block) and,
+    where its expansion would cancel too far (forced here by demanding that the centred products keep
+    all of the uncentred ones), the two-pass route: both equal dcor, and the fallback is taken only then."""
+    monkeypatch.setattr(measures.rsm, "_BLOCK_ELEMENTS", block)
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((40, 5))
+    y = np.tanh(x @ rng.standard_normal((5, 3))) + 0.3 * rng.standard_normal((40, 3))
+    x[11] = x[4]
+    two_pass = []
+    original = measures.rsm._centred_products
+    monkeypatch.setattr(measures.rsm, "_centred_products", lambda *a, **k: two_pass.append(1) or original(*a, **k))
+    assert measures.compute("distance_correlation", x, y) == pytest.approx(dcor.distance_correlation(x, y), rel=1e-12)
+    assert not two_pass
+    monkeypatch.setattr(measures.rsm, "_EXPANSION_KEEP", 1.0)
+    assert measures.compute("distance_correlation", x, y) == pytest.approx(dcor.distance_correlation(x, y), rel=1e-12)
+    assert two_pass
+
+
 def test_distance_correlation_unbiased_can_be_negative_and_tiny_n():
     rng = np.random.default_rng(2)
     values = []
