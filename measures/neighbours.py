@@ -32,6 +32,8 @@ from measures._validation import center_columns
 METRICS = ("cosine", "euclidean")
 #: Elements per temporary block (N x N distances, N x k x D gathers): 2^22 float64 = 32 MiB.
 BLOCK_ELEMENTS = 1 << 22
+#: Largest Gram matrix the CPU kNN search builds whole (by a symmetric product) before selecting.
+GRAM_BYTES = 1 << 29
 #: Elements per gathered block of the numpy path of :func:`pair_values`: 2^18 float64 = 2 MiB.
 CACHE_BLOCK_ELEMENTS = 1 << 18
 
@@ -107,12 +109,18 @@ def _search(z: torch.Tensor, k: int, metric: str) -> torch.Tensor:
     cosine = metric != "euclidean"
     sq_norms = None if cosine else z.square().sum(dim=1)
     rows_per_block = max(1, BLOCK_ELEMENTS // n)
+    # On the CPU, up to GRAM_BYTES the whole Gram matrix comes from one numpy product z @ zᵀ, which
+    # OpenBLAS computes as a symmetric rank-k update (half the flops of the row-block GEMMs); the
+    # selection then runs over row blocks of it. Larger N (or other devices): one GEMM per row block.
+    whole = mm(z, z.T) if on_numpy(z) and n > rows_per_block and n * n * z.element_size() <= GRAM_BYTES else None
     lists = []
     for start in range(0, n, rows_per_block):
         block = z[start : start + rows_per_block]
         # The GEMM runs in numpy's BLAS on the CPU (mm); the selection stays in torch, whose ``topk``
         # is ~4x faster than ``np.argpartition`` on one thread here.
-        key = mm(block, z.T) if cosine else mm(block, z.T).mul_(-2.0).add_(sq_norms)
+        key = mm(block, z.T) if whole is None else whole[start : start + rows_per_block]
+        if not cosine:
+            key = key.mul_(-2.0).add_(sq_norms)
         rows = torch.arange(block.shape[0], device=z.device)
         key[rows, start + rows] = -math.inf if cosine else math.inf
         # k + 1 entries (k <= n - 1, so there are enough): the tie at the k-th place straddles into the

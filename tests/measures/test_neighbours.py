@@ -54,6 +54,9 @@ def test_knn_blocks_give_the_same_lists(monkeypatch):
     np.testing.assert_array_equal(knn(x, 9, "euclidean"), whole)
     monkeypatch.setattr(neighbours, "BLOCK_ELEMENTS", 1)  # one row per block
     np.testing.assert_array_equal(knn(x, 9, "euclidean"), whole)
+    monkeypatch.setattr(neighbours, "GRAM_BYTES", 0)  # a GEMM per row block instead of the whole Gram matrix
+    for metric in ("euclidean", "cosine"):
+        np.testing.assert_array_equal(knn(x, 9, metric), sklearn_knn(x, 9, metric))
 
 
 def _lexsort_neighbours(dist: np.ndarray, k: int) -> np.ndarray:
