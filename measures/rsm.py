@@ -332,6 +332,17 @@ def _median_squared_distance(upper: torch.Tensor, n: int, median_over: str) -> t
     N² entries are N diagonal zeros followed, in sorted order, by every upper entry twice, so the k-th
     smallest (k > N) is the ⌈(k−N)/2⌉-th smallest upper entry: no N x N copy is needed.
     """
+    if on_numpy(upper):  # both order statistics from one np.partition
+        m = upper.numel()
+        if median_over == "upper_triangle":
+            ks = [(m + 1) // 2, m // 2 + 1]
+        else:
+            total = n * n
+            ks = [0 if k <= n else math.ceil((k - n) / 2) for k in ((total + 1) // 2, total // 2 + 1)]
+        wanted = sorted({k - 1 for k in ks if k > 0})
+        part = np.partition(upper.numpy(), wanted) if wanted else upper.numpy()
+        lo, hi = (0.0 if k == 0 else part[k - 1] for k in ks)
+        return 0.5 * (torch.tensor(lo, dtype=upper.dtype) + torch.tensor(hi, dtype=upper.dtype))
     if median_over == "upper_triangle":
         m = upper.numel()
         lo, hi = (m + 1) // 2, m // 2 + 1
@@ -344,13 +355,18 @@ def _median_squared_distance(upper: torch.Tensor, n: int, median_over: str) -> t
     return 0.5 * (kth_full((total + 1) // 2) + kth_full(total // 2 + 1))
 
 
-def _rbf_blocks(name: str, x: torch.Tensor, which: int, fraction: float, median_over: str) -> BlockFn:
+def _rbf_two_sigma_sq(name: str, x: torch.Tensor, which: int, fraction: float, median_over: str) -> torch.Tensor:
+    """2σ² = 2·fraction²·median squared distance of the rows of x (the median memoised per input)."""
     n = x.shape[0]
-    squared = _squared_distance_blocks(x)
 
     def median_squared_distance() -> torch.Tensor:
-        columns = torch.arange(n, device=x.device)
-        upper = torch.cat([squared(rows)[columns[None, :] > columns[rows, None]] for rows in _row_blocks(n)])
+        if on_numpy(x):  # the upper triangle by row blocks of ≤ N/8 rows (about half the GEMM)
+            xn = x.numpy()
+            upper = torch.from_numpy(_condensed_numpy(xn, "sqeuclidean", np.einsum("ij,ij->i", xn, xn), -(-n // 8)))
+        else:
+            squared = _squared_distance_blocks(x)
+            columns = torch.arange(n, device=x.device)
+            upper = torch.cat([squared(rows)[columns[None, :] > columns[rows, None]] for rows in _row_blocks(n)])
         return _median_squared_distance(upper, n, median_over)
 
     # The bandwidth depends on this input alone: memoised per input.
@@ -360,7 +376,12 @@ def _rbf_blocks(name: str, x: torch.Tensor, which: int, fraction: float, median_
             f"{name}: the median squared distance of input {which} is 0 (constant or mostly duplicate rows), "
             "so the median-fraction bandwidth is 0"
         )
-    two_sigma_sq = 2.0 * fraction**2 * median
+    return 2.0 * fraction**2 * median
+
+
+def _rbf_blocks(name: str, x: torch.Tensor, which: int, fraction: float, median_over: str) -> BlockFn:
+    squared = _squared_distance_blocks(x)
+    two_sigma_sq = _rbf_two_sigma_sq(name, x, which, fraction, median_over)
     if on_numpy(x):
         minus_two_sigma_sq = -float(two_sigma_sq)
 
@@ -406,9 +427,18 @@ def cka_rbf(
         raise ValueError(f"measure 'cka_rbf': fraction must be positive, got {fraction!r}")
     x = _centred_nonconstant("cka_rbf", X, 1)
     y = _centred_nonconstant("cka_rbf", Y, 2)
-    kx = _rbf_blocks("cka_rbf", x, 1, fraction, median_over)
-    ky = _rbf_blocks("cka_rbf", y, 2, fraction, median_over)
-    xy, xx, yy = _centred_products(kx, ky, x.shape[0], unbiased=False)
+    upper = None
+    if on_numpy(x, y):
+        divisors = [-float(_rbf_two_sigma_sq("cka_rbf", z, w, fraction, median_over)) for w, z in ((1, x), (2, y))]
+        upper = _upper_triangle_centred_products(
+            x.numpy(), y.numpy(), lambda block, which: np.exp(np.divide(block, divisors[which], out=block), out=block),
+            1.0)
+    if upper is not None:
+        xy, xx, yy = (torch.tensor(v, dtype=x.dtype) for v in upper)
+    else:
+        kx = _rbf_blocks("cka_rbf", x, 1, fraction, median_over)
+        ky = _rbf_blocks("cka_rbf", y, 2, fraction, median_over)
+        xy, xx, yy = _centred_products(kx, ky, x.shape[0], unbiased=False)
     return (xy / (xx.sqrt() * yy.sqrt())).clamp(0.0, 1.0)
 
 
@@ -438,16 +468,17 @@ def _condensed(z: torch.Tensor, inner: str) -> torch.Tensor:
     return _upper_by_row_blocks(n, block, z.new_empty(n * (n - 1) // 2))
 
 
-def _condensed_numpy(z: np.ndarray, inner: str, sq: np.ndarray | None) -> np.ndarray:
+def _condensed_numpy(z: np.ndarray, inner: str, sq: np.ndarray | None, max_rows: int | None = None) -> np.ndarray:
     """:func:`_condensed` with numpy: the same blocks and arithmetic entry by entry, so the same bits
     (smaller blocks would save part of the GEMM below N ≈ 2900, ~6 % of ``rsa`` at 2000x256, but the
     GEMM's round-off then moves, and with it which mathematically equal entries of lattice data tie);
-    each row's part j > i is copied straight into the output (no boolean mask over the block)."""
+    each row's part j > i is copied straight into the output (no boolean mask over the block).
+    ``max_rows`` caps the rows per block where those bits need not match (the RBF median)."""
     n = z.shape[0]
     out = np.empty(n * (n - 1) // 2, dtype=z.dtype)
     start = offset = 0
     while start < n - 1:
-        rows = max(1, min(n - 1 - start, _BLOCK_ELEMENTS // (n - start)))
+        rows = max(1, min(n - 1 - start, _BLOCK_ELEMENTS // (n - start), max_rows or n))
         stop = start + rows
         entries = z[start:stop] @ z[start + 1:].T  # row r (instance start + r): pairs with j > start
         if sq is None:
@@ -828,37 +859,43 @@ def rsm_norm_difference(
 
 
 #: The smallest fraction of its uncentred counterpart a centred product may keep in
-#: :func:`_double_centred_distance_products` (below it the expansion would lose more than ~11 digits).
+#: :func:`_upper_triangle_centred_products` (below it the expansion would lose more than ~11 digits).
 _EXPANSION_KEEP = 1e-5
 
 
-def _double_centred_distance_products(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float] | None:
-    """⟨HAH, HBH⟩, ⟨HAH, HAH⟩, ⟨HBH, HBH⟩ for the Euclidean distance matrices A, B of the rows of x, y,
-    from the strict upper triangles alone, in one pass; None where that would lose digits.
+def _upper_triangle_centred_products(
+    x: np.ndarray, y: np.ndarray, entries: Callable[[np.ndarray, int], None], diagonal: float
+) -> tuple[float, float, float] | None:
+    """⟨HAH, HBH⟩, ⟨HAH, HAH⟩, ⟨HBH, HBH⟩ for symmetric N x N matrices A, B that are elementwise functions
+    of the squared distances of the rows of x, y, from the strict upper triangles alone, in one pass;
+    None where that would lose digits.
 
+    ``entries(block, which)`` turns a block of squared distances (side 0 or 1) into matrix entries in
+    place; ``diagonal`` is the value of every diagonal entry (0 for distances, 1 for RBF kernels).
     For symmetric A, B with row sums r_A, r_B and totals s_A, s_B: ⟨HAH, HBH⟩ = tr(HAHB) =
     ⟨A, B⟩ − (2/N)·r_Aᵀr_B + s_A·s_B/N². Each unordered pair is computed once (row blocks of ≤ N/8 rows
-    against the rows after them: half the GEMM, sqrt and products of the two-pass route, and no N x N
-    block kept between passes); its row and column sums give r. The expansion cancels (for Gaussian
-    data at D = 256 the centred products are ~1e-3 of the uncentred ones, so ~3 of 16 digits go): it is
-    used only when each centred product keeps ≥ 1e-5 of its uncentred counterpart (relative error
-    ≲ 1e-11); otherwise the caller takes the two-pass route of :func:`_centred_products`.
+    against the rows after them: half the GEMM, elementwise work and products of the two-pass route of
+    :func:`_centred_products`, and no N x N block kept between passes); its row and column sums give r.
+    The expansion cancels (for the Euclidean distances of Gaussian data at D = 256 the centred products
+    are ~1e-3 of the uncentred ones, so ~3 of 16 digits go): it is used only when each centred product
+    keeps ≥ ``_EXPANSION_KEEP`` of its uncentred counterpart (relative error ≲ 1e-11); otherwise the
+    caller takes the two-pass route.
     """
     n = x.shape[0]
-    sides = [(z, np.einsum("ij,ij->i", z, z), np.zeros(n)) for z in (x, y)]
+    sides = [(z, np.einsum("ij,ij->i", z, z), np.full(n, diagonal)) for z in (x, y)]
     ab = aa = bb = 0.0
     start = 0
     while start < n - 1:
         rows = max(1, min(n - 1 - start, _BLOCK_ELEMENTS // (n - start), -(-n // 8)))
         stop = start + rows
         flat = []
-        for z, sq, row_sums in sides:
+        for which, (z, sq, row_sums) in enumerate(sides):
             block = z[start:stop] @ z[start + 1:].T  # row r (instance start + r): pairs with j > start
             block *= -2.0
             block += sq[start:stop, None]
             block += sq[start + 1:]
             np.maximum(block, 0.0, out=block)
-            np.sqrt(block, out=block)
+            entries(block, which)
             block[:, :rows][np.tri(rows, rows, -1, dtype=bool)] = 0.0  # j <= i: another block's pair
             row_sums[start:stop] += block.sum(axis=1)
             row_sums[start + 1:] += block.sum(axis=0)
@@ -869,7 +906,8 @@ def _double_centred_distance_products(x: np.ndarray, y: np.ndarray) -> tuple[flo
         start = stop
     rx, ry = sides[0][2], sides[1][2]
     sx, sy = float(rx.sum()), float(ry.sum())
-    raw = (2.0 * ab, 2.0 * aa, 2.0 * bb)  # each unordered pair twice; the diagonal is zero
+    on_diagonal = n * diagonal * diagonal
+    raw = (2.0 * ab + on_diagonal, 2.0 * aa + on_diagonal, 2.0 * bb + on_diagonal)  # each pair twice
     centred = (raw[0] - 2.0 / n * float(rx @ ry) + sx * sy / n**2,
                raw[1] - 2.0 / n * float(rx @ rx) + sx * sx / n**2,
                raw[2] - 2.0 / n * float(ry @ ry) + sy * sy / n**2)
@@ -914,7 +952,8 @@ def distance_correlation(X: torch.Tensor, Y: torch.Tensor, *, estimator: str = "
         raise ValueError(f"measure 'distance_correlation': estimator='unbiased' needs at least 4 rows, got {n}")
     x = _centred_nonconstant("distance_correlation", X, 1)
     y = _centred_nonconstant("distance_correlation", Y, 2)
-    upper = None if unbiased or not on_numpy(x, y) else _double_centred_distance_products(x.numpy(), y.numpy())
+    upper = None if unbiased or not on_numpy(x, y) else _upper_triangle_centred_products(
+        x.numpy(), y.numpy(), lambda block, which: np.sqrt(block, out=block), 0.0)
     if upper is not None:
         xy, xx, yy = (torch.tensor(v, dtype=x.dtype) for v in upper)
     else:

@@ -180,6 +180,26 @@ def test_cka_rbf_equals_sklearn_kernels_with_colab_bandwidth(xy, fraction, media
     assert value == pytest.approx(expected, abs=1e-10)
 
 
+@pytest.mark.parametrize("block", [1, 33 * 2 + 5, 1 << 22])
+@pytest.mark.parametrize("median_over", ["full_matrix", "upper_triangle"])
+def test_cka_rbf_upper_triangle_route_and_fallback_equal_colab(monkeypatch, block, median_over):
+    """One pass over the upper triangle (1-row, ragged and single blocks, a duplicate row) and the forced
+    two-pass fallback both equal the Colab's full-matrix formula."""
+    monkeypatch.setattr(measures.rsm, "_BLOCK_ELEMENTS", block)
+    x, y = representations(np.random.default_rng(22), 33, 5, 4)
+    x[20] = x[3]
+
+    def gram(a):
+        sq = cdist(a, a, "sqeuclidean")
+        median = np.median(sq) if median_over == "full_matrix" else np.median(pdist(a, "sqeuclidean"))
+        return np.exp(-sq / (2 * 0.4**2 * median))
+
+    expected = cka_of_grams(gram(x), gram(y))
+    assert measures.compute("cka_rbf", x, y, median_over=median_over) == pytest.approx(expected, rel=1e-12)
+    monkeypatch.setattr(measures.rsm, "_EXPANSION_KEEP", 1.0)
+    assert measures.compute("cka_rbf", x, y, median_over=median_over) == pytest.approx(expected, rel=1e-12)
+
+
 @pytest.mark.parametrize("n", [7, 8])  # odd and even N² (numpy's two-middle-values rule)
 def test_cka_rbf_median_rules_differ_and_match_numpy(n, rng):
     x, y = representations(rng, n, 3, 3)
