@@ -110,6 +110,22 @@ def test_cosine_ties_follow_similarity_then_index():
         np.testing.assert_array_equal(knn(x, k, "cosine"), _lexsort_neighbours(-cos, k))
 
 
+def test_torch_path_search_equals_brute_force_with_ties():
+    """The torch route of the search (taken by CUDA tensors; forced here by a tensor that needs grad):
+    top k + 1 for the straddling tie, largest products for cosine; against the (distance, index) oracle."""
+    g = np.arange(-2, 3)
+    grid = np.array([(a, b) for a in g for b in g], dtype=float)[np.random.default_rng(2).permutation(25)]
+    dist = ((grid[:, None, :] - grid[None, :, :]) ** 2).sum(-1)
+    rng = np.random.default_rng(3)
+    basis = (np.vstack([np.eye(4), -np.eye(4), np.eye(4)]) * rng.integers(1, 5, size=(12, 1)))[rng.permutation(12)]
+    for x, metric, oracle, ks in ((grid, "euclidean", dist, (1, 4, 8, 24)),
+                                  (basis, "cosine", -cosine_similarity(basis), (1, 3, 6, 11))):
+        z = prepare_rows("test", torch.from_numpy(x), metric).requires_grad_()
+        for k in ks:
+            lists = neighbours._search(z, k, metric).numpy()
+            np.testing.assert_array_equal(lists, _lexsort_neighbours(oracle, k))
+
+
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_duplicates_stay_neighbours_and_self_is_excluded_by_index(metric):
     rng = np.random.default_rng(4)
