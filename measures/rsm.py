@@ -625,7 +625,7 @@ def _average_ranks(v: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
 
 
 def _average_ranks_numpy(v: np.ndarray) -> np.ndarray:
-    """:func:`_average_ranks` with numpy, overwriting ``v`` (its buffer receives the ranks).
+    """:func:`_average_ranks` with numpy; ``v`` is used as scratch space (its values are lost).
 
     Ranks need the sorting permutation, and ``np.argsort`` / ``torch.sort`` (values and indices) take
     ~1.8x as long as numpy's value sort here. So the permutation rides along inside the sorted values:
@@ -633,14 +633,15 @@ def _average_ranks_numpy(v: np.ndarray) -> np.ndarray:
     range onto the remaining ≤ 52 bits; fl(v − min)·s and the floor are monotone, so the keys sort in
     the order of the values), one int64 value sort, then the low b bits are the permutation. Entries
     whose quantised parts coincide (a few hundred at 2 M entries) are put in value order by an argsort
-    of just those entries; exact ties are then averaged as in :func:`_average_ranks`.
+    of just those entries; only they are compared by value (different quantised parts are different
+    values), so no gather of all M values in sorted order is needed. Exact ties are then averaged as
+    in :func:`_average_ranks`.
     """
     m = v.size
     bits = max(1, (m - 1).bit_length())
     lo, hi = float(v.min()), float(v.max())
     if lo == hi:
-        v.fill((m + 1) / 2.0)
-        return v
+        return np.full(m, (m + 1) / 2.0)
     half = not math.isfinite(hi - lo)  # a range beyond float64: halve (exact, monotone) before scaling
     levels = float(1 << min(62 - bits, 52))
     key = np.subtract(v * 0.5, lo * 0.5) if half else np.subtract(v, lo)
@@ -657,16 +658,23 @@ def _average_ranks_numpy(v: np.ndarray) -> np.ndarray:
         np.equal(key[s:e] >> np.int64(bits), key[s + 1:e + 1] >> np.int64(bits), out=same[s:e])
     key &= np.int64((1 << bits) - 1)
     order = key
-    ordered = v[order]
+    # Different quantised parts mean different values: only entries that share theirs with a
+    # neighbour in the sort need their values (gathered, put in value order, compared exactly).
+    new_group = np.empty(m, dtype=bool)
+    new_group[0] = True
+    np.logical_not(same, out=new_group[1:])
     if same.any():
         at = np.flatnonzero(same)
         members = np.union1d(at, at + 1)
-        within = np.argsort(ordered[members])
+        values = v[order[members]]
+        within = np.argsort(values)
         order[members] = order[members][within]
-        ordered[members] = ordered[members][within]
-    new_group = np.empty(m, dtype=bool)
-    new_group[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=new_group[1:])
+        values = values[within]
+        pairs = np.flatnonzero(np.diff(members) == 1)  # members t, t + 1 adjacent in the sort
+        pairs = pairs[same[members[pairs]]]  # ... and in one quantised group
+        new_group[members[pairs + 1]] = values[pairs + 1] != values[pairs]
+    ordered = v  # v is no longer needed: its buffer takes the ranks in sorted order, then by entry
+    ranks = np.empty_like(v)
     if new_group.all():  # no ties: the rank is the sorted position + 1
         for s in range(0, m, chunk):
             ordered[s:s + chunk] = np.arange(s + 1, min(s + chunk, m) + 1, dtype=np.float64)
@@ -689,8 +697,8 @@ def _average_ranks_numpy(v: np.ndarray) -> np.ndarray:
             last = int(ends[0])
         ordered *= 0.5
         ordered += 1.0
-    v[order] = ordered
-    return v
+    ranks[order] = ordered
+    return ranks
 
 
 def _count_inversions(v: torch.Tensor) -> int:
