@@ -351,10 +351,24 @@ def _kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
 def _median_squared_distance(upper: torch.Tensor, n: int, median_over: str) -> torch.Tensor:
     """Median of the squared distances, numpy's convention (mean of the two middle values if even).
 
-    ``upper`` holds the N(N−1)/2 strict-upper-triangle entries (all ≥ 0). For ``"full_matrix"`` the
+    ``upper`` holds the N(N−1)/2 strict-upper-triangle entries (all ≥ 0); on the CPU it is reordered
+    in place. For ``"full_matrix"`` the
     N² entries are N diagonal zeros followed, in sorted order, by every upper entry twice, so the k-th
     smallest (k > N) is the ⌈(k−N)/2⌉-th smallest upper entry: no N x N copy is needed.
     """
+    if on_numpy(upper):  # both order statistics from one np.partition
+        m = upper.numel()
+        if median_over == "upper_triangle":
+            ks = [(m + 1) // 2, m // 2 + 1]
+        else:
+            total = n * n
+            ks = [0 if k <= n else math.ceil((k - n) / 2) for k in ((total + 1) // 2, total // 2 + 1)]
+        wanted = sorted({k - 1 for k in ks if k > 0})
+        part = upper.numpy()
+        if wanted:  # in place: the caller's vector is scratch (a copy of N²/2 doubles cost ~40 % at N = 8000)
+            part.partition(wanted)
+        lo, hi = (0.0 if k == 0 else part[k - 1] for k in ks)
+        return 0.5 * (torch.tensor(lo, dtype=upper.dtype) + torch.tensor(hi, dtype=upper.dtype))
     if median_over == "upper_triangle":
         m = upper.numel()
         lo, hi = (m + 1) // 2, m // 2 + 1
@@ -367,13 +381,18 @@ def _median_squared_distance(upper: torch.Tensor, n: int, median_over: str) -> t
     return 0.5 * (kth_full((total + 1) // 2) + kth_full(total // 2 + 1))
 
 
-def _rbf_blocks(name: str, x: torch.Tensor, which: int, fraction: float, median_over: str) -> BlockFn:
+def _rbf_two_sigma_sq(name: str, x: torch.Tensor, which: int, fraction: float, median_over: str) -> torch.Tensor:
+    """2σ² = 2·fraction²·median squared distance of the rows of x (the median memoised per input)."""
     n = x.shape[0]
-    squared = _squared_distance_blocks(x)
 
     def median_squared_distance() -> torch.Tensor:
-        columns = torch.arange(n, device=x.device)
-        upper = torch.cat([squared(rows)[columns[None, :] > columns[rows, None]] for rows in _row_blocks(n)])
+        if on_numpy(x):  # the upper triangle by row blocks of ≤ N/8 rows (about half the GEMM)
+            xn = x.numpy()
+            upper = torch.from_numpy(_condensed_numpy(xn, "sqeuclidean", np.einsum("ij,ij->i", xn, xn), -(-n // 8)))
+        else:
+            squared = _squared_distance_blocks(x)
+            columns = torch.arange(n, device=x.device)
+            upper = torch.cat([squared(rows)[columns[None, :] > columns[rows, None]] for rows in _row_blocks(n)])
         return _median_squared_distance(upper, n, median_over)
 
     # The bandwidth depends on this input alone: memoised per input.
@@ -383,7 +402,12 @@ def _rbf_blocks(name: str, x: torch.Tensor, which: int, fraction: float, median_
             f"{name}: the median squared distance of input {which} is 0 (constant or mostly duplicate rows), "
             "so the median-fraction bandwidth is 0"
         )
-    two_sigma_sq = 2.0 * fraction**2 * median
+    return 2.0 * fraction**2 * median
+
+
+def _rbf_blocks(name: str, x: torch.Tensor, which: int, fraction: float, median_over: str) -> BlockFn:
+    squared = _squared_distance_blocks(x)
+    two_sigma_sq = _rbf_two_sigma_sq(name, x, which, fraction, median_over)
     if on_numpy(x):
         minus_two_sigma_sq = -float(two_sigma_sq)
 
@@ -429,9 +453,18 @@ def cka_rbf(
         raise ValueError(f"measure 'cka_rbf': fraction must be positive, got {fraction!r}")
     x = _centred_nonconstant("cka_rbf", X, 1)
     y = _centred_nonconstant("cka_rbf", Y, 2)
-    kx = _rbf_blocks("cka_rbf", x, 1, fraction, median_over)
-    ky = _rbf_blocks("cka_rbf", y, 2, fraction, median_over)
-    xy, xx, yy = _centred_products(kx, ky, x.shape[0], unbiased=False)
+    upper = None
+    if on_numpy(x, y):
+        divisors = [-float(_rbf_two_sigma_sq("cka_rbf", z, w, fraction, median_over)) for w, z in ((1, x), (2, y))]
+        upper = _upper_triangle_centred_products(
+            x.numpy(), y.numpy(), lambda block, which: np.exp(np.divide(block, divisors[which], out=block), out=block),
+            1.0)
+    if upper is not None:
+        xy, xx, yy = (torch.tensor(v, dtype=x.dtype) for v in upper)
+    else:
+        kx = _rbf_blocks("cka_rbf", x, 1, fraction, median_over)
+        ky = _rbf_blocks("cka_rbf", y, 2, fraction, median_over)
+        xy, xx, yy = _centred_products(kx, ky, x.shape[0], unbiased=False)
     return (xy / (xx.sqrt() * yy.sqrt())).clamp(0.0, 1.0)
 
 
@@ -448,6 +481,8 @@ def _condensed(z: torch.Tensor, inner: str) -> torch.Tensor:
     """
     n = z.shape[0]
     sq = (z * z).sum(dim=1) if inner in ("euclidean", "sqeuclidean") else None
+    if on_numpy(z):
+        return torch.from_numpy(_condensed_numpy(z.numpy(), inner, None if sq is None else sq.numpy()))
 
     def block(start: int, stop: int) -> torch.Tensor:  # row i of the block: pairs (i, j) for j > start
         entries = mm(z[start:stop], z[start + 1:].T)
@@ -457,6 +492,37 @@ def _condensed(z: torch.Tensor, inner: str) -> torch.Tensor:
         return entries.sqrt_() if inner == "euclidean" else entries
 
     return _upper_by_row_blocks(n, block, z.new_empty(n * (n - 1) // 2))
+
+
+def _condensed_numpy(z: np.ndarray, inner: str, sq: np.ndarray | None, max_rows: int | None = None) -> np.ndarray:
+    """:func:`_condensed` with numpy: the same blocks and arithmetic entry by entry, so the same bits
+    (smaller blocks would save part of the GEMM below N ≈ 2900, ~6 % of ``rsa`` at 2000x256, but the
+    GEMM's round-off then moves, and with it which mathematically equal entries of lattice data tie);
+    each row's part j > i is copied straight into the output (no boolean mask over the block).
+    ``max_rows`` caps the rows per block where those bits need not match (the RBF median)."""
+    n = z.shape[0]
+    out = np.empty(n * (n - 1) // 2, dtype=z.dtype)
+    start = offset = 0
+    while start < n - 1:
+        rows = max(1, min(n - 1 - start, _BLOCK_ELEMENTS // (n - start), max_rows or n))
+        stop = start + rows
+        entries = z[start:stop] @ z[start + 1:].T  # row r (instance start + r): pairs with j > start
+        if sq is None:
+            np.negative(entries, out=entries)
+            entries += 1.0
+        else:
+            entries *= -2.0
+            entries += sq[start:stop, None]
+            entries += sq[start + 1:]
+            np.maximum(entries, 0.0, out=entries)
+            if inner == "euclidean":
+                np.sqrt(entries, out=entries)
+        for r in range(rows):
+            row = entries[r, r:]  # columns j > start + r
+            out[offset:offset + row.size] = row
+            offset += row.size
+        start = stop
+    return out
 
 
 def _upper_by_row_blocks(n: int, block: Callable[[int, int], torch.Tensor], out: torch.Tensor) -> torch.Tensor:
@@ -541,13 +607,16 @@ def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a @ b) / (torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b))
 
 
-def _average_ranks(v: torch.Tensor) -> torch.Tensor:
+def _average_ranks(v: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
     """1-based ranks with ties given their average rank (``scipy.stats.rankdata(method='average')``).
 
     Memory-lean for the N(N−1)/2 entries of an RDM: besides the sort (values and permutation) only
-    chunk-sized temporaries. The rank of sorted position k is (first + last)/2 + 1 with first/last the
+    chunk-sized temporaries. On the CPU the numpy version below runs (``overwrite``: it may reuse the
+    buffer of ``v`` for the ranks). The rank of sorted position k is (first + last)/2 + 1 with first/last the
     0-based bounds of its tie group, found by a running max (left to right) and min (right to left).
     """
+    if on_numpy(v):
+        return torch.from_numpy(_average_ranks_numpy(v.numpy() if overwrite else v.numpy().copy()))
     ordered, order = torch.sort(v)
     m = v.numel()
     new_group = torch.ones(m, dtype=torch.bool, device=v.device)
@@ -578,6 +647,83 @@ def _average_ranks(v: torch.Tensor) -> torch.Tensor:
         last = int(ends[0])
     buf.mul_(0.5).add_(1.0)
     ranks[order] = buf
+    return ranks
+
+
+def _average_ranks_numpy(v: np.ndarray) -> np.ndarray:
+    """:func:`_average_ranks` with numpy; ``v`` is used as scratch space (its values are lost).
+
+    Ranks need the sorting permutation, and ``np.argsort`` / ``torch.sort`` (values and indices) take
+    ~1.8x as long as numpy's value sort here. So the permutation rides along inside the sorted values:
+    each entry becomes the int64 key ⌊(v − min)·s⌋·2^b + position (b bits hold the positions, s maps the
+    range onto the remaining ≤ 52 bits; fl(v − min)·s and the floor are monotone, so the keys sort in
+    the order of the values), one int64 value sort, then the low b bits are the permutation. Entries
+    whose quantised parts coincide (a few hundred at 2 M entries) are put in value order by an argsort
+    of just those entries; only they are compared by value (different quantised parts are different
+    values), so no gather of all M values in sorted order is needed. Exact ties are then averaged as
+    in :func:`_average_ranks`.
+    """
+    m = v.size
+    bits = max(1, (m - 1).bit_length())
+    lo, hi = float(v.min()), float(v.max())
+    if lo == hi:
+        return np.full(m, (m + 1) / 2.0)
+    half = not math.isfinite(hi - lo)  # a range beyond float64: halve (exact, monotone) before scaling
+    levels = float(1 << min(62 - bits, 52))
+    key = np.subtract(v * 0.5, lo * 0.5) if half else np.subtract(v, lo)
+    key *= levels / ((hi * 0.5 - lo * 0.5) if half else (hi - lo))
+    key = key.astype(np.int64)
+    np.left_shift(key, np.int64(bits), out=key)
+    chunk = _BLOCK_ELEMENTS
+    for s in range(0, m, chunk):
+        key[s:s + chunk] |= np.arange(s, min(s + chunk, m), dtype=np.int64)
+    key.sort()
+    same = np.empty(m - 1, dtype=bool)  # neighbours in the sort with equal quantised parts
+    for s in range(0, m - 1, chunk):
+        e = min(s + chunk, m - 1)
+        np.equal(key[s:e] >> np.int64(bits), key[s + 1:e + 1] >> np.int64(bits), out=same[s:e])
+    key &= np.int64((1 << bits) - 1)
+    order = key
+    # Different quantised parts mean different values: only entries that share theirs with a
+    # neighbour in the sort need their values (gathered, put in value order, compared exactly).
+    new_group = np.empty(m, dtype=bool)
+    new_group[0] = True
+    np.logical_not(same, out=new_group[1:])
+    if same.any():
+        at = np.flatnonzero(same)
+        members = np.union1d(at, at + 1)
+        values = v[order[members]]
+        within = np.argsort(values)
+        order[members] = order[members][within]
+        values = values[within]
+        pairs = np.flatnonzero(np.diff(members) == 1)  # members t, t + 1 adjacent in the sort
+        pairs = pairs[same[members[pairs]]]  # ... and in one quantised group
+        new_group[members[pairs + 1]] = values[pairs + 1] != values[pairs]
+    ordered = v  # v is no longer needed: its buffer takes the ranks in sorted order, then by entry
+    ranks = np.empty_like(v)
+    if new_group.all():  # no ties: the rank is the sorted position + 1
+        for s in range(0, m, chunk):
+            ordered[s:s + chunk] = np.arange(s + 1, min(s + chunk, m) + 1, dtype=np.float64)
+    else:
+        # first + last 0-based position of each entry's tie group: a running max from the left, a
+        # running min from the right, chunk by chunk (as the torch version)
+        first = 0
+        for s in range(0, m, chunk):
+            e = min(s + chunk, m)
+            starts = np.maximum.accumulate(np.where(new_group[s:e], np.arange(s, e), first))
+            ordered[s:e] = starts
+            first = int(starts[-1])
+        last = m - 1
+        for s in reversed(range(0, m, chunk)):
+            e = min(s + chunk, m)
+            group_end = np.ones(e - s, dtype=bool)
+            group_end[: e - s - (e == m)] = new_group[s + 1:e + (e < m)]
+            ends = np.minimum.accumulate(np.where(group_end, np.arange(s, e), last)[::-1])[::-1]
+            ordered[s:e] += ends
+            last = int(ends[0])
+        ordered *= 0.5
+        ordered += 1.0
+    ranks[order] = ordered
     return ranks
 
 
@@ -673,7 +819,7 @@ def rsa(X: torch.Tensor, Y: torch.Tensor, *, inner: str = "correlation", outer: 
                 f"(all instances equally dissimilar), so its {outer} correlation is undefined"
             )
         if outer == "spearman":
-            return None, _average_ranks(rdm)  # the RDM itself is not needed: only its ranks are kept
+            return None, _average_ranks(rdm, overwrite=True)  # the RDM is not needed: only its ranks are kept
         return rdm, None
 
     # The RDM (and its ranks) of each input depend on that input alone: memoised per input.
@@ -746,6 +892,66 @@ def rsm_norm_difference(
     return total.clamp(min=0.0).sqrt() * scale**degree
 
 
+#: The smallest fraction of its uncentred counterpart a centred product may keep in
+#: :func:`_upper_triangle_centred_products` (below it the expansion would lose more than ~11 digits).
+_EXPANSION_KEEP = 1e-5
+
+
+def _upper_triangle_centred_products(
+    x: np.ndarray, y: np.ndarray, entries: Callable[[np.ndarray, int], None], diagonal: float
+) -> tuple[float, float, float] | None:
+    """⟨HAH, HBH⟩, ⟨HAH, HAH⟩, ⟨HBH, HBH⟩ for symmetric N x N matrices A, B that are elementwise functions
+    of the squared distances of the rows of x, y, from the strict upper triangles alone, in one pass;
+    None where that would lose digits.
+
+    ``entries(block, which)`` turns a block of squared distances (side 0 or 1) into matrix entries in
+    place; ``diagonal`` is the value of every diagonal entry (0 for distances, 1 for RBF kernels).
+    For symmetric A, B with row sums r_A, r_B and totals s_A, s_B: ⟨HAH, HBH⟩ = tr(HAHB) =
+    ⟨A, B⟩ − (2/N)·r_Aᵀr_B + s_A·s_B/N². Each unordered pair is computed once (row blocks of ≤ N/8 rows
+    against the rows after them: half the GEMM, elementwise work and products of the two-pass route of
+    :func:`_centred_products`, and no N x N block kept between passes); its row and column sums give r.
+    The expansion cancels (for the Euclidean distances of Gaussian data at D = 256 the centred products
+    are ~1e-3 of the uncentred ones, so ~3 of 16 digits go): it is used only when each centred product
+    keeps ≥ ``_EXPANSION_KEEP`` of its uncentred counterpart (relative error ≲ 1e-11); otherwise the
+    caller takes the two-pass route.
+    """
+    n = x.shape[0]
+    sides = [(z, np.einsum("ij,ij->i", z, z), np.full(n, diagonal)) for z in (x, y)]
+    ab = aa = bb = 0.0
+    start = 0
+    while start < n - 1:
+        rows = max(1, min(n - 1 - start, _BLOCK_ELEMENTS // (n - start), -(-n // 8)))
+        stop = start + rows
+        flat = []
+        for which, (z, sq, row_sums) in enumerate(sides):
+            block = z[start:stop] @ z[start + 1:].T  # row r (instance start + r): pairs with j > start
+            block *= -2.0
+            block += sq[start:stop, None]
+            block += sq[start + 1:]
+            np.maximum(block, 0.0, out=block)
+            entries(block, which)
+            block[:, :rows][np.tri(rows, rows, -1, dtype=bool)] = 0.0  # j <= i: another block's pair
+            row_sums[start:stop] += block.sum(axis=1)
+            row_sums[start + 1:] += block.sum(axis=0)
+            flat.append(block.reshape(-1))
+        ab += float(np.dot(flat[0], flat[1]))
+        aa += float(np.dot(flat[0], flat[0]))
+        bb += float(np.dot(flat[1], flat[1]))
+        start = stop
+    rx, ry = sides[0][2], sides[1][2]
+    sx, sy = float(rx.sum()), float(ry.sum())
+    on_diagonal = n * diagonal * diagonal
+    raw = (2.0 * ab + on_diagonal, 2.0 * aa + on_diagonal, 2.0 * bb + on_diagonal)  # each pair twice
+    centred = (raw[0] - 2.0 / n * float(rx @ ry) + sx * sy / n**2,
+               raw[1] - 2.0 / n * float(rx @ rx) + sx * sx / n**2,
+               raw[2] - 2.0 / n * float(ry @ ry) + sy * sy / n**2)
+    keep = _EXPANSION_KEEP
+    if not (centred[1] >= keep * raw[1] and centred[2] >= keep * raw[2]
+            and abs(centred[0]) >= keep * math.sqrt(raw[1] * raw[2])):
+        return None
+    return centred
+
+
 @register(
     "distance_correlation",
     family="rsm",
@@ -780,7 +986,12 @@ def distance_correlation(X: torch.Tensor, Y: torch.Tensor, *, estimator: str = "
         raise ValueError(f"measure 'distance_correlation': estimator='unbiased' needs at least 4 rows, got {n}")
     x = _centred_nonconstant("distance_correlation", X, 1)
     y = _centred_nonconstant("distance_correlation", Y, 2)
-    xy, xx, yy = _centred_products(_distance_blocks(x), _distance_blocks(y), n, unbiased=unbiased)
+    upper = None if unbiased or not on_numpy(x, y) else _upper_triangle_centred_products(
+        x.numpy(), y.numpy(), lambda block, which: np.sqrt(block, out=block), 0.0)
+    if upper is not None:
+        xy, xx, yy = (torch.tensor(v, dtype=x.dtype) for v in upper)
+    else:
+        xy, xx, yy = _centred_products(_distance_blocks(x), _distance_blocks(y), n, unbiased=unbiased)
     for which, (self_term, z) in enumerate(((xx, x), (yy, y)), start=1):
         # Σ_ij A_ij² = 2N‖Z̃‖_F² bounds the round-off of the centred sum of squares.
         if self_term <= 64.0 * _eps(z) * 2 * n * z.square().sum():

@@ -54,6 +54,9 @@ def test_knn_blocks_give_the_same_lists(monkeypatch):
     np.testing.assert_array_equal(knn(x, 9, "euclidean"), whole)
     monkeypatch.setattr(neighbours, "BLOCK_ELEMENTS", 1)  # one row per block
     np.testing.assert_array_equal(knn(x, 9, "euclidean"), whole)
+    monkeypatch.setattr(neighbours, "GRAM_BYTES", 0)  # a GEMM per row block instead of the whole Gram matrix
+    for metric in ("euclidean", "cosine"):
+        np.testing.assert_array_equal(knn(x, 9, metric), sklearn_knn(x, 9, metric))
 
 
 def _lexsort_neighbours(dist: np.ndarray, k: int) -> np.ndarray:
@@ -65,6 +68,26 @@ def _lexsort_neighbours(dist: np.ndarray, k: int) -> np.ndarray:
         order = np.lexsort((others, dist[i, others]))  # last key is primary
         out.append(others[order[:k]])
     return np.array(out)
+
+
+@pytest.mark.parametrize("cache_block", [1, 7 * 6 + 5, 1 << 18])
+def test_pair_values_numpy_and_torch_paths_match_brute_force(monkeypatch, cache_block):
+    """Both paths of pair_values (numpy for plain CPU tensors, torch for tensors that need grad) against
+    numpy written out entry by entry; 1-row, ragged and single blocks; duplicates are exactly 0 apart."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((31, 6))
+    x[4] = x[17]
+    index = np.stack([rng.permutation(31)[:7] for _ in range(31)])
+    index[17, 0] = 4
+    monkeypatch.setattr(neighbours, "CACHE_BLOCK_ELEMENTS", cache_block)
+    expected_dot = np.array([[x[i] @ x[j] for j in row] for i, row in enumerate(index)])
+    expected_sq = np.array([[np.sum((x[i] - x[j]) ** 2) for j in row] for i, row in enumerate(index)])
+    for z in (torch.from_numpy(x), torch.from_numpy(x).requires_grad_()):
+        got_dot = neighbours.pair_values(z, torch.from_numpy(index), squared_distance=False).detach().numpy()
+        got_sq = neighbours.pair_values(z, torch.from_numpy(index), squared_distance=True).detach().numpy()
+        np.testing.assert_allclose(got_dot, expected_dot, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(got_sq, expected_sq, rtol=1e-13, atol=1e-13)
+        assert got_sq[17, 0] == 0.0
 
 
 def test_euclidean_ties_follow_distance_then_index():
@@ -85,6 +108,22 @@ def test_cosine_ties_follow_similarity_then_index():
     cos = cosine_similarity(x)
     for k in (1, 3, 6, 11):
         np.testing.assert_array_equal(knn(x, k, "cosine"), _lexsort_neighbours(-cos, k))
+
+
+def test_torch_path_search_equals_brute_force_with_ties():
+    """The torch route of the search (taken by CUDA tensors; forced here by a tensor that needs grad):
+    top k + 1 for the straddling tie, largest products for cosine; against the (distance, index) oracle."""
+    g = np.arange(-2, 3)
+    grid = np.array([(a, b) for a in g for b in g], dtype=float)[np.random.default_rng(2).permutation(25)]
+    dist = ((grid[:, None, :] - grid[None, :, :]) ** 2).sum(-1)
+    rng = np.random.default_rng(3)
+    basis = (np.vstack([np.eye(4), -np.eye(4), np.eye(4)]) * rng.integers(1, 5, size=(12, 1)))[rng.permutation(12)]
+    for x, metric, oracle, ks in ((grid, "euclidean", dist, (1, 4, 8, 24)),
+                                  (basis, "cosine", -cosine_similarity(basis), (1, 3, 6, 11))):
+        z = prepare_rows("test", torch.from_numpy(x), metric).requires_grad_()
+        for k in ks:
+            lists = neighbours._search(z, k, metric).numpy()
+            np.testing.assert_array_equal(lists, _lexsort_neighbours(oracle, k))
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])

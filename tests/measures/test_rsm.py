@@ -180,6 +180,26 @@ def test_cka_rbf_equals_sklearn_kernels_with_colab_bandwidth(xy, fraction, media
     assert value == pytest.approx(expected, abs=1e-10)
 
 
+@pytest.mark.parametrize("block", [1, 33 * 2 + 5, 1 << 22])
+@pytest.mark.parametrize("median_over", ["full_matrix", "upper_triangle"])
+def test_cka_rbf_upper_triangle_route_and_fallback_equal_colab(monkeypatch, block, median_over):
+    """One pass over the upper triangle (1-row, ragged and single blocks, a duplicate row) and the forced
+    two-pass fallback both equal the Colab's full-matrix formula."""
+    monkeypatch.setattr(measures.rsm, "_BLOCK_ELEMENTS", block)
+    x, y = representations(np.random.default_rng(22), 33, 5, 4)
+    x[20] = x[3]
+
+    def gram(a):
+        sq = cdist(a, a, "sqeuclidean")
+        median = np.median(sq) if median_over == "full_matrix" else np.median(pdist(a, "sqeuclidean"))
+        return np.exp(-sq / (2 * 0.4**2 * median))
+
+    expected = cka_of_grams(gram(x), gram(y))
+    assert measures.compute("cka_rbf", x, y, median_over=median_over) == pytest.approx(expected, rel=1e-12)
+    monkeypatch.setattr(measures.rsm, "_EXPANSION_KEEP", 1.0)
+    assert measures.compute("cka_rbf", x, y, median_over=median_over) == pytest.approx(expected, rel=1e-12)
+
+
 @pytest.mark.parametrize("n", [7, 8])  # odd and even N² (numpy's two-middle-values rule)
 def test_cka_rbf_median_rules_differ_and_match_numpy(n, rng):
     x, y = representations(rng, n, 3, 3)
@@ -296,6 +316,33 @@ def test_rsa_row_blocks_equal_scipy_on_condensed_distances(monkeypatch, block, i
     np.testing.assert_allclose(upper / upper.max(), a / a.max(), rtol=1e-12, atol=1e-13)
 
 
+def _rank_cases() -> list[np.ndarray]:
+    rng = np.random.default_rng(12)
+    near_one = 1.0 + rng.integers(0, 300, 5000) * 2.0**-52  # every quantised key equal: all in the fix-up
+    return [
+        rng.standard_normal(20000),  # signed, tie-free
+        np.round(rng.standard_normal(20000), 2),  # many ties
+        near_one,
+        np.concatenate([near_one, rng.random(3000)]),  # fix-up groups among ordinary entries
+        np.array([0.0, -0.0, 0.0, 1e-300, -1e-300, 5e-324, 3.0, 3.0]),  # signed zeros tie
+        np.array([-1.7e308, 1.7e308, 0.0, 1.7e308, -1.0]),  # a range beyond float64
+        np.full(7, 2.5),  # constant
+        np.array([4.0]),
+    ]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_average_ranks_numpy_and_torch_paths_equal_scipy_rankdata(case):
+    """The packed-key numpy ranks (quantised value and position in one int64 sort, then a fix-up of
+    equal quantised parts) and the torch sort path both equal scipy's average ranks exactly."""
+    v = _rank_cases()[case]
+    expected = rankdata(v)
+    np.testing.assert_array_equal(measures.rsm._average_ranks(torch.from_numpy(v)).numpy(), expected)
+    np.testing.assert_array_equal(measures.rsm._average_ranks_numpy(v.copy()), expected)
+    forced_torch = measures.rsm._average_ranks(torch.from_numpy(v).requires_grad_()).detach().numpy()
+    np.testing.assert_array_equal(forced_torch, expected)
+
+
 def test_rsa_kendall_on_large_rdm_equals_scipy():
     # 1,225 RDM entries: exercises several merge levels of the inversion count, with and without ties.
     rng = np.random.default_rng(8)
@@ -388,6 +435,26 @@ def test_distance_correlation_equals_dcor(xy):
     assert measures.compute("distance_correlation", x, y) == pytest.approx(dcor.distance_correlation(x, y), abs=1e-10)
     value = measures.compute("distance_correlation", x, y, estimator="unbiased")
     assert value == pytest.approx(dcor.u_distance_correlation_sqr(x, y), abs=1e-10)
+
+
+@pytest.mark.parametrize("block", [1, 40 * 3 + 7, 1 << 22])
+def test_distance_correlation_upper_triangle_route_equals_dcor(monkeypatch, block):
+    """The one-pass route over the upper triangle (row blocks of 1 row, ragged blocks, one block) and,
+    where its expansion would cancel too far (forced here by demanding that the centred products keep
+    all of the uncentred ones), the two-pass route: both equal dcor, and the fallback is taken only then."""
+    monkeypatch.setattr(measures.rsm, "_BLOCK_ELEMENTS", block)
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((40, 5))
+    y = np.tanh(x @ rng.standard_normal((5, 3))) + 0.3 * rng.standard_normal((40, 3))
+    x[11] = x[4]
+    two_pass = []
+    original = measures.rsm._centred_products
+    monkeypatch.setattr(measures.rsm, "_centred_products", lambda *a, **k: two_pass.append(1) or original(*a, **k))
+    assert measures.compute("distance_correlation", x, y) == pytest.approx(dcor.distance_correlation(x, y), rel=1e-12)
+    assert not two_pass
+    monkeypatch.setattr(measures.rsm, "_EXPANSION_KEEP", 1.0)
+    assert measures.compute("distance_correlation", x, y) == pytest.approx(dcor.distance_correlation(x, y), rel=1e-12)
+    assert two_pass
 
 
 def test_distance_correlation_unbiased_can_be_negative_and_tiny_n():

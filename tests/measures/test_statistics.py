@@ -114,6 +114,19 @@ def test_uniformity_high_dimension_does_not_underflow(monkeypatch):
     assert measures.compute("uniformity_difference", x, y) == pytest.approx(got, rel=1e-13)
 
 
+@pytest.mark.parametrize("block_elements", [1, 45, 47 * 5 + 3, 1 << 22])
+@pytest.mark.parametrize("include_diagonal", [False, True])
+def test_uniformity_upper_triangle_blocks_match_scipy(monkeypatch, block_elements, include_diagonal):
+    """The numpy kernel sums each unordered pair once by row blocks against the later rows: one row per
+    block, ragged blocks and a single block all give scipy's log-sum-exp over the full matrix."""
+    x, y = pair(np.random.default_rng(8), 47, 6, 4)
+    x[9] = x[2]  # a duplicate pair: d² = 0, exp = 1
+    monkeypatch.setattr(stats_module, "BLOCK_ELEMENTS", block_elements)
+    kw = dict(t=0.7, normalize=False, include_diagonal=include_diagonal)
+    expected = abs(uniformity_oracle(x, **kw) - uniformity_oracle(y, **kw))
+    assert measures.compute("uniformity_difference", x, y, **kw) == pytest.approx(expected, rel=1e-12)
+
+
 def test_uniformity_two_point_closed_form_and_extreme_magnitudes():
     # Two points at distance a: distinct pairs give u = -t·a²; with the diagonal u = log((2 + 2e^{-t·a²})/4).
     x, y = np.array([[0.0, 0.0], [3.0, 4.0]]), np.array([[1.0], [2.0]])
