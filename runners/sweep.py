@@ -642,7 +642,8 @@ def run_cells(sweep: Plan) -> int:
     print(f"[simbench] {len(todo)} job(s) of {sweep.n_jobs} to run, {sweep.pool_size} at a time (one pool for "
           f"all {len(sweep.parts)} parts)", flush=True)
     try:
-        Parallel(n_jobs=sweep.pool_size, backend="loky")(delayed(_pool_job)(cfg, log) for cfg, log in todo)
+        # batch_size=1: joblib would otherwise batch quick jobs together, and a batch at the end is a tail
+        Parallel(n_jobs=sweep.pool_size, backend="loky", batch_size=1)(delayed(_pool_job)(cfg, log) for cfg, log in todo)
     except Exception as exc:  # the job's own traceback is in its log and on stderr
         print(f"[simbench] a job failed ({type(exc).__name__}: {exc}); finished jobs are saved: rerun to resume",
               file=sys.stderr, flush=True)
