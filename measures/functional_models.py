@@ -37,8 +37,10 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+import xxhash
 from torch import nn
 
+from measures._memo import digest, one_sided
 from measures._registry import UndefinedMeasureError, register
 
 FAMILY = "functional_models"
@@ -292,6 +294,16 @@ def _attack(
     return adversarial.detach()
 
 
+def _module_key(model: nn.Module) -> tuple:
+    """Content key of a model: its class, structure, mode and a 128-bit xxHash of every parameter and buffer
+    (names, dtypes, shapes and bytes); two models with the same key compute the same function."""
+    h = xxhash.xxh3_128()
+    for key, tensor in model.state_dict(keep_vars=False).items():
+        h.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        h.update(np.ascontiguousarray(tensor.detach().cpu().numpy()).tobytes())
+    return (type(model).__qualname__, repr(model), model.training, h.hexdigest())
+
+
 def _uniform_start(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """U[−1, 1] noise shaped like ``x`` (drawn on the CPU, then moved): the PGD random start direction."""
     return (2.0 * torch.rand(x.shape, generator=generator, dtype=x.dtype) - 1.0).to(x.device)
@@ -536,9 +548,17 @@ def _transfer_rate(
         raise UndefinedMeasureError(f"{name}: model {source} classifies no probe input correctly; nothing to attack")
     start = None if start is None else start[correct]
     x, y = x[correct], y[correct]
-    adversarial = _attack(model, x, y, start=start, **attack)
+
+    def attack_model() -> tuple[torch.Tensor, torch.Tensor]:
+        adversarial = _attack(model, x, y, start=start, **attack)
+        with torch.no_grad():
+            return adversarial, model(adversarial).argmax(dim=1) != y
+
+    # One-sided: the attack on f depends on f and the probe only, so a model compared with several partners
+    # is attacked once (keyed by its weights and architecture, the inputs, labels, start and settings).
+    adversarial, fooled = one_sided("adversarial_transferability.attack", x, attack_model, model=_module_key(model),
+                                    y=digest(y), start=None if start is None else digest(start), **attack)
     with torch.no_grad():
-        fooled = model(adversarial).argmax(dim=1) != y
         transferred = other(adversarial).argmax(dim=1) != y
     if not fooled.any():
         raise UndefinedMeasureError(

@@ -74,6 +74,12 @@ class Plan:
     part_jobs: list[int] = dataclasses.field(default_factory=list)
     #: every job's config, for an analysis that needs a finished job's representations (runners.job.materialise)
     cells: list[DictConfig] = dataclasses.field(default_factory=list)
+    #: per cell: its part's name and whether it is pending (not finished by an earlier run)
+    cell_part: list[str] = dataclasses.field(default_factory=list)
+    cell_pending: list[bool] = dataclasses.field(default_factory=list)
+    #: a composite on the joblib launcher: its jobs run in one pool of this many processes (see run_cells)
+    pool_size: int = 0
+    launcher_cfg: DictConfig | None = None  # a plain sweep's hydra.launcher node (its parts' launcher)
 
 
 def launcher_overrides(master: DictConfig, overrides: list[str]) -> list[str]:
@@ -113,7 +119,10 @@ def plan(overrides: list[str]) -> Plan:
                     launcher=launcher, part_args=others, job_keys=set().union(*(p.job_keys for p in plans)),
                     pending=sum(p.pending for p in plans), part_pending=[p.pending for p in plans],
                     part_jobs=[p.n_jobs for p in plans],
-                    cells=[c for p in plans for c in p.cells])
+                    cells=[c for p in plans for c in p.cells],
+                    cell_part=[part for part, p in zip(parts, plans) for _ in p.cells],
+                    cell_pending=[f for p in plans for f in p.cell_pending],
+                    pool_size=_pool_size(plans[0].launcher_cfg) if plans else 0)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         params = [f"{k}={v}" for k, v in (master.hydra.sweeper.get("params") or {}).items()]
         multirun = master.hydra.mode is not None and master.hydra.mode.name == "MULTIRUN"
@@ -124,7 +133,7 @@ def plan(overrides: list[str]) -> Plan:
             raise ConfigError(f"limits.max_jobs: the sweep would launch {len(jobs)} jobs, more than the limit "
                               f"{limit}; narrow the grid or raise limits.max_jobs")
         _check_array_size(master, len(jobs))
-        keys, cells, pending = set(), [], 0
+        keys, cells, flags = set(), [], []
         composer = Composer()
         for job in jobs:
             cfg = composer(list(job))
@@ -138,11 +147,12 @@ def plan(overrides: list[str]) -> Plan:
             key = job_key(cfg)
             keys.add(key)
             cells.append(cfg)
-            pending += not is_finished(cfg, key)
+            flags.append(not is_finished(cfg, key))
     from runners.job import results_root
 
     return Plan(sweep_dir=results_root(master) / master.name, n_jobs=len(jobs), parts=[], launcher=launcher,
-                job_keys=keys, pending=pending, cells=cells)
+                job_keys=keys, pending=sum(flags), cells=cells, cell_pending=flags,
+                launcher_cfg=master.hydra.launcher)
 
 
 class Composer:
@@ -544,9 +554,18 @@ def cli(argv: list[str]) -> int:
           + f"; results go to {sweep.sweep_dir}", flush=True)
     # a part with a pending job is launched whole; its finished jobs return at once (runners.job.run_job)
     launched = [(i, part) for i, (part, n) in enumerate(zip(sweep.parts, sweep.part_pending), start=1) if n]
-    total = sum(sweep.part_jobs[i - 1] for i, _ in launched) if sweep.parts else sweep.n_jobs * bool(sweep.pending)
+    if sweep.parts and sweep.pool_size:
+        total = sweep.pending
+    elif sweep.parts:
+        total = sum(sweep.part_jobs[i - 1] for i, _ in launched)
+    else:
+        total = sweep.n_jobs * bool(sweep.pending)
     with Progress(total) if total else contextlib.nullcontext() as progress:
-        if sweep.parts:
+        if sweep.parts and sweep.pool_size:
+            code = run_cells(sweep) if sweep.pending else 0
+            if code:
+                return code
+        elif sweep.parts:
             for i, part in launched:
                 progress.part = f"part {i}/{len(sweep.parts)}: sweep={part}"
                 print(f"[simbench] part {i}/{len(sweep.parts)}: sweep={part} ({time.perf_counter() - tic:.0f}s elapsed)",
@@ -589,6 +608,70 @@ def cli(argv: list[str]) -> int:
     print(f"[simbench] done in {time.perf_counter() - tic:.1f}s: {fresh} rows computed in this run, "
           f"{n_rows - fresh} reused from earlier runs" + ("" if fresh else " (nothing recomputed)"))
     return 0
+
+
+def _pool_size(launcher: DictConfig | None) -> int:
+    """The number of processes of a joblib launcher (``n_jobs``, negative counting back from the number of
+    CPUs as in joblib), or 0 for any other launcher."""
+    if launcher is None or not str(launcher.get("_target_", "")).endswith(".JoblibLauncher"):
+        return 0
+    n = int(launcher.get("n_jobs") or 1)
+    return max(1, n if n > 0 else (os.cpu_count() or 1) + 1 + n)
+
+
+def run_cells(sweep: Plan) -> int:
+    """Run the pending jobs of every part of a composite sweep in one process pool (the joblib launcher's).
+
+    Run part by part (a sweep of its own per part, as other launchers do), the pool would be started 13
+    times for the default benchmark, Hydra would compose every job's config twice more (validating the
+    batch, then in the worker: ~0.3 s of CPU per job, the first serially on one core) and each part would
+    end with a tail where one core waits for the other's last job. Here the configs the plan composed and
+    validated are handed to the workers directly, in the parts' order, so the cores stay busy from the
+    first job to the last. Each job writes its log to ``logs/<name>/pool/<time>/<part>/<i>/simbench.log``
+    like a Hydra job. Returns 0, or 1 when a job failed (finished jobs are kept: a rerun resumes).
+    """
+    from joblib import Parallel, delayed
+
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S") + f"-{time.time_ns() // 1000 % 1_000_000:06d}"
+    log_root = sweep.sweep_dir.parent / "logs" / sweep.sweep_dir.name / "pool" / stamp
+    todo, index = [], {}
+    for cfg, part, pending in zip(sweep.cells, sweep.cell_part, sweep.cell_pending):
+        i = index[part] = index.get(part, -1) + 1
+        if pending:
+            todo.append((cfg, log_root / part / str(i) / "simbench.log"))
+    print(f"[simbench] {len(todo)} job(s) of {sweep.n_jobs} to run, {sweep.pool_size} at a time (one pool for "
+          f"all {len(sweep.parts)} parts)", flush=True)
+    try:
+        # batch_size=1: joblib would otherwise batch quick jobs together, and a batch at the end is a tail
+        Parallel(n_jobs=sweep.pool_size, backend="loky", batch_size=1)(delayed(_pool_job)(cfg, log) for cfg, log in todo)
+    except Exception as exc:  # the job's own traceback is in its log and on stderr
+        print(f"[simbench] a job failed ({type(exc).__name__}: {exc}); finished jobs are saved: rerun to resume",
+              file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def _pool_job(cfg: DictConfig, log_file: Path) -> None:
+    """One job in a worker of :func:`run_cells`: its log to stdout and its own file (Hydra's format)."""
+    from runners.job import run_job
+
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+        handler.close()
+    form = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(log_file)):
+        handler.setFormatter(form)
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        run_job(cfg)
+    except Exception:
+        log.exception("job failed: %s", log_file.parent)
+        raise
+    if os.environ.get(PROGRESS_DIR):
+        tempfile.mkstemp(dir=os.environ[PROGRESS_DIR], suffix=".done")
 
 
 def _materialiser(cells: list[DictConfig]) -> Callable[[str], None]:

@@ -198,6 +198,30 @@ def test_transferability(mlp_a, mlp_b, probe, labels, attack):
     assert compute("adversarial_transferability", mlp_b, mlp_a, probe, labels, attack=attack) == forward
 
 
+def test_transferability_reuses_a_models_attack_only_for_the_same_weights(mlp_a, mlp_b, probe, labels, monkeypatch):
+    """Each model's attack is memoised by its weights (measures._memo): comparing one model with several
+    partners, or with a model whose weights were changed in place, gives the values computed without the memo."""
+    from measures import _memo
+
+    changed = copy.deepcopy(mlp_b)
+
+    def run() -> list[float]:
+        out = []
+        for scale in (1.0, 1.5, 0.5):  # the same object with other weights: no stale attack may be served
+            with torch.no_grad():
+                for p, q in zip(changed.parameters(), mlp_b.parameters()):
+                    p.copy_(q * scale)
+            out += [compute("adversarial_transferability", mlp_a, partner, probe, labels)
+                    for partner in (mlp_b, changed, mlp_a, changed)]
+        return out
+
+    _memo.clear()
+    memoised = run()
+    monkeypatch.setattr(_memo, "MAX_ENTRIES", 0)  # disabled: every attack computed afresh
+    assert memoised == run()
+    assert memoised[2] == 1.0 and len(set(memoised)) > 2
+
+
 def test_transferability_without_successful_attacks_is_undefined(mlp_a, probe, labels):
     with pytest.raises(measures.UndefinedMeasureError, match="no attack on model A succeeded"):
         compute("adversarial_transferability", mlp_a, mlp_a, probe, labels, eps=1e-9, step_size=1e-9)

@@ -112,13 +112,13 @@ def test_joblib_launcher_runs_jobs_in_parallel(tmp_path):
 
 
 def test_composite_sweep_runs_its_parts_in_parallel_then_analyses_once(tmp_path):
-    """A sweep with ``parts`` (the default benchmark has five) runs each part as its own sweep into one
-    results folder, with the composite's ``default_launcher`` (joblib here), then collects and analyses."""
+    """A sweep with ``parts`` (the default benchmark has 13) runs the jobs of its parts into one results
+    folder, with the composite's ``default_launcher`` (joblib here: all parts' jobs in one pool of its
+    n_jobs processes, runners.sweep.run_cells), then collects and analyses."""
     proc = sweep(tmp_path, "sweep=none", "name=combo", "+parts=[smoke]", "measures=fast",
                  '+default_launcher=["hydra/launcher=joblib","hydra.launcher.n_jobs=2"]')
     log = proc.stdout + proc.stderr
-    assert "[simbench] part 1/1: sweep=smoke" in log
-    assert "Joblib.Parallel(n_jobs=2" in log
+    assert "4 job(s) of 4 to run, 2 at a time (one pool for all 1 parts)" in log
     assert "Summary of sweep 'combo'" in proc.stdout
     scores = pd.read_parquet(tmp_path / "combo" / "scores.parquet")
     assert set(scores["pair_type"]) == {"seed", "perturbation"} and scores["row_key"].is_unique
