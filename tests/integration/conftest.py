@@ -64,6 +64,15 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def session_alive(pgid: int) -> bool:
+    """Whether any process of the session / process group ``pgid`` still runs."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def scores(results: Path) -> pd.DataFrame:
     return pd.read_parquet(results / "smoke" / "scores.parquet")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tests.integration.conftest import ROOT, assert_same_values, count, wait_for
+from tests.integration.conftest import ROOT, assert_same_values, count, session_alive, wait_for
 
 #: two parts of the smoke composite (vision and graphs), one cheap measure, two seeds each
 COMPOSITE = ("sweep=smoke_domains", "parts=[smoke,smoke_graph]", "measures.include=[cka_linear,knn_jaccard]")
@@ -43,7 +43,7 @@ def test_composite_in_one_pool_matches_part_by_part(tmp_path):
     wait_for(lambda: "computed" in log.read_text(errors="replace"), 600, "the first pooled job to finish")
     os.kill(stopped.pid, signal.SIGTERM)
     assert stopped.wait(timeout=60) == 128 + signal.SIGTERM and "stopped by SIGTERM" in log.read_text()
-    wait_for(lambda: not _session_alive(stopped.pid), 30, "the pool's workers to end")
+    wait_for(lambda: not session_alive(stopped.pid), 30, "the pool's workers to end")
     proc = _run(pooled, *pool)
     assert "one pool for all 2 parts" in proc.stdout
     assert "part 1/2" not in proc.stdout  # no part-by-part subprocesses
@@ -56,11 +56,3 @@ def test_composite_in_one_pool_matches_part_by_part(tmp_path):
     assert count(r"trained \w+ seed=", logs) == n_models, "a model was trained twice, or a job log is missing"
     again = _run(pooled, *pool)
     assert "job(s) of" not in again.stdout and "0 rows computed" in again.stdout
-
-
-def _session_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     assert_same_values,
     run_sweep,
     scores,
+    session_alive,
     shard_files,
     start_sweep,
     wait_for,
@@ -108,12 +109,6 @@ def test_an_analysis_with_only_weight_rows_says_so_and_the_others_run(thread_run
 # -- item 7: SIGTERM / SIGINT stop the whole process tree ---------------------------------------------
 
 
-def _session_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _children(pid: int) -> list[int]:
@@ -134,7 +129,7 @@ def test_a_signal_stops_every_worker_and_a_rerun_resumes(baseline, tmp_path, sig
     assert proc.returncode == 128 + sig, text[-3000:]
     assert f"stopped by {sig.name}" in text and "rerun the same command to resume" in text
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
-    wait_for(lambda: not _session_alive(proc.pid), 30, "every process of the sweep to end")
+    wait_for(lambda: not session_alive(proc.pid), 30, "every process of the sweep to end")
     run_sweep(results)
     assert_same_values(scores(results), baseline.scores)
 
@@ -151,7 +146,7 @@ def test_sigterm_stops_the_running_part_of_a_composite_sweep(tmp_path):
     text = log.read_text(errors="replace")
     assert proc.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in text, text[-3000:]
     assert "Traceback" not in text
-    wait_for(lambda: not _session_alive(proc.pid), 30, "the part sweep and its workers to end")
+    wait_for(lambda: not session_alive(proc.pid), 30, "the part sweep and its workers to end")
 
 
 # -- item 11: repairs are reported, stale temporaries removed, bad results dirs are one line ------------
