@@ -398,8 +398,8 @@ def pc_deletion(ctx: AnalysisContext) -> AnalysisResult:
         x, labels = arrays[f"rep/{layer}"][keep].astype(np.float64), arrays["labels"][keep]
         rank = np.linalg.matrix_rank(x - x.mean(0))
         ks = sorted({int(round(f * rank)) for f in np.linspace(0, 1, 9)} - {rank}) or [0]
-        acc = np.array([probe_accuracy(delete_components(x, k), labels) for k in ks])
         deleted = {k: delete_components(x, k) for k in ks}
+        acc = np.array([probe_accuracy(deleted[k], labels) for k in ks])
         for measure in sorted(chosen):
             info = measures.info(measure)
             values = []
