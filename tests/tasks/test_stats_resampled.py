@@ -44,7 +44,7 @@ def test_group_separation_auprc_resampled_equals_the_loop(case, n_groups):
     sim = _matrix(rng, n, **case)
     levels = [0.0, 0.5, 0.75, 1.0, 2.0, 3.0, 4.0, 5.0][:n_groups]
     groups = np.array([levels[i % n_groups] for i in range(n)])
-    idx = _draws(rng, n, 150)
+    idx = _draws(rng, n, 60)
     idx = idx[[len(set(groups[row])) >= 2 for row in idx]]
     higher = not case["distance"]
     fast = stats.group_separation_auprc_resampled(sim, list(groups), idx, higher_is_more_similar=higher)
@@ -76,7 +76,7 @@ def test_correlation_statistic_resampled_equals_the_loop(case, method):
     n = 9
     rep = _matrix(rng, n, **case)
     fun = _matrix(rng, n, symmetric=True, nan_share=case["nan_share"], ties=case["ties"], distance=True)
-    idx = _draws(rng, n, 120)
+    idx = _draws(rng, n, 60)
     fast = stats.correlation_statistic_resampled(rep, fun, idx, method)
     loop = np.array([stats.correlation_statistic(rep[np.ix_(r, r)], fun[np.ix_(r, r)], method) for r in idx])
     np.testing.assert_array_equal(fast, loop)
