@@ -90,6 +90,14 @@ def _boot(units: np.ndarray, statistic: Callable[[np.ndarray], float]) -> tuple[
     return float(ci.low), float(ci.high)
 
 
+def _boot_resampled(n_units: int, statistic: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float]:
+    """:func:`_boot` over ``np.arange(n_units)`` for a statistic vectorised over resamples: ``statistic``
+    maps the (N_BOOT x n_units) index draws to one value per resample. Same draws, same interval."""
+    if n_units < 3:
+        return np.nan, np.nan
+    return stats.percentile_interval(statistic(stats.bootstrap_indices(n_units, N_BOOT, seed=SEED)))
+
+
 def _final_rows(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per architecture, the rows at its final hidden layer (same layer on both sides)."""
     out = {}
@@ -132,8 +140,8 @@ def output_correlation(ctx: AnalysisContext) -> AnalysisResult:
             rep = -stats.orient(_square(g, models, measures.info(measure).symmetric), _higher(measure))
             for fname, fmat in functional.items():
                 test = stats.correlation_test(rep, fmat, n_resamples=N_PERM, seed=SEED)
-                low, high = _boot(np.arange(len(models)), lambda idx: stats.correlation_statistic(
-                    rep[np.ix_(idx, idx)], fmat[np.ix_(idx, idx)]))
+                low, high = _boot_resampled(len(models), lambda idx: stats.correlation_statistic_resampled(
+                    rep, fmat, idx))
                 rows.append({"arch": arch, "configuration": configuration, "layer": g["layer_a"].iloc[0], "measure": measure,
                              "statistic": f"spearman_{fname}", "value": test.statistic, "ci_low": low,
                              "ci_high": high, "p_pairings": test.pvalue_pairings, "p_mantel": test.pvalue_mantel,
@@ -182,8 +190,8 @@ def group_separation(ctx: AnalysisContext) -> AnalysisResult:
                 higher = _higher(measure)
                 sim = _square(g, models, measures.info(measure).symmetric)
                 sep = stats.group_separation(sim, list(groups), higher_is_more_similar=higher)
-                low, high = _boot(np.arange(len(models)), lambda idx: stats.group_separation(
-                    sim[np.ix_(idx, idx)], list(groups[idx]), higher_is_more_similar=higher).auprc)
+                low, high = _boot_resampled(len(models), lambda idx: stats.group_separation_auprc_resampled(
+                    sim, list(groups), idx, higher_is_more_similar=higher))
                 base = {"arch": arch, "layer": g["layer_a"].iloc[0], "measure": measure, "axis": axis,
                         "n_pairs": n_within}
                 rows += [
@@ -390,8 +398,8 @@ def pc_deletion(ctx: AnalysisContext) -> AnalysisResult:
         x, labels = arrays[f"rep/{layer}"][keep].astype(np.float64), arrays["labels"][keep]
         rank = np.linalg.matrix_rank(x - x.mean(0))
         ks = sorted({int(round(f * rank)) for f in np.linspace(0, 1, 9)} - {rank}) or [0]
-        acc = np.array([probe_accuracy(delete_components(x, k), labels) for k in ks])
         deleted = {k: delete_components(x, k) for k in ks}
+        acc = np.array([probe_accuracy(deleted[k], labels) for k in ks])
         for measure in sorted(chosen):
             info = measures.info(measure)
             values = []

@@ -49,11 +49,20 @@ def layer_matrices(scores: pd.DataFrame) -> dict[tuple[str, str, str], pd.DataFr
     rows = rows[rows["status"].eq("ok") & rows["pair_type"].isin(["seed", "group"]) & rows["scale_a"].eq(0)
                 & rows["scale_b"].eq(0) & rows["layer_index_a"].ge(0) & rows["layer_index_b"].ge(0)
                 & trained_from_scratch(rows, "a") & trained_from_scratch(rows, "b")]
+    # One groupby for all pairs, then each matrix from its cells: the same cells, means and order as a
+    # pivot_table (mean over duplicates; layers whose cells are all NaN left out) per pair, which cost
+    # about 5 ms a pair and 1781 pairs in the default benchmark.
+    means = rows.groupby(["model_a", "model_b", "measure", "layer_index_a", "layer_index_b"])["value"].mean().dropna()
     out = {}
-    for (a, b, measure), g in rows.groupby(["model_a", "model_b", "measure"]):
-        m = g.pivot_table(index="layer_index_a", columns="layer_index_b", values="value", aggfunc="mean")
-        if m.shape[0] > 1 and m.shape[1] > 1 and m.notna().all().all():
-            out[(a, b, measure)] = m
+    for (a, b, measure), cells in means.groupby(level=[0, 1, 2], sort=True):
+        layer_a, at = np.unique(cells.index.get_level_values(3), return_inverse=True)
+        layer_b, bt = np.unique(cells.index.get_level_values(4), return_inverse=True)
+        if len(layer_a) < 2 or len(layer_b) < 2 or len(cells) != len(layer_a) * len(layer_b):
+            continue  # one layer, or a layer pair without a value
+        m = np.full((len(layer_a), len(layer_b)), np.nan)
+        m[at, bt] = cells.to_numpy()
+        out[(a, b, measure)] = pd.DataFrame(m, index=pd.Index(layer_a, name="layer_index_a"),
+                                            columns=pd.Index(layer_b, name="layer_index_b"))
     return out
 
 

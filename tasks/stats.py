@@ -382,6 +382,119 @@ def group_separation(
     )
 
 
+def group_separation_auprc_resampled(
+    similarity: ArrayLike,
+    groups: Sequence[Hashable],
+    indices: ArrayLike,
+    *,
+    higher_is_more_similar: bool = True,
+) -> np.ndarray:
+    """``group_separation(similarity[ix, ix], groups[ix]).auprc`` for every row ``ix`` of ``indices``
+    (B x n model indices, e.g. bootstrap resamples), bit for bit, in one vectorised pass.
+
+    Written out because a bootstrap evaluates hundreds of resamples per (measure, architecture, axis)
+    and the per-resample Python overhead was most of the benchmark's analysis time. Every floating-point
+    operation of :func:`auprc` is kept: the flip, the precisions and recalls element by element, and the
+    final sum row by row with numpy's own reduction (rows of one length reduced along the last axis sum
+    exactly as one 1-D array does); only the order of tied scores inside a tie differs, which the AP does
+    not see (it reads the cumulative counts at the last element of each tie). Resamples with non-finite
+    values take :func:`group_separation` itself.
+    """
+    s = _square(similarity, "similarity")
+    codes, _ = pd.factorize(pd.Series(list(groups), dtype=object))
+    if codes.size != s.shape[0]:
+        raise ValueError(f"{codes.size} group labels for a {s.shape[0]} x {s.shape[0]} matrix")
+    if (codes < 0).any():
+        raise ValueError("group labels must not be missing")
+    idx = np.asarray(indices, dtype=np.intp)
+    if idx.ndim != 2:
+        raise ValueError(f"indices must be a (resamples, models) matrix, got shape {idx.shape}")
+    n_boot, n = idx.shape
+    out = np.full(n_boot, np.nan)
+    if n_boot == 0:
+        return out
+    sub = s[idx[:, :, None], idx[:, None, :]]
+    code = codes[idx]
+    n_codes = int(codes.max()) + 1
+    present = np.zeros((n_boot, n_codes), dtype=bool)
+    np.put_along_axis(present, code, True, axis=1)
+    if (present.sum(axis=1) < 2).any():
+        raise ValueError("group separation needs at least two groups")
+    symmetric = np.isclose(sub, sub.transpose(0, 2, 1), rtol=_SYMMETRY_RTOL, atol=_SYMMETRY_ATOL,
+                           equal_nan=True).all(axis=(1, 2))
+    per_group = np.full((n_boot, n_codes), np.nan)
+    for sym in (True, False):
+        rows = np.flatnonzero(symmetric == sym)
+        if rows.size == 0:
+            continue
+        a, b = _pair_indices(n, sym)
+        values = sub[rows][:, a, b]
+        if np.isinf(values).any():  # an infinite value could tie with _auprc_rows' padding: the plain path
+            for r in rows:
+                result = group_separation(sub[r], code[r], higher_is_more_similar=higher_is_more_similar,
+                                          symmetric=bool(sym))
+                per_group[r, [c for c in range(n_codes) if present[r, c]]] = [
+                    result.auprc_by_group[c] for c in range(n_codes) if present[r, c]]
+            continue
+        for c in range(n_codes):
+            in_a, in_b = code[rows][:, a] == c, code[rows][:, b] == c
+            usable = ~np.isnan(values)
+            within, used = in_a & in_b & usable, (in_a | in_b) & usable
+            per_group[rows, c] = _auprc_rows(values, within, used, higher_is_more_similar)
+    # experiment score: the mean over the groups present, in order of first appearance (as group_separation)
+    first = np.empty((n_boot, n_codes), dtype=np.intp)
+    for c in range(n_codes):
+        first[:, c] = np.where(present[:, c], np.argmax(code == c, axis=1), n)
+    order = np.argsort(first, axis=1, kind="stable")
+    ordered = np.take_along_axis(per_group, order, axis=1)
+    count = present.sum(axis=1)
+    for k in np.unique(count):
+        rows = np.flatnonzero(count == k)
+        out[rows] = np.mean(np.ascontiguousarray(ordered[rows, :k]), axis=1)
+    return out
+
+
+def _auprc_rows(values: np.ndarray, within: np.ndarray, used: np.ndarray, higher: bool) -> np.ndarray:
+    """:func:`auprc` of every row: positives ``values[within]``, negatives ``values[used & ~within]``."""
+    n_within = within.sum(axis=1)
+    n_used = used.sum(axis=1)
+    out = np.full(values.shape[0], np.nan)
+    ok = (n_within > 0) & (n_used > n_within)
+    if not ok.any():
+        return out
+    scores, within, n_within, n_used = values[ok], within[ok], n_within[ok], n_used[ok]
+    used = used[ok]
+    if not higher:
+        top = np.max(np.where(used, scores, -np.inf), axis=1)
+        if (top < 0).any():
+            raise ValueError(f"resi_flip needs finite non-negative distances; the maximum is {top[top < 0][0]}")
+        top = np.where(top == 0, RESI_ZERO_MAX, top)
+        scores = (top[:, None] - scores) / top[:, None]
+    padded = np.where(used, scores, -np.inf)  # unused pairs sort last
+    order = np.argsort(-padded, axis=1, kind="stable")
+    ranked = np.take_along_axis(padded, order, axis=1)
+    hits = np.take_along_axis(within, order, axis=1).astype(float)
+    position = np.arange(ranked.shape[1])
+    last = np.zeros(ranked.shape, dtype=bool)
+    last[:, :-1] = ranked[:, 1:] != ranked[:, :-1]
+    last &= position < n_used[:, None]
+    last[np.arange(len(ranked)), n_used - 1] = True
+    true_pos = np.cumsum(hits, axis=1)
+    recall = true_pos / n_within[:, None]
+    # the recall at the previous tie's end (0 before the first): np.diff(recall, prepend=0.0) of auprc
+    previous = np.maximum.accumulate(np.where(last, position, -1), axis=1)
+    previous = np.concatenate([np.full((len(ranked), 1), -1), previous[:, :-1]], axis=1)
+    before = np.where(previous >= 0, np.take_along_axis(recall, np.maximum(previous, 0), axis=1), 0.0)
+    terms = (recall - before) * (true_pos / (position + 1).astype(float))
+    n_terms = last.sum(axis=1)
+    sums = np.empty(len(ranked))
+    for k in np.unique(n_terms):
+        rows = np.flatnonzero(n_terms == k)
+        sums[rows] = np.sum(terms[rows][last[rows]].reshape(len(rows), k), axis=1)
+    out[ok] = sums
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # Correlation with functional differences (ReSi Tests 1-2, §2)
 # --------------------------------------------------------------------------------------------------
@@ -427,6 +540,70 @@ def correlation_statistic(
     if keep.sum() < 3:
         return float("nan")
     return float(_association(rep[a, b][keep][None, :], fun[a, b][keep], method)[0])
+
+
+def correlation_statistic_resampled(
+    rep_distances: ArrayLike,
+    functional_distances: ArrayLike,
+    indices: ArrayLike,
+    method: CorrelationMethod = "spearman",
+) -> np.ndarray:
+    """``correlation_statistic(rep[ix, ix], fun[ix, ix], method)`` for every row ``ix`` of ``indices``
+    (B x n model indices, e.g. bootstrap resamples), bit for bit.
+
+    Vectorised over the resamples that use the same number of pairs (symmetry detected per resample, as
+    :func:`correlation_statistic` does): ranks, means and sums of squares are row-wise reductions, which
+    numpy computes exactly as for one row; the final dot product stays one call per resample, as in
+    :func:`_association`, so that the BLAS kernel (and its summation order) is the same. Kendall's tau
+    takes :func:`correlation_statistic` itself.
+    """
+    rep = _square(rep_distances, "rep_distances")
+    fun = _square(functional_distances, "functional_distances")
+    if rep.shape != fun.shape:
+        raise ValueError(f"matrices differ in shape: {rep.shape} vs {fun.shape}")
+    idx = np.asarray(indices, dtype=np.intp)
+    if idx.ndim != 2:
+        raise ValueError(f"indices must be a (resamples, models) matrix, got shape {idx.shape}")
+    n_boot, n = idx.shape
+    out = np.full(n_boot, np.nan)
+    if method == "kendall":
+        for r, ix in enumerate(idx):
+            out[r] = correlation_statistic(rep[np.ix_(ix, ix)], fun[np.ix_(ix, ix)], method)
+        return out
+    if method not in ("spearman", "pearson"):
+        raise ValueError(f"unknown correlation method {method!r}; valid: spearman, pearson, kendall")
+    grid = (idx[:, :, None], idx[:, None, :])
+    r_sub, f_sub = rep[grid], fun[grid]
+
+    def symmetric(m: np.ndarray) -> np.ndarray:
+        return np.isclose(m, m.transpose(0, 2, 1), rtol=_SYMMETRY_RTOL, atol=_SYMMETRY_ATOL,
+                          equal_nan=True).all(axis=(1, 2))
+
+    is_symmetric = symmetric(r_sub) & symmetric(f_sub)
+    for sym in (True, False):
+        rows = np.flatnonzero(is_symmetric == sym)
+        if rows.size == 0:
+            continue
+        a, b = _pair_indices(n, sym)
+        x_all, y_all = r_sub[rows][:, a, b], f_sub[rows][:, a, b]
+        keep = ~(np.isnan(x_all) | np.isnan(y_all))
+        count = keep.sum(axis=1)
+        for m in np.unique(count):
+            if m < 3:
+                continue
+            chosen = np.flatnonzero(count == m)
+            x = x_all[chosen][keep[chosen]].reshape(len(chosen), m)
+            y = y_all[chosen][keep[chosen]].reshape(len(chosen), m)
+            if method == "spearman":
+                x, y = rankdata(x, axis=1), rankdata(y, axis=1)
+            x_c = x - x.mean(axis=1, keepdims=True)
+            y_c = y - y.mean(axis=1, keepdims=True)
+            denominator = np.sqrt((x_c**2).sum(axis=1) * (y_c**2).sum(axis=1))
+            dot = np.array([(x_c[i : i + 1] @ y_c[i])[0] for i in range(len(chosen))])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = dot / denominator
+            out[rows[chosen]] = np.where(denominator > 0, np.clip(r, -1.0, 1.0), np.nan)
+    return out
 
 
 def correlation_test(
@@ -731,6 +908,27 @@ def bootstrap_ci(
         if np.ndim(estimate) == 0:
             estimate, low, high = float(estimate), float(low), float(high)
     return BootstrapCI(estimate, low, high, level, n_boot, distribution)
+
+
+def bootstrap_indices(n_units: int, n_boot: int, *, seed: Seed) -> np.ndarray:
+    """The units :func:`bootstrap_ci` draws for an array of ``n_units`` units with the same ``seed`` and
+    ``n_boot``: row r holds replicate r's indices (one ``integers`` call per replicate, in order, so the
+    draws are those of the loop; one call for all would split the generator's bits differently)."""
+    if n_units < 1:
+        raise ValueError("bootstrap needs at least one unit")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be positive, got {n_boot}")
+    rng = _rng(seed)
+    return np.stack([rng.integers(0, n_units, size=n_units) for _ in range(n_boot)])
+
+
+def percentile_interval(replicates: ArrayLike, level: float = 0.95) -> tuple[float, float]:
+    """The interval :func:`bootstrap_ci` reports for scalar replicates: their (1 - level)/2 and
+    (1 + level)/2 quantiles (numpy's linear rule), NaN replicates ignored."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    low, high = np.nanquantile(np.asarray(replicates, dtype=float), [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return float(low), float(high)
 
 
 def iqm(x: ArrayLike) -> float:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tasks import stats
-from tasks.cross_model import cross_model
+from tasks.cross_model import cross_model, layer_matrices
 from tests.tasks.test_benchmark_tests import context, score_row
 
 M = np.array([[0.9, 0.2, 0.1],
@@ -41,3 +41,33 @@ def test_cross_model_on_two_architectures(tmp_path):
     assert set(table["config_a"]) == {"mlp 2L d=64"} and set(table["config_b"]) == {"cnn 3L d=8"}
     assert set(evaluations["statistic"]) == {"aggregate_max", "aggregate_matched_depth", "aggregate_mean"}
     assert (tmp_path / "figures" / "cross_model.png").exists()
+
+
+def test_layer_matrices_are_each_pairs_pivot_table():
+    """One groupby for all pairs gives what a pivot_table per (model A, model B, measure) gives: means over
+    duplicate cells, layers whose cells are all NaN left out, pairs with a missing cell or one layer dropped."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for measure in ("cka_linear", "rsa"):
+        for b, n_b in (("B", 3), ("C", 2), ("D", 1)):
+            for i in range(2):
+                for j in range(n_b):
+                    if (b, i, j) == ("C", 1, 1) and measure == "rsa":
+                        continue  # a missing cell: the pair has no full matrix
+                    for _ in range(2 if (i, j) == (0, 1) else 1):  # a duplicated cell: its mean
+                        rows.append(score_row(measure, "A", b, rng.random(), pair_type="group",
+                                              layer_a=f"relu{i + 1}", layer_b=f"relu{j + 1}", arch_b="cnn",
+                                              d_a=64, d_b=8, seed_a=0, seed_b=0))
+    rows.append(score_row("cka_linear", "A", "B", np.nan, pair_type="group", layer_a="relu3", layer_b="relu1",
+                          arch_b="cnn", d_a=64, d_b=8, seed_a=0, seed_b=0))  # a layer with NaN only
+    scores = pd.DataFrame(rows)
+    got = layer_matrices(scores)
+    usable = scores[scores["layer_index_a"].ge(0) & scores["layer_index_b"].ge(0)]
+    expected = {}
+    for key, g in usable.groupby(["model_a", "model_b", "measure"]):
+        m = g.pivot_table(index="layer_index_a", columns="layer_index_b", values="value", aggfunc="mean")
+        if m.shape[0] > 1 and m.shape[1] > 1 and m.notna().all().all():
+            expected[key] = m
+    assert list(got) == list(expected) == [("A", "B", "cka_linear"), ("A", "B", "rsa"), ("A", "C", "cka_linear")]
+    for key, m in expected.items():
+        pd.testing.assert_frame_equal(got[key], m, check_exact=True)
