@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+from filelock import FileLock
 from scipy.stats import ConstantInputWarning
 
 from runners.collect import check_sweep_dir
@@ -58,18 +59,22 @@ def analyze(sweep_dir: Path, scores: pd.DataFrame | None = None, scores_key: str
     source = _Scores(sweep_dir, scores, scores_key)
     (sweep_dir / "figures").mkdir(parents=True, exist_ok=True)
     (sweep_dir / "tables").mkdir(parents=True, exist_ok=True)
+    (sweep_dir / CACHE).mkdir(parents=True, exist_ok=True)
     frames, lines, failed, keys = [], [], [], []
-    # One torch thread, as in the sweep's jobs: a standalone `runners.analyze` on a many-core machine
-    # must give the same numbers (and ranks) as the sweep's own analysis.
-    with torch_threads(1):
-        _run_analyses(sweep_dir, source, materialise, frames, lines, failed, keys)
-    evaluations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["task", "measure", "statistic", "value"])
-    first = ["task", "measure", "statistic", "value"]
-    evaluations = evaluations[first + [c for c in evaluations.columns if c not in first]]
-    _write_unless_current(evaluations, sweep_dir / "evaluations.parquet", content_key(keys), sweep_dir)
-    figures = sorted(p.name for p in (sweep_dir / "figures").glob("*.png"))
-    lines.append(f"report:      {_report(sweep_dir, source, keys)}")
+    # Analyses write their tables and figures in place: two processes analysing one sweep folder at once
+    # (two identical sweeps) take turns, and the second reuses the first one's stored results.
+    with FileLock(str(sweep_dir / CACHE / "analyze.lock")):
+        # One torch thread, as in the sweep's jobs: a standalone `runners.analyze` on a many-core machine
+        # must give the same numbers (and ranks) as the sweep's own analysis.
+        with torch_threads(1):
+            _run_analyses(sweep_dir, source, materialise, frames, lines, failed, keys)
+        evaluations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+            columns=["task", "measure", "statistic", "value"])
+        first = ["task", "measure", "statistic", "value"]
+        evaluations = evaluations[first + [c for c in evaluations.columns if c not in first]]
+        _write_unless_current(evaluations, sweep_dir / "evaluations.parquet", content_key(keys), sweep_dir)
+        figures = sorted(p.name for p in (sweep_dir / "figures").glob("*.png"))
+        lines.append(f"report:      {_report(sweep_dir, source, keys)}")
     print(_summary(sweep_dir, source.summary(), evaluations, lines, figures))
     if failed:
         raise AnalysisError(f"{len(failed)} analysis task(s) failed (the others' results are written): "
