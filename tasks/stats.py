@@ -320,6 +320,16 @@ class GroupSeparation:
     conformity_rate: float  # mean over groups (NaN if any group is NaN)
 
 
+def _group_codes(groups: Sequence[Hashable], n: int) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes and distinct labels of ``groups``, one per row of an ``n`` x ``n`` matrix (else ValueError)."""
+    codes, labels = pd.factorize(pd.Series(list(groups), dtype=object))
+    if codes.size != n:
+        raise ValueError(f"{codes.size} group labels for a {n} x {n} matrix")
+    if (codes < 0).any():
+        raise ValueError("group labels must not be missing")
+    return codes, labels
+
+
 def group_separation(
     similarity: ArrayLike,
     groups: Sequence[Hashable],
@@ -345,11 +355,7 @@ def group_separation(
     ``auprc_null(n_within[g], n_cross[g], seed=...)`` per group.
     """
     s = _square(similarity, "similarity")
-    codes, labels = pd.factorize(pd.Series(list(groups), dtype=object))
-    if codes.size != s.shape[0]:
-        raise ValueError(f"{codes.size} group labels for a {s.shape[0]} x {s.shape[0]} matrix")
-    if (codes < 0).any():
-        raise ValueError("group labels must not be missing")
+    codes, labels = _group_codes(groups, s.shape[0])
     if labels.size < 2:
         raise ValueError("group separation needs at least two groups")
     if symmetric is None:
@@ -401,11 +407,7 @@ def group_separation_auprc_resampled(
     values take :func:`group_separation` itself.
     """
     s = _square(similarity, "similarity")
-    codes, _ = pd.factorize(pd.Series(list(groups), dtype=object))
-    if codes.size != s.shape[0]:
-        raise ValueError(f"{codes.size} group labels for a {s.shape[0]} x {s.shape[0]} matrix")
-    if (codes < 0).any():
-        raise ValueError("group labels must not be missing")
+    codes, _ = _group_codes(groups, s.shape[0])
     idx = np.asarray(indices, dtype=np.intp)
     if idx.ndim != 2:
         raise ValueError(f"indices must be a (resamples, models) matrix, got shape {idx.shape}")
