@@ -41,6 +41,8 @@ def as_tensor(measure: str, x: Any, what: str) -> torch.Tensor:
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise ValueError(f"measure {measure!r}: {what} must be numeric, got dtype {arr.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.dtype is torch.float64:  # (the common case: no conversion call)
+        return t
     if t.device.type == "cpu":
         return t.to(torch.float64)
     return t if t.is_floating_point() else t.to(torch.float32)
@@ -87,7 +89,8 @@ def _raise_not_finite(measure: str, t: torch.Tensor, what: str) -> None:
 
 def require_finite(measure: str, t: torch.Tensor, what: str, total: float) -> None:
     """Validation's finiteness check for a measure registered with ``checks_finite=True``, fused into a
-    sum it computes anyway: ``total`` is any sum over every entry of ``t`` (e.g. of its column sums).
+    sum it computes anyway: ``total`` is any sum over every entry of ``t`` (e.g. of its column sums), or
+    anything finite only where such a sum is (e.g. the squared norm of the column means).
 
     A finite total proves every entry finite: NaN propagates through sums, +Inf + (−Inf) is NaN, and an
     infinite partial sum never becomes finite again. A non-finite total (NaN/Inf entries, or an overflow

@@ -19,20 +19,21 @@ from measures._validation import center_columns, require_finite
 from measures.neighbours import BLOCK_ELEMENTS, nearest_neighbours, pair_values, prepare_rows, scale_to_unit, unit_rows
 
 
-def _magnitude(x: torch.Tensor, what: str) -> float:
-    """‖x̄‖₂, with validation's finiteness check of ``x`` fused into the column sums (``checks_finite``)."""
-    if on_numpy(x) and x.numel():
+def _magnitude(x: torch.Tensor, what: str, numpy_route: bool) -> float:
+    """‖x̄‖₂, with validation's finiteness check of ``x`` fused into the mean (``checks_finite``)."""
+    if numpy_route:
         with np.errstate(over="ignore", invalid="ignore"):
-            sums = x.numpy().sum(axis=0)
-        require_finite("magnitude_difference", x, what, float(sums.sum()))
-        mean = sums / x.shape[0]  # bit for bit numpy's mean(axis=0): the same sum, then one division
-        # A finite column sum had no overflow on the way (an infinity never becomes finite again), so the
-        # mean is the scaled route's (scaling by a power of two commutes exactly with sums and division,
-        # barring subnormal partial sums); within this range its D squares neither overflow nor underflow.
-        # This skips the scaled route's passes over the N x D input (its largest entry and its copy).
-        peak = np.abs(mean).max()
-        if 1e-100 < peak < 1e100:
-            return math.sqrt(float(np.dot(mean, mean)))  # np.linalg.norm's own formula for a real vector
+            mean = x.numpy().mean(axis=0)
+            square = float(np.dot(mean, mean))  # np.linalg.norm's own formula for a real vector
+        # A finite Σ x̄_j² proves every column sum, hence every entry, finite (an infinity or NaN never
+        # becomes finite again); otherwise the exact test decides (an overflow of finite entries).
+        require_finite("magnitude_difference", x, what, square)
+        # Within this range neither the column sums nor the D squares overflowed, and the squares of
+        # the largest entries of x̄ did not underflow: the norm is the scaled route's (scaling by a
+        # power of two commutes exactly with sums and division, barring subnormal partial sums), with
+        # no pass of its own over the N x D input (its largest entry and its copy).
+        if 1e-200 < square < 1e200:
+            return math.sqrt(square)
     else:
         require_finite("magnitude_difference", x, what, float(x.sum()))
     scaled, exponent = scale_to_unit(x)  # exact; keeps the sum and the squares in the norm finite
@@ -60,7 +61,8 @@ def magnitude_difference(X: torch.Tensor, Y: torch.Tensor) -> float:
     which is not this measure. The mean is taken after an exact power-of-two rescaling, so huge entries
     do not overflow; a magnitude beyond the float range raises ``UndefinedMeasureError``.
     """
-    difference = abs(_magnitude(X, "input 1") - _magnitude(Y, "input 2"))
+    numpy_route = on_numpy(X, Y) and X.numel() > 0
+    difference = abs(_magnitude(X, "input 1", numpy_route) - _magnitude(Y, "input 2", numpy_route))
     if not math.isfinite(difference):
         raise UndefinedMeasureError("magnitude_difference: a magnitude exceeds the floating-point range")
     return difference

@@ -190,6 +190,26 @@ def test_magnitude_difference_fused_finiteness_check() -> None:
     assert measures.compute("magnitude_difference", huge, np.zeros((4, 1))) == 1e308
 
 
+@pytest.mark.parametrize("scale", [1e-160, 1e-101, 1e-99, 1.0, 1e99, 1e101, 1e150])
+def test_magnitude_difference_dot_route_boundaries(scale: float) -> None:
+    """‖x̄‖ comes from one dot product only where Σ x̄_j² lies in (1e-200, 1e200); on either side of the
+    boundary the value must be the exact one: Python's integers and fractions, no float arithmetic."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((50, 300)) * scale, rng.standard_normal((50, 300)) * scale * 0.5
+
+    def exact_norm_of_mean(a: np.ndarray) -> float:
+        means = [sum(Fraction(v) for v in column) / a.shape[0] for column in a.T]
+        square = sum(m * m for m in means)
+        # √square to double precision: scale by a power of two, integer square root, scale back
+        shift = 2 * (110 - square.numerator.bit_length() // 2 + square.denominator.bit_length() // 2)
+        return math.ldexp(math.isqrt(int(square * Fraction(2) ** shift)), -shift // 2)
+
+    expected = abs(exact_norm_of_mean(x) - exact_norm_of_mean(y))
+    assert measures.compute("magnitude_difference", x, y) == pytest.approx(expected, rel=1e-13)
+
+
 def test_public_names_are_bound_after_first_lookup() -> None:
     info = measures.info
     assert vars(measures)["info"] is info  # no second pass through the package __getattr__
