@@ -38,6 +38,8 @@ BLOCK_ELEMENTS = 1 << 22
 GRAM_BYTES = 1 << 28
 #: Elements per gathered block of the numpy path of :func:`pair_values`: 2^18 float64 = 2 MiB.
 CACHE_BLOCK_ELEMENTS = 1 << 18
+#: Unit round-off of float32 and float64.
+U32, U64 = 2.0**-24, 2.0**-53
 
 
 def scale_to_unit(x: torch.Tensor, dim: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,32 +101,115 @@ def _search(z: torch.Tensor, k: int, metric: str) -> torch.Tensor:
     """The N x k indices of each row's k nearest other rows, nearest first, ties by (distance, index).
 
     ``z`` comes from :func:`prepare_rows`. Row i never lists itself (excluded by index); a duplicate
-    of row i is listed like any other row. Each block of rows gets its distances to all N rows and a
-    ``topk``. Its k-th smallest value t is unique even where the order of tied entries is not: if the
-    row holds no more entries equal to t than the top k does, the top-k set is the answer; otherwise
-    (a tie straddles the k-th place) the row takes every entry below t plus the lowest-index entries
-    equal to t. A stable sort of the k entries, in index order, by distance gives the final order.
+    of row i is listed like any other row. float64 rows on the CPU first take :func:`_float32_pass`,
+    which settles every row whose float32 top k + 1 is provably the float64 answer; the remaining rows
+    (and every other input) take :func:`_exact_rows`.
+    """
+    n, d = z.shape
+    cosine = metric != "euclidean"
+    sq_norms = None if cosine else z.square().sum(dim=1)
+    if on_numpy(z) and z.dtype == torch.float64 and d * U32 <= 0.01:
+        lists, unsettled = _float32_pass(z, k, cosine)
+        if unsettled.numel():
+            lists[unsettled] = _exact_rows(z, unsettled, k, cosine, sq_norms)
+        return lists
+    return _exact_rows(z, torch.arange(n, device=z.device), k, cosine, sq_norms)
+
+
+def _float32_pass(z: torch.Tensor, k: int, cosine: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kNN lists of the rows that a float32 search settles exactly, and the indices of the others.
+
+    Why: float32 GEMM runs at twice the float64 rate, and on real representations almost every row's
+    nearest neighbours are separated by far more than float32 round-off. A row is settled when every
+    gap between consecutive entries of its float32 top k + 1 (ranking key w, larger is nearer)
+    exceeds 2E, where E bounds the distance of both the float32 key and the float64 key of
+    :func:`_exact_rows` from the exact key. Then the exact keys, and the float64 ones, order the top k
+    strictly and the same way, and every other row entry lies strictly below the k-th: the float32
+    lists are bit-for-bit the float64 path's lists. Rows with a gap within 2E (near-ties, exact ties,
+    duplicates) are returned as unsettled for the float64 path, so values never change.
+
+    The bound (Higham, Accuracy and Stability of Numerical Algorithms, 2002, §2.1 with gradual
+    underflow, §3.1). Rows have ‖z_i‖ ≤ √D and entries below 1 (unit rows, or scale_to_unit). Rounding
+    to float32 gives x̂ = x(1 + δ) + η, |δ| ≤ u, |η| ≤ 2^-150; an inner product of length D in any
+    summation order, with or without FMA, errs by at most γ_D Σ|x̂_l ŷ_l| plus 2^-150 per product,
+    γ_D = Du/(1 - Du). For D·u32 ≤ 0.01 these give |fl32(x̂ᵀŷ) - xᵀy| ≤ 1.02 (D + 2) u32 ‖x‖‖y‖ + a
+    with a = D·2^-140 (the underflow terms sum to at most 1.01·2^-150 (‖x‖₁ + ‖y‖₁ + D) ≤ D·2^-148),
+    and the float64 Gram matrix obeys the same with u64. With c = 1.02 (D + 2)(u32 + u64),
+    R ≥ max_j ‖z_j‖ and n_i ≥ ‖z_i‖:
+    cosine ranks by w = z_iᵀz_j, so E_i = c·n_i·R + 2a; Euclidean by w = 2z_iᵀz_j - ‖z_j‖² (the squared
+    distance less the row's constant ‖z_i‖²), which adds the float64 sum ‖z_j‖² (1.02 (D + 2) u64 R²,
+    in both keys), its rounding to float32 (1.01 u32 R²) and the rounding of the subtraction
+    (1.01 u (2n_iR + R²) in either precision): E_i = 2c·n_i·R + 2.02 u32 (n_iR + R²) + 3 (D + 2) u64 R² + 4a.
+    """
+    a = z.numpy()
+    n, d = a.shape
+    a32 = a.astype(np.float32)
+    sq_norms = np.einsum("ij,ij->i", a, a)
+    norms = np.sqrt(sq_norms) * (1 + 4 * d * U64)  # n_i ≥ ‖z_i‖
+    top = norms.max()
+    c, tiny = 1.02 * (d + 2) * (U32 + U64), d * 2.0**-140
+    if cosine:
+        bound = c * norms * top + 2 * tiny
+    else:
+        bound = 2 * c * norms * top + 2.02 * U32 * (norms * top + top**2) + 3 * (d + 2) * U64 * top**2 + 4 * tiny
+        sq_norms32 = sq_norms.astype(np.float32)
+    twice_bound = torch.from_numpy(2 * bound)
+    # The float32 Gram matrix is half the bytes of the float64 one: whole up to GRAM_BYTES.
+    whole = a32 @ a32.T if n * n * 4 <= GRAM_BYTES else None
+    rows_per_block = max(1, 2 * BLOCK_ELEMENTS // n)
+    lists = torch.empty((n, k), dtype=torch.int64)
+    settled = torch.empty(n, dtype=torch.bool)
+    m = min(k + 1, n - 1)  # k = N - 1: every other row is listed, nothing to separate from
+    for start in range(0, n, rows_per_block):
+        stop = min(n, start + rows_per_block)
+        key = whole[start:stop] if whole is not None else a32[start:stop] @ a32.T
+        if not cosine:
+            key *= 2.0
+            key -= sq_norms32
+        rows = np.arange(stop - start)
+        key[rows, start + rows] = -np.inf
+        values, index = torch.from_numpy(key).topk(m, dim=1)
+        values = values.double()
+        gaps_ok = (values[:, :-1] - values[:, 1:]) > twice_bound[start:stop, None]
+        settled[start:stop] = gaps_ok.all(dim=1)  # k = N - 1 (m = k): only the order within the list
+        lists[start:stop] = index[:, :k]
+    return lists, (~settled).nonzero().squeeze(1)
+
+
+def _exact_rows(
+    z: torch.Tensor, rows: torch.Tensor, k: int, cosine: bool, sq_norms: torch.Tensor | None
+) -> torch.Tensor:
+    """kNN lists of the given rows in the input's precision.
+
+    Each block of rows gets its distances to all N rows and a ``topk``. Its k-th smallest value t is
+    unique even where the order of tied entries is not: if the row holds no more entries equal to t
+    than the top k does, the top-k set is the answer; otherwise (a tie straddles the k-th place) the
+    row takes every entry below t plus the lowest-index entries equal to t. A stable sort of the k
+    entries, in index order, by distance gives the final order.
     """
     n = z.shape[0]
     # Only the order within a row matters: drop the constant ‖z_i‖². Cosine selects the k largest
     # inner products directly (the same order as the k smallest -cos, without negating N x N entries).
-    cosine = metric != "euclidean"
-    sq_norms = None if cosine else z.square().sum(dim=1)
     rows_per_block = max(1, BLOCK_ELEMENTS // n)
+    every = rows.numel() == n
     # On the CPU, up to GRAM_BYTES the whole Gram matrix comes from one numpy product z @ zᵀ, which
     # OpenBLAS computes as a symmetric rank-k update (half the flops of the row-block GEMMs); the
-    # selection then runs over row blocks of it. Larger N (or other devices): one GEMM per row block.
-    whole = mm(z, z.T) if on_numpy(z) and n > rows_per_block and n * n * z.element_size() <= GRAM_BYTES else None
+    # selection then runs over row blocks of it. Larger N (or other devices, or a subset of the
+    # rows): one GEMM per row block.
+    whole = (
+        mm(z, z.T)
+        if every and on_numpy(z) and n > rows_per_block and n * n * z.element_size() <= GRAM_BYTES
+        else None
+    )
     lists = []
-    for start in range(0, n, rows_per_block):
-        block = z[start : start + rows_per_block]
+    for start in range(0, rows.numel(), rows_per_block):
+        own = rows[start : start + rows_per_block]
         # The GEMM runs in numpy's BLAS on the CPU (mm); the selection stays in torch, whose ``topk``
         # is ~4x faster than ``np.argpartition`` on one thread here.
-        key = mm(block, z.T) if whole is None else whole[start : start + rows_per_block]
+        key = mm(z[own], z.T) if whole is None else whole[start : start + rows_per_block]
         if not cosine:
             key = key.mul_(-2.0).add_(sq_norms)
-        rows = torch.arange(block.shape[0], device=z.device)
-        key[rows, start + rows] = -math.inf if cosine else math.inf
+        key[torch.arange(own.numel(), device=z.device), own] = -math.inf if cosine else math.inf
         # k + 1 entries (k <= n - 1, so there are enough): the tie at the k-th place straddles into the
         # rest of the row exactly when the (k + 1)-th entry equals the k-th, so no pass over the whole
         # block is needed to detect it.
@@ -143,7 +228,7 @@ def _search(z: torch.Tensor, k: int, metric: str) -> torch.Tensor:
             nearest_first.neg_()  # exact: the order of -cos, ties kept in index order by the stable sort
         order = nearest_first.sort(dim=1, stable=True).indices
         lists.append(index.gather(1, order))
-    return torch.cat(lists)
+    return torch.cat(lists) if lists else torch.empty((0, k), dtype=torch.int64, device=z.device)
 
 
 def pair_values(z: torch.Tensor, index: torch.Tensor, squared_distance: bool) -> torch.Tensor:
