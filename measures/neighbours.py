@@ -38,6 +38,8 @@ BLOCK_ELEMENTS = 1 << 22
 GRAM_BYTES = 1 << 28
 #: Elements per gathered block of the numpy path of :func:`pair_values`: 2^18 float64 = 2 MiB.
 CACHE_BLOCK_ELEMENTS = 1 << 18
+#: Width of the float32 candidate lists of rows whose k-th place is not settled: k + 16 entries.
+CANDIDATES = 16
 #: Unit round-off of float32 and float64.
 U32, U64 = 2.0**-24, 2.0**-53
 
@@ -109,15 +111,20 @@ def _search(z: torch.Tensor, k: int, metric: str) -> torch.Tensor:
     cosine = metric != "euclidean"
     sq_norms = None if cosine else z.square().sum(dim=1)
     if on_numpy(z) and z.dtype == torch.float64 and d * U32 <= 0.01:
-        lists, unsettled = _float32_pass(z, k, cosine)
+        lists, unordered, candidates, unsettled = _float32_pass(z, k, cosine)
+        if unordered.numel():
+            lists[unordered] = _order_by_float64(z, unordered, candidates, k, cosine)
         if unsettled.numel():
             lists[unsettled] = _exact_rows(z, unsettled, k, cosine, sq_norms)
         return lists
     return _exact_rows(z, torch.arange(n, device=z.device), k, cosine, sq_norms)
 
 
-def _float32_pass(z: torch.Tensor, k: int, cosine: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The kNN lists of the rows that a float32 search settles exactly, and the indices of the others.
+def _float32_pass(
+    z: torch.Tensor, k: int, cosine: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The kNN lists of a float32 search; the rows it leaves unordered with their candidate lists; the
+    rows it does not settle.
 
     Why: float32 GEMM runs at twice the float64 rate, and on real representations almost every row's
     nearest neighbours are separated by far more than float32 round-off. A row is settled when every
@@ -125,8 +132,12 @@ def _float32_pass(z: torch.Tensor, k: int, cosine: bool) -> tuple[torch.Tensor, 
     exceeds 2E, where E bounds the distance of both the float32 key and the float64 key of
     :func:`_exact_rows` from the exact key. Then the exact keys, and the float64 ones, order the top k
     strictly and the same way, and every other row entry lies strictly below the k-th: the float32
-    lists are bit-for-bit the float64 path's lists. Rows with a gap within 2E (near-ties, exact ties,
-    duplicates) are returned as unsettled for the float64 path, so values never change.
+    lists are bit-for-bit the float64 path's lists. Otherwise the row's candidates are the entries
+    with w ≥ w_k - 2E (w_k its k-th largest w): every entry whose float64 key could reach the k-th
+    float64 key, or tie with it, is among them, and :func:`_order_by_float64` picks and orders the
+    k nearest by those keys. They are found in the top ``CANDIDATES`` entries of w (when w_k - 2E
+    exceeds the last of those); rows with more (exact ties at the k-th place over many rows, as on
+    lattice data) are returned as unsettled for the float64 path.
 
     The bound (Higham, Accuracy and Stability of Numerical Algorithms, 2002, §2.1 with gradual
     underflow, §3.1). Rows have ‖z_i‖ ≤ √D and entries below 1 (unit rows, or scale_to_unit). Rounding
@@ -158,8 +169,9 @@ def _float32_pass(z: torch.Tensor, k: int, cosine: bool) -> tuple[torch.Tensor, 
     whole = a32 @ a32.T if n * n * 4 <= GRAM_BYTES else None
     rows_per_block = max(1, 2 * BLOCK_ELEMENTS // n)
     lists = torch.empty((n, k), dtype=torch.int64)
-    settled = torch.empty(n, dtype=torch.bool)
     m = min(k + 1, n - 1)  # k = N - 1: every other row is listed, nothing to separate from
+    wide = min(k + CANDIDATES, n - 1)
+    unordered, candidates, unsettled = [], [], []
     for start in range(0, n, rows_per_block):
         stop = min(n, start + rows_per_block)
         key = whole[start:stop] if whole is not None else a32[start:stop] @ a32.T
@@ -170,10 +182,51 @@ def _float32_pass(z: torch.Tensor, k: int, cosine: bool) -> tuple[torch.Tensor, 
         key[rows, start + rows] = -np.inf
         values, index = torch.from_numpy(key).topk(m, dim=1)
         values = values.double()
-        gaps_ok = (values[:, :-1] - values[:, 1:]) > twice_bound[start:stop, None]
-        settled[start:stop] = gaps_ok.all(dim=1)  # k = N - 1 (m = k): only the order within the list
+        bound = twice_bound[start:stop]
+        gaps_ok = (values[:, :-1] - values[:, 1:]) > bound[:, None]
         lists[start:stop] = index[:, :k]
-    return lists, (~settled).nonzero().squeeze(1)
+        # The set is settled when the k-th gap is (always for k = N - 1), the order when all are.
+        set_settled = gaps_ok[:, k - 1] if m > k else torch.ones(stop - start, dtype=torch.bool)
+        order_only = (set_settled & ~gaps_ok.all(dim=1)).nonzero().squeeze(1)
+        unordered.append(start + order_only)
+        candidates.append(torch.cat([index[order_only, :k], torch.full((order_only.numel(), wide - k), -1)], dim=1))
+        rest = (~set_settled).nonzero().squeeze(1)
+        if rest.numel():
+            wide_values, wide_index = torch.from_numpy(key[rest.numpy()]).topk(wide, dim=1)
+            found = wide_values.double() >= (values[rest, k - 1] - bound[rest])[:, None]
+            enough = ~found[:, -1] if wide < n - 1 else torch.ones(rest.numel(), dtype=torch.bool)
+            unordered.append(start + rest[enough])
+            candidates.append(torch.where(found, wide_index, -1)[enough])
+            unsettled.append(start + rest[~enough])
+    unsettled_rows = torch.cat(unsettled) if unsettled else torch.empty(0, dtype=torch.int64)
+    return lists, torch.cat(unordered), torch.cat(candidates), unsettled_rows
+
+
+def _order_by_float64(z: torch.Tensor, rows: torch.Tensor, candidates: torch.Tensor, k: int, cosine: bool) -> torch.Tensor:
+    """The k nearest of each row's candidates (-1 pads), nearest first by float64 keys, ties by index.
+
+    The keys are the cosine similarities z_iᵀz_j and the squared distances Σ(z_i - z_j)² from the
+    differences (0 exactly for duplicates), one dot product per entry. They may round differently
+    from the Gram matrix entries of :func:`_exact_rows` by a few ulps, so two entries within a few
+    ulps of each other may be ordered differently than that path orders them.
+    """
+    a, own = z.numpy(), rows.numpy()
+    index = np.sort(candidates.numpy(), axis=1)  # pads first, then index order
+    padding = index < 0
+    keys = np.empty(index.shape)
+    rows_per_block = max(1, CACHE_BLOCK_ELEMENTS // (index.shape[1] * a.shape[1]))
+    for start in range(0, own.size, rows_per_block):
+        stop = min(own.size, start + rows_per_block)
+        neighbours = a[index[start:stop]]
+        if cosine:
+            keys[start:stop] = np.einsum("ijk,ik->ij", neighbours, a[own[start:stop]])
+            np.negative(keys[start:stop], out=keys[start:stop])  # exact: nearest first in ascending order
+        else:
+            neighbours -= a[own[start:stop], None, :]
+            keys[start:stop] = np.einsum("ijk,ijk->ij", neighbours, neighbours)
+    keys[padding] = np.inf
+    order = np.argsort(keys, axis=1, kind="stable")[:, :k]  # index order within equal keys
+    return torch.from_numpy(np.take_along_axis(index, order, axis=1))
 
 
 def _exact_rows(
