@@ -110,7 +110,8 @@ def _search(z: torch.Tensor, k: int, metric: str) -> torch.Tensor:
     n, d = z.shape
     cosine = metric != "euclidean"
     sq_norms = None if cosine else z.square().sum(dim=1)
-    if on_numpy(z) and z.dtype == torch.float64 and d * U32 <= 0.01:
+    # The float32 pass needs the rows of prepare_rows (entries below 1 in magnitude: no float32 overflow).
+    if on_numpy(z) and z.dtype == torch.float64 and d * U32 <= 0.01 and np.abs(z.numpy()).max(initial=0.0) <= 1.0:
         lists, unordered, candidates, unsettled = _float32_pass(z, k, cosine)
         if unordered.numel():
             lists[unordered] = _order_by_float64(z, unordered, candidates, k, cosine)
@@ -153,18 +154,11 @@ def _float32_pass(
     (1.01 u (2n_iR + R²) in either precision): E_i = 2c·n_i·R + 2.02 u32 (n_iR + R²) + 3 (D + 2) u64 R² + 4a.
     """
     a = z.numpy()
-    n, d = a.shape
+    n = a.shape[0]
     a32 = a.astype(np.float32)
     sq_norms = np.einsum("ij,ij->i", a, a)
-    norms = np.sqrt(sq_norms) * (1 + 4 * d * U64)  # n_i ≥ ‖z_i‖
-    top = norms.max()
-    c, tiny = 1.02 * (d + 2) * (U32 + U64), d * 2.0**-140
-    if cosine:
-        bound = c * norms * top + 2 * tiny
-    else:
-        bound = 2 * c * norms * top + 2.02 * U32 * (norms * top + top**2) + 3 * (d + 2) * U64 * top**2 + 4 * tiny
-        sq_norms32 = sq_norms.astype(np.float32)
-    twice_bound = torch.from_numpy(2 * bound)
+    sq_norms32 = None if cosine else sq_norms.astype(np.float32)
+    twice_bound = torch.from_numpy(2 * _key_error_bound(sq_norms, a.shape[1], cosine))
     # The float32 Gram matrix is half the bytes of the float64 one: whole up to GRAM_BYTES.
     whole = a32 @ a32.T if n * n * 4 <= GRAM_BYTES else None
     rows_per_block = max(1, 2 * BLOCK_ELEMENTS // n)
@@ -200,6 +194,16 @@ def _float32_pass(
             unsettled.append(start + rest[~enough])
     unsettled_rows = torch.cat(unsettled) if unsettled else torch.empty(0, dtype=torch.int64)
     return lists, torch.cat(unordered), torch.cat(candidates), unsettled_rows
+
+
+def _key_error_bound(sq_norms: np.ndarray, d: int, cosine: bool) -> np.ndarray:
+    """E_i of :func:`_float32_pass` for each row, from the float64 squared row norms and the width D."""
+    norms = np.sqrt(sq_norms) * (1 + 4 * d * U64)  # n_i ≥ ‖z_i‖
+    top = norms.max()
+    c, tiny = 1.02 * (d + 2) * (U32 + U64), d * 2.0**-140
+    if cosine:
+        return c * norms * top + 2 * tiny
+    return 2 * c * norms * top + 2.02 * U32 * (norms * top + top**2) + 3 * (d + 2) * U64 * top**2 + 4 * tiny
 
 
 def _order_by_float64(z: torch.Tensor, rows: torch.Tensor, candidates: torch.Tensor, k: int, cosine: bool) -> torch.Tensor:
