@@ -154,7 +154,10 @@ def _float32_pass(
     cosine ranks by w = z_iᵀz_j, so E_i = c·n_i·R + 2a; Euclidean by w = 2z_iᵀz_j - ‖z_j‖² (the squared
     distance less the row's constant ‖z_i‖²), which adds the float64 sum ‖z_j‖² (1.02 (D + 2) u64 R²,
     in both keys), its rounding to float32 (1.01 u32 R²) and the rounding of the subtraction
-    (1.01 u (2n_iR + R²) in either precision): E_i = 2c·n_i·R + 2.02 u32 (n_iR + R²) + 3 (D + 2) u64 R² + 4a.
+    (1.01 u (2n_iR + R²) in either precision), and, for the keys of :func:`_order_by_float64` (squared
+    differences, error ≤ γ_{D+2}‖z_i - z_j‖²), 1.02 (D + 2) u64 (n_i + R)²:
+    E_i = 2c·n_i·R + 2.02 u32 (n_iR + R²) + 3 (D + 2) u64 R² + 1.02 (D + 2) u64 (n_i + R)² + 4a.
+    (The cosine keys of :func:`_order_by_float64` are inner products, within the Gram matrix's bound.)
     """
     a = z.numpy()
     n = a.shape[0]
@@ -206,7 +209,13 @@ def _key_error_bound(sq_norms: np.ndarray, d: int, cosine: bool) -> np.ndarray:
     c, tiny = 1.02 * (d + 2) * (U32 + U64), d * 2.0**-140
     if cosine:
         return c * norms * top + 2 * tiny
-    return 2 * c * norms * top + 2.02 * U32 * (norms * top + top**2) + 3 * (d + 2) * U64 * top**2 + 4 * tiny
+    return (
+        2 * c * norms * top
+        + 2.02 * U32 * (norms * top + top**2)
+        + 3 * (d + 2) * U64 * top**2
+        + 1.02 * (d + 2) * U64 * (norms + top) ** 2
+        + 4 * tiny
+    )
 
 
 def _order_by_float64(z: torch.Tensor, rows: torch.Tensor, candidates: torch.Tensor, k: int, cosine: bool) -> torch.Tensor:

@@ -175,9 +175,9 @@ def _exact_dot(u: np.ndarray, v: np.ndarray) -> Fraction:
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("d", [1, 9, 300])
 def test_float32_key_error_bound_holds_in_exact_arithmetic(metric, d):
-    """|float32 key - exact key| + |float64 key - exact key| ≤ E_i, keys computed as the two paths do
-    (BLAS Gram matrices, ‖z_j‖² from einsum), exact key in rational arithmetic; rows with entries near
-    the float32 underflow threshold and of mixed magnitudes included."""
+    """|float32 key - exact key| + |float64 key - exact key| ≤ E_i, keys computed as the paths do
+    (BLAS Gram matrices, ‖z_j‖² from einsum; the re-scoring's squared differences for Euclidean), exact
+    keys in rational arithmetic; a row with entries that underflow in float32 and a lattice row included."""
     rng = np.random.default_rng(d)
     x = rng.standard_normal((14, d))
     x[4, : max(1, d // 2)] *= 1e-41  # entries that underflow to float32 subnormals or zero
@@ -196,8 +196,13 @@ def test_float32_key_error_bound_holds_in_exact_arithmetic(metric, d):
             exact = _exact_dot(z[i], z[j])
             if not cosine:
                 exact = 2 * exact - _exact_dot(z[j], z[j])
-            err = abs(Fraction(float(key32[i, j])) - exact) + abs(Fraction(float(key64[i, j])) - exact)
+            err32 = abs(Fraction(float(key32[i, j])) - exact)
+            err = err32 + abs(Fraction(float(key64[i, j])) - exact)
             assert err <= Fraction(float(bound[i])), (i, j, float(err), bound[i])
+            if not cosine:  # the re-scored key: ‖z_i - z_j‖² from differences = ‖z_i‖² - w
+                rescored = Fraction(float(np.sum((z[i] - z[j]) ** 2)))
+                err = err32 + abs(rescored - (_exact_dot(z[i], z[i]) - exact))
+                assert err <= Fraction(float(bound[i])), (i, j, float(err), bound[i])
 
 
 def _near_tie_data(metric: str) -> np.ndarray:
