@@ -112,16 +112,15 @@ def _search(z: torch.Tensor, k: int, metric: str) -> torch.Tensor:
     """
     n, d = z.shape
     cosine = metric != "euclidean"
-    sq_norms = None if cosine else z.square().sum(dim=1)
     # The float32 pass needs the rows of prepare_rows (entries below 1 in magnitude: no float32 overflow).
     if on_numpy(z) and z.dtype == torch.float64 and d * U32 <= 0.01 and np.abs(z.numpy()).max(initial=0.0) <= 1.0:
         lists, unordered, candidates, unsettled = _float32_pass(z, k, cosine)
         if unordered.numel():
             lists[unordered] = _order_by_float64(z, unordered, candidates, k, cosine)
         if unsettled.numel():
-            lists[unsettled] = _exact_rows(z, unsettled, k, cosine, sq_norms)
+            lists[unsettled] = _exact_rows(z, unsettled, k, cosine)
         return lists
-    return _exact_rows(z, torch.arange(n, device=z.device), k, cosine, sq_norms)
+    return _exact_rows(z, torch.arange(n, device=z.device), k, cosine)
 
 
 def _float32_pass(
@@ -245,9 +244,7 @@ def _order_by_float64(z: torch.Tensor, rows: torch.Tensor, candidates: torch.Ten
     return torch.from_numpy(np.take_along_axis(index, order, axis=1))
 
 
-def _exact_rows(
-    z: torch.Tensor, rows: torch.Tensor, k: int, cosine: bool, sq_norms: torch.Tensor | None
-) -> torch.Tensor:
+def _exact_rows(z: torch.Tensor, rows: torch.Tensor, k: int, cosine: bool) -> torch.Tensor:
     """kNN lists of the given rows in the input's precision.
 
     Each block of rows gets its distances to all N rows and a ``topk``. Its k-th smallest value t is
@@ -259,6 +256,7 @@ def _exact_rows(
     n = z.shape[0]
     # Only the order within a row matters: drop the constant ‖z_i‖². Cosine selects the k largest
     # inner products directly (the same order as the k smallest -cos, without negating N x N entries).
+    sq_norms = None if cosine else z.square().sum(dim=1)
     rows_per_block = max(1, BLOCK_ELEMENTS // n)
     every = rows.numel() == n
     # On the CPU, up to GRAM_BYTES the whole Gram matrix comes from one numpy product z @ zᵀ, which

@@ -268,7 +268,7 @@ def test_float32_pass_settles_random_rows_with_the_float64_lists(metric):
     cosine = metric == "cosine"
     _, unordered, _, unsettled = neighbours._float32_pass(z, 10, cosine)
     assert unordered.numel() + unsettled.numel() < 0.5 * len(x)
-    every = neighbours._exact_rows(z, torch.arange(len(x)), 10, cosine, None if cosine else z.square().sum(1))
+    every = neighbours._exact_rows(z, torch.arange(len(x)), 10, cosine)
     lists = neighbours._search(z, 10, metric)
     np.testing.assert_array_equal(lists.numpy(), every.numpy())
     np.testing.assert_array_equal(lists.numpy(), sklearn_knn(x, 10, metric))
