@@ -273,7 +273,9 @@ def _exact_rows(z: torch.Tensor, rows: torch.Tensor, k: int, cosine: bool) -> to
         own = rows[start : start + rows_per_block]
         # The GEMM runs in numpy's BLAS on the CPU (mm); the selection stays in torch, whose ``topk``
         # is ~4x faster than ``np.argpartition`` on one thread here.
-        key = mm(z[own], z.T) if whole is None else whole[start : start + rows_per_block]
+        # All rows: slices of z (numpy computes z[a:b] @ zᵀ for a single block as a symmetric product).
+        block = z[start : start + rows_per_block] if every else z[own]
+        key = mm(block, z.T) if whole is None else whole[start : start + rows_per_block]
         if not cosine:
             key = key.mul_(-2.0).add_(sq_norms)
         key[torch.arange(own.numel(), device=z.device), own] = -math.inf if cosine else math.inf
