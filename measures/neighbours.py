@@ -14,7 +14,10 @@ duplicate rows. A zero row has no cosine direction, and a representation whose r
 neighbour structure: both raise :class:`~measures.UndefinedMeasureError`.
 
 The neighbour search (:func:`nearest_neighbours`) is brute force in row blocks: O(N²·D) time,
-O(block·N) memory, a top-k per block instead of a full N x N argsort, no per-row Python loop.
+O(block·N) memory, a top-k per block instead of a full N x N argsort, no per-row Python loop. float64
+inputs on the CPU take a float32 first pass (twice the GEMM rate) with a rigorous round-off bound: rows
+whose float32 ranking is separated by more than the bound keep it (the float64 lists exactly), the
+others re-score their candidates in float64 or take the float64 path (:func:`_float32_pass`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ BLOCK_ELEMENTS = 1 << 22
 GRAM_BYTES = 1 << 28
 #: Elements per gathered block of the numpy path of :func:`pair_values`: 2^18 float64 = 2 MiB.
 CACHE_BLOCK_ELEMENTS = 1 << 18
+#: Width of the float32 candidate lists of rows whose k-th place is not settled: k + 16 entries.
+CANDIDATES = 16
+#: Unit round-off of float32 and float64.
+U32, U64 = 2.0**-24, 2.0**-53
 
 
 def scale_to_unit(x: torch.Tensor, dim: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,32 +106,179 @@ def _search(z: torch.Tensor, k: int, metric: str) -> torch.Tensor:
     """The N x k indices of each row's k nearest other rows, nearest first, ties by (distance, index).
 
     ``z`` comes from :func:`prepare_rows`. Row i never lists itself (excluded by index); a duplicate
-    of row i is listed like any other row. Each block of rows gets its distances to all N rows and a
-    ``topk``. Its k-th smallest value t is unique even where the order of tied entries is not: if the
-    row holds no more entries equal to t than the top k does, the top-k set is the answer; otherwise
-    (a tie straddles the k-th place) the row takes every entry below t plus the lowest-index entries
-    equal to t. A stable sort of the k entries, in index order, by distance gives the final order.
+    of row i is listed like any other row. float64 rows on the CPU first take :func:`_float32_pass`,
+    which settles every row whose float32 top k + 1 is provably the float64 answer; the remaining rows
+    (and every other input) take :func:`_exact_rows`.
+    """
+    n, d = z.shape
+    cosine = metric != "euclidean"
+    # The float32 pass needs the rows of prepare_rows (entries below 1 in magnitude: no float32 overflow).
+    if on_numpy(z) and z.dtype == torch.float64 and d * U32 <= 0.01 and np.abs(z.numpy()).max(initial=0.0) <= 1.0:
+        lists, unordered, candidates, unsettled = _float32_pass(z, k, cosine)
+        if unordered.numel():
+            lists[unordered] = _order_by_float64(z, unordered, candidates, k, cosine)
+        if unsettled.numel():
+            lists[unsettled] = _exact_rows(z, unsettled, k, cosine)
+        return lists
+    return _exact_rows(z, torch.arange(n, device=z.device), k, cosine)
+
+
+def _float32_pass(
+    z: torch.Tensor, k: int, cosine: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The kNN lists of a float32 search; the rows it leaves unordered with their candidate lists; the
+    rows it does not settle.
+
+    Why: float32 GEMM runs at twice the float64 rate, and on real representations almost every row's
+    nearest neighbours are separated by far more than float32 round-off. A row is settled when every
+    gap between consecutive entries of its float32 top k + 1 (ranking key w, larger is nearer)
+    exceeds 2E, where E bounds the distance of both the float32 key and the float64 key of
+    :func:`_exact_rows` from the exact key. Then the exact keys, and the float64 ones, order the top k
+    strictly and the same way, and every other row entry lies strictly below the k-th: the float32
+    lists are bit-for-bit the float64 path's lists. Otherwise the row's candidates are the entries
+    with w ≥ w_k - 2E (w_k its k-th largest w): every entry whose float64 key could reach the k-th
+    float64 key, or tie with it, is among them, and :func:`_order_by_float64` picks and orders the
+    k nearest by those keys. They are found in the top ``CANDIDATES`` entries of w (when w_k - 2E
+    exceeds the last of those); rows with more (exact ties at the k-th place over many rows, as on
+    lattice data) are returned as unsettled for the float64 path.
+
+    The bound (Higham, Accuracy and Stability of Numerical Algorithms, 2002, §2.1 with gradual
+    underflow, §3.1). Rows have ‖z_i‖ ≤ √D and entries below 1 (unit rows, or scale_to_unit). Rounding
+    to float32 gives x̂ = x(1 + δ) + η, |δ| ≤ u, |η| ≤ 2^-150; an inner product of length D in any
+    summation order, with or without FMA, errs by at most γ_D Σ|x̂_l ŷ_l| plus 2^-150 per product,
+    γ_D = Du/(1 - Du). For D·u32 ≤ 0.01 these give |fl32(x̂ᵀŷ) - xᵀy| ≤ 1.02 (D + 2) u32 ‖x‖‖y‖ + a
+    with a = D·2^-140 (the underflow terms sum to at most 1.01·2^-150 (‖x‖₁ + ‖y‖₁ + D) ≤ D·2^-148),
+    and the float64 Gram matrix obeys the same with u64. With c = 1.02 (D + 2)(u32 + u64),
+    R ≥ max_j ‖z_j‖ and n_i ≥ ‖z_i‖:
+    cosine ranks by w = z_iᵀz_j, so E_i = c·n_i·R + 2a; Euclidean by w = 2z_iᵀz_j - ‖z_j‖² (the squared
+    distance less the row's constant ‖z_i‖²), which adds the float64 sum ‖z_j‖² (1.02 (D + 2) u64 R²,
+    in both keys), its rounding to float32 (1.01 u32 R²) and the rounding of the subtraction
+    (1.01 u (2n_iR + R²) in either precision), and, for the keys of :func:`_order_by_float64` (squared
+    differences, error ≤ γ_{D+2}‖z_i - z_j‖²), 1.02 (D + 2) u64 (n_i + R)²:
+    E_i = 2c·n_i·R + 2.02 u32 (n_iR + R²) + 3 (D + 2) u64 R² + 1.02 (D + 2) u64 (n_i + R)² + 4a.
+    (The cosine keys of :func:`_order_by_float64` are inner products, within the Gram matrix's bound.)
+    """
+    a = z.numpy()
+    n = a.shape[0]
+    a32 = a.astype(np.float32)
+    sq_norms = np.einsum("ij,ij->i", a, a)
+    sq_norms32 = None if cosine else sq_norms.astype(np.float32)
+    twice_bound = torch.from_numpy(2 * _key_error_bound(sq_norms, a.shape[1], cosine))
+    # The float32 Gram matrix is half the bytes of the float64 one: whole up to GRAM_BYTES.
+    whole = a32 @ a32.T if n * n * 4 <= GRAM_BYTES else None
+    rows_per_block = max(1, 2 * BLOCK_ELEMENTS // n)
+    lists = torch.empty((n, k), dtype=torch.int64)
+    m = min(k + 1, n - 1)  # k = N - 1: every other row is listed, nothing to separate from
+    wide = min(k + CANDIDATES, n - 1)
+    unordered, candidates, unsettled = [], [], []
+    for start in range(0, n, rows_per_block):
+        stop = min(n, start + rows_per_block)
+        key = whole[start:stop] if whole is not None else a32[start:stop] @ a32.T
+        if not cosine:
+            key *= 2.0
+            key -= sq_norms32
+        rows = np.arange(stop - start)
+        key[rows, start + rows] = -np.inf
+        values, index = torch.from_numpy(key).topk(m, dim=1)
+        values = values.double()
+        bound = twice_bound[start:stop]
+        gaps_ok = (values[:, :-1] - values[:, 1:]) > bound[:, None]
+        lists[start:stop] = index[:, :k]
+        # The set is settled when the k-th gap is (always for k = N - 1), the order when all are.
+        set_settled = gaps_ok[:, k - 1] if m > k else torch.ones(stop - start, dtype=torch.bool)
+        order_only = (set_settled & ~gaps_ok.all(dim=1)).nonzero().squeeze(1)
+        unordered.append(start + order_only)
+        candidates.append(torch.cat([index[order_only, :k], torch.full((order_only.numel(), wide - k), -1)], dim=1))
+        rest = (~set_settled).nonzero().squeeze(1)
+        if rest.numel():
+            wide_values, wide_index = torch.from_numpy(key[rest.numpy()]).topk(wide, dim=1)
+            found = wide_values.double() >= (values[rest, k - 1] - bound[rest])[:, None]
+            enough = ~found[:, -1] if wide < n - 1 else torch.ones(rest.numel(), dtype=torch.bool)
+            unordered.append(start + rest[enough])
+            candidates.append(torch.where(found, wide_index, -1)[enough])
+            unsettled.append(start + rest[~enough])
+    unsettled_rows = torch.cat(unsettled) if unsettled else torch.empty(0, dtype=torch.int64)
+    return lists, torch.cat(unordered), torch.cat(candidates), unsettled_rows
+
+
+def _key_error_bound(sq_norms: np.ndarray, d: int, cosine: bool) -> np.ndarray:
+    """E_i of :func:`_float32_pass` for each row, from the float64 squared row norms and the width D."""
+    norms = np.sqrt(sq_norms) * (1 + 4 * d * U64)  # n_i ≥ ‖z_i‖
+    top = norms.max()
+    c, tiny = 1.02 * (d + 2) * (U32 + U64), d * 2.0**-140
+    if cosine:
+        return c * norms * top + 2 * tiny
+    return (
+        2 * c * norms * top
+        + 2.02 * U32 * (norms * top + top**2)
+        + 3 * (d + 2) * U64 * top**2
+        + 1.02 * (d + 2) * U64 * (norms + top) ** 2
+        + 4 * tiny
+    )
+
+
+def _order_by_float64(z: torch.Tensor, rows: torch.Tensor, candidates: torch.Tensor, k: int, cosine: bool) -> torch.Tensor:
+    """The k nearest of each row's candidates (-1 pads), nearest first by float64 keys, ties by index.
+
+    The keys are the cosine similarities z_iᵀz_j and the squared distances Σ(z_i - z_j)² from the
+    differences (0 exactly for duplicates), one dot product per entry. They may round differently
+    from the Gram matrix entries of :func:`_exact_rows` by a few ulps, so two entries within a few
+    ulps of each other may be ordered differently than that path orders them.
+    """
+    a, own = z.numpy(), rows.numpy()
+    index = np.sort(candidates.numpy(), axis=1)  # pads first, then index order
+    padding = index < 0
+    keys = np.empty(index.shape)
+    rows_per_block = max(1, CACHE_BLOCK_ELEMENTS // (index.shape[1] * a.shape[1]))
+    for start in range(0, own.size, rows_per_block):
+        stop = min(own.size, start + rows_per_block)
+        neighbours = a[index[start:stop]]
+        if cosine:
+            keys[start:stop] = np.einsum("ijk,ik->ij", neighbours, a[own[start:stop]])
+            np.negative(keys[start:stop], out=keys[start:stop])  # exact: nearest first in ascending order
+        else:
+            neighbours -= a[own[start:stop], None, :]
+            keys[start:stop] = np.einsum("ijk,ijk->ij", neighbours, neighbours)
+    keys[padding] = np.inf
+    order = np.argsort(keys, axis=1, kind="stable")[:, :k]  # index order within equal keys
+    return torch.from_numpy(np.take_along_axis(index, order, axis=1))
+
+
+def _exact_rows(z: torch.Tensor, rows: torch.Tensor, k: int, cosine: bool) -> torch.Tensor:
+    """kNN lists of the given rows in the input's precision.
+
+    Each block of rows gets its distances to all N rows and a ``topk``. Its k-th smallest value t is
+    unique even where the order of tied entries is not: if the row holds no more entries equal to t
+    than the top k does, the top-k set is the answer; otherwise (a tie straddles the k-th place) the
+    row takes every entry below t plus the lowest-index entries equal to t. A stable sort of the k
+    entries, in index order, by distance gives the final order.
     """
     n = z.shape[0]
     # Only the order within a row matters: drop the constant ‖z_i‖². Cosine selects the k largest
     # inner products directly (the same order as the k smallest -cos, without negating N x N entries).
-    cosine = metric != "euclidean"
     sq_norms = None if cosine else z.square().sum(dim=1)
     rows_per_block = max(1, BLOCK_ELEMENTS // n)
+    every = rows.numel() == n
     # On the CPU, up to GRAM_BYTES the whole Gram matrix comes from one numpy product z @ zᵀ, which
     # OpenBLAS computes as a symmetric rank-k update (half the flops of the row-block GEMMs); the
-    # selection then runs over row blocks of it. Larger N (or other devices): one GEMM per row block.
-    whole = mm(z, z.T) if on_numpy(z) and n > rows_per_block and n * n * z.element_size() <= GRAM_BYTES else None
+    # selection then runs over row blocks of it. Larger N (or other devices, or a subset of the
+    # rows): one GEMM per row block.
+    whole = (
+        mm(z, z.T)
+        if every and on_numpy(z) and n > rows_per_block and n * n * z.element_size() <= GRAM_BYTES
+        else None
+    )
     lists = []
-    for start in range(0, n, rows_per_block):
-        block = z[start : start + rows_per_block]
+    for start in range(0, rows.numel(), rows_per_block):
+        own = rows[start : start + rows_per_block]
         # The GEMM runs in numpy's BLAS on the CPU (mm); the selection stays in torch, whose ``topk``
         # is ~4x faster than ``np.argpartition`` on one thread here.
+        # All rows: slices of z (numpy computes z[a:b] @ zᵀ for a single block as a symmetric product).
+        block = z[start : start + rows_per_block] if every else z[own]
         key = mm(block, z.T) if whole is None else whole[start : start + rows_per_block]
         if not cosine:
             key = key.mul_(-2.0).add_(sq_norms)
-        rows = torch.arange(block.shape[0], device=z.device)
-        key[rows, start + rows] = -math.inf if cosine else math.inf
+        key[torch.arange(own.numel(), device=z.device), own] = -math.inf if cosine else math.inf
         # k + 1 entries (k <= n - 1, so there are enough): the tie at the k-th place straddles into the
         # rest of the row exactly when the (k + 1)-th entry equals the k-th, so no pass over the whole
         # block is needed to detect it.
@@ -143,7 +297,7 @@ def _search(z: torch.Tensor, k: int, metric: str) -> torch.Tensor:
             nearest_first.neg_()  # exact: the order of -cos, ties kept in index order by the stable sort
         order = nearest_first.sort(dim=1, stable=True).indices
         lists.append(index.gather(1, order))
-    return torch.cat(lists)
+    return torch.cat(lists) if lists else torch.empty((0, k), dtype=torch.int64, device=z.device)
 
 
 def pair_values(z: torch.Tensor, index: torch.Tensor, squared_distance: bool) -> torch.Tensor:

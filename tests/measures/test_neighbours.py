@@ -8,6 +8,8 @@ inputs (hand-worked 1-D example, cluster designs with identical, disjoint or hal
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -161,6 +163,115 @@ def test_knn_rejects_bad_parameters_and_degenerate_inputs():
     for name in KNN_MEASURES:
         with pytest.raises(UndefinedMeasureError, match="every row is identical"):
             measures.compute(name, constant, y, k=3)
+
+
+# ---------------------------------------------------------------- the float32 first pass of the search
+
+
+def _exact_dot(u: np.ndarray, v: np.ndarray) -> Fraction:
+    return sum((Fraction(float(p)) * Fraction(float(q)) for p, q in zip(u, v)), Fraction(0))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("d", [1, 9, 300])
+def test_float32_key_error_bound_holds_in_exact_arithmetic(metric, d):
+    """|float32 key - exact key| + |float64 key - exact key| ≤ E_i, keys computed as the paths do
+    (BLAS Gram matrices, ‖z_j‖² from einsum; the re-scoring's squared differences for Euclidean), exact
+    keys in rational arithmetic; a row with entries that underflow in float32 and a lattice row included."""
+    rng = np.random.default_rng(d)
+    x = rng.standard_normal((14, d))
+    x[4, : max(1, d // 2)] *= 1e-41  # entries that underflow to float32 subnormals or zero
+    x[5] = np.round(x[5] * 4) / 4  # lattice row
+    z = prepare_rows("test", torch.from_numpy(x), metric).numpy()
+    z32 = z.astype(np.float32)
+    sq = np.einsum("ij,ij->i", z, z)
+    cosine = metric == "cosine"
+    key32, key64 = (z32 @ z32.T).astype(np.float64), z @ z.T
+    if not cosine:
+        key32 = (2.0 * (z32 @ z32.T) - sq.astype(np.float32)).astype(np.float64)
+        key64 = 2.0 * key64 - sq
+    bound = neighbours._key_error_bound(sq, d, cosine)
+    for i in range(len(z)):
+        for j in range(len(z)):
+            exact = _exact_dot(z[i], z[j])
+            if not cosine:
+                exact = 2 * exact - _exact_dot(z[j], z[j])
+            err32 = abs(Fraction(float(key32[i, j])) - exact)
+            err = err32 + abs(Fraction(float(key64[i, j])) - exact)
+            assert err <= Fraction(float(bound[i])), (i, j, float(err), bound[i])
+            if not cosine:  # the re-scored key: ‖z_i - z_j‖² from differences = ‖z_i‖² - w
+                rescored = Fraction(float(np.sum((z[i] - z[j]) ** 2)))
+                err = err32 + abs(rescored - (_exact_dot(z[i], z[i]) - exact))
+                assert err <= Fraction(float(bound[i])), (i, j, float(err), bound[i])
+
+
+def _near_tie_data(metric: str) -> np.ndarray:
+    """Random rows plus, around three anchors, 14 rows whose keys differ by ~1e-11 relative: far below
+    float32 resolution, far above float64's (so the order is unambiguous for a float64 oracle)."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((150, 12))
+    for anchor, first in ((0, 20), (1, 40), (2, 60)):
+        for step in range(14):
+            u = rng.standard_normal(12)
+            if metric == "cosine":
+                u -= (u @ x[anchor]) / (x[anchor] @ x[anchor]) * x[anchor]
+                x[first + step] = x[anchor] / np.linalg.norm(x[anchor]) + 1e-2 * (1 + step * 1e-7) * u / np.linalg.norm(u)
+            else:
+                x[first + step] = x[anchor] + 1e-2 * (1 + step * 1e-7) * u / np.linalg.norm(u)
+    return x
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("blocks", [False, True])
+def test_float32_pass_near_ties_against_sklearn(monkeypatch, metric, blocks):
+    """Near-ties inside the float32 bound go to the float64 re-scoring (checked: the pass leaves them
+    unordered) and come out in float64 order; also in row blocks without the whole Gram matrix."""
+    if blocks:
+        monkeypatch.setattr(neighbours, "BLOCK_ELEMENTS", 150 * 3 + 1)  # 6 rows per float32 block, ragged
+        monkeypatch.setattr(neighbours, "GRAM_BYTES", 0)
+    x = _near_tie_data(metric)
+    z = prepare_rows("test", torch.from_numpy(x), metric)
+    _, unordered, _, _ = neighbours._float32_pass(z, 10, metric == "cosine")
+    assert {0, 1, 2} <= set(unordered.tolist())
+    for k in (1, 10, 13, 149):
+        np.testing.assert_array_equal(knn(x, k, metric), sklearn_knn(x, k, metric))
+
+
+@pytest.mark.parametrize("blocks", [False, True])
+def test_float32_pass_lattice_ties_and_duplicates_against_brute_force(monkeypatch, blocks):
+    """Integer lattice (exact squared distances; ties at the k-th place everywhere, duplicates) and
+    scaled signed basis vectors (cosines exactly -1, 0, 1; ties wider than the candidate lists, so
+    rows fall back to the float64 path): the (distance, index) oracle, k from 1 to N - 1."""
+    if blocks:
+        monkeypatch.setattr(neighbours, "BLOCK_ELEMENTS", 128 * 7)
+        monkeypatch.setattr(neighbours, "GRAM_BYTES", 0)
+    rng = np.random.default_rng(12)
+    # 27 lattice points, ~5 copies of each; N = 128 keeps the centred entries dyadic (column means k/128),
+    # so every key is exact in float64 and the lattice's ties stay exact ties
+    grid = rng.integers(-1, 2, size=(128, 3)).astype(float)
+    dist = ((grid[:, None, :] - grid[None, :, :]) ** 2).sum(-1)
+    basis = np.vstack([np.eye(6), -np.eye(6)])[rng.integers(0, 12, size=90)] * rng.integers(1, 5, size=(90, 1))
+    for x, metric, oracle in ((grid, "euclidean", dist), (basis, "cosine", -cosine_similarity(basis))):
+        z = prepare_rows("test", torch.from_numpy(x), metric)
+        _, _, _, unsettled = neighbours._float32_pass(z, 10, metric == "cosine")
+        assert unsettled.numel() > 0  # the float64 path is exercised
+        for k in (1, 10, 31, len(x) - 1):
+            np.testing.assert_array_equal(knn(x, k, metric), _lexsort_neighbours(oracle, k))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_float32_pass_settles_random_rows_with_the_float64_lists(metric):
+    """Tie-free data: most rows are settled by float32 alone, and the lists are exactly those of the
+    float64 path (the second code path, run on every row) and of sklearn."""
+    x = np.random.default_rng(13).standard_normal((700, 48)) + 0.2
+    z = prepare_rows("test", torch.from_numpy(x), metric)
+    cosine = metric == "cosine"
+    _, unordered, _, unsettled = neighbours._float32_pass(z, 10, cosine)
+    assert unordered.numel() + unsettled.numel() < 0.5 * len(x)
+    every = neighbours._exact_rows(z, torch.arange(len(x)), 10, cosine)
+    lists = neighbours._search(z, 10, metric)
+    np.testing.assert_array_equal(lists.numpy(), every.numpy())
+    np.testing.assert_array_equal(lists.numpy(), sklearn_knn(x, 10, metric))
 
 
 # ---------------------------------------------------------------- closed forms on constructed inputs
