@@ -650,6 +650,64 @@ def _average_ranks(v: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
     return ranks
 
 
+#: :func:`_sort_distinct_keys` sorts this many keys and up by buckets; fewer, or more than
+#: ``_BUCKET_SORT_MAX`` (N > 2896 for an RDM), go to one ``np.sort``: the radix pass over 65536 buckets
+#: slows to ~110 ns per entry at 12.5 M entries (N = 5000), where ``np.sort`` takes ~65 ns.
+_BUCKET_SORT_MIN = 1 << 16
+_BUCKET_SORT_MAX = 1 << 22
+#: Width of the row sorts in :func:`_sort_distinct_keys`: numpy sorts up to 256 int64 entries inside
+#: SIMD registers (~2 ns per entry here, against ~55 ns per entry for one sort of 2 M; rows of 512
+#: already cost ~9 ns per entry).
+_SORT_WINDOW = 256
+
+
+def _sort_distinct_keys(key: np.ndarray) -> np.ndarray:
+    """The distinct non-negative int64 ``key`` in ascending order (the array ``np.sort`` gives), in a new
+    buffer; ``key`` is unchanged.
+
+    Written by hand because numpy's sort of millions of int64 is the cost of ``rsa`` (110 ms for the 2 M
+    entries of an RDM at N = 2000 on the AMD EPYC of BENCHMARKS.md, ~55 ns per entry), while its radix
+    sort of 16-bit keys (stable argsort, ~8 ns per entry) and its sorts of short rows (≤ 256 entries,
+    ~2 ns per entry) are fast. So: a 16-bit bucket digit, monotone in the key (its offset from a low
+    sample quantile, shifted right by a power of two and clipped to [0, 65535], so outliers cannot
+    squeeze the rest into a few buckets); the stable argsort of the digits puts the keys in bucket
+    order; buckets of more than W/2 entries (W = ``_SORT_WINDOW``) are sorted one by one; then rows of
+    W entries are sorted, and rows of W shifted by W/2. Sorting a row of a bucket-ordered array only
+    reorders entries within buckets, so a sorted bucket stays sorted, and a bucket of ≤ W/2 entries lies
+    inside a row of one of the two passes: afterwards every bucket is sorted.
+    """
+    m = key.size
+    if not _BUCKET_SORT_MIN <= m <= _BUCKET_SORT_MAX:
+        return np.sort(key)
+    sample = key[::max(1, m >> 16)].copy()  # ~65536 keys for the range of the digits
+    cut = max(1, sample.size >> 10)
+    sample.partition([cut - 1, sample.size - cut])
+    lo, hi = int(sample[cut - 1]), int(sample[sample.size - cut])
+    shift = np.int64(max(0, (hi - lo).bit_length() - 16))
+    digit = np.empty(m, dtype=np.uint16)
+    chunk = _BLOCK_ELEMENTS
+    for s in range(0, m, chunk):
+        part = key[s:s + chunk] - np.int64(lo)
+        np.right_shift(part, shift, out=part)
+        digit[s:s + chunk] = np.clip(part, 0, 65535, out=part)
+    order = np.argsort(digit, kind="stable")  # a radix sort for 16-bit keys
+    ends = np.cumsum(np.bincount(digit, minlength=1 << 16))
+    del digit
+    # The gathered keys overwrite the permutation in place (entry t of ``order`` is read before entry t
+    # of the output is written; mode="clip" makes numpy write straight into ``out``): one M-entry
+    # buffer less at N = 16000 (1 GiB).
+    out = np.take(key, order, out=order, mode="clip")
+    half = _SORT_WINDOW // 2
+    starts = ends - np.diff(ends, prepend=0)
+    for b in np.flatnonzero(ends - starts > half):
+        out[starts[b]:ends[b]].sort()
+    for first in (0, half):
+        body = (m - first) // _SORT_WINDOW * _SORT_WINDOW
+        out[first:first + body].reshape(-1, _SORT_WINDOW).sort(axis=1)
+        out[first + body:].sort()
+    return out
+
+
 def _average_ranks_numpy(v: np.ndarray) -> np.ndarray:
     """:func:`_average_ranks` with numpy; ``v`` is used as scratch space (its values are lost).
 
@@ -657,7 +715,7 @@ def _average_ranks_numpy(v: np.ndarray) -> np.ndarray:
     ~1.8x as long as numpy's value sort here. So the permutation rides along inside the sorted values:
     each entry becomes the int64 key ⌊(v − min)·s⌋·2^b + position (b bits hold the positions, s maps the
     range onto the remaining ≤ 52 bits; fl(v − min)·s and the floor are monotone, so the keys sort in
-    the order of the values), one int64 value sort, then the low b bits are the permutation. Entries
+    the order of the values), one sort of the keys (:func:`_sort_distinct_keys`), then the low b bits are the permutation. Entries
     whose quantised parts coincide (a few hundred at 2 M entries) are put in value order by an argsort
     of just those entries; only they are compared by value (different quantised parts are different
     values), so no gather of all M values in sorted order is needed. Exact ties are then averaged as
@@ -677,7 +735,7 @@ def _average_ranks_numpy(v: np.ndarray) -> np.ndarray:
     chunk = _BLOCK_ELEMENTS
     for s in range(0, m, chunk):
         key[s:s + chunk] |= np.arange(s, min(s + chunk, m), dtype=np.int64)
-    key.sort()
+    key = _sort_distinct_keys(key)
     same = np.empty(m - 1, dtype=bool)  # neighbours in the sort with equal quantised parts
     for s in range(0, m - 1, chunk):
         e = min(s + chunk, m - 1)

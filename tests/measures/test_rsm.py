@@ -332,6 +332,43 @@ def _rank_cases() -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("case", range(8))
+def test_average_ranks_by_bucket_sort_equal_scipy_rankdata(monkeypatch, case):
+    """The same with every key array of ≥ 4 entries sorted by buckets (rows of 8): scipy's ranks."""
+    monkeypatch.setattr(measures.rsm, "_BUCKET_SORT_MIN", 4)
+    monkeypatch.setattr(measures.rsm, "_SORT_WINDOW", 8)
+    v = _rank_cases()[case]
+    np.testing.assert_array_equal(measures.rsm._average_ranks_numpy(v.copy()), rankdata(v))
+
+
+@pytest.mark.parametrize("window", [8, 256])
+def test_sort_distinct_keys_equals_numpy_sort(monkeypatch, window):
+    """Bucket sort against np.sort: spread and concentrated keys, outliers that would squeeze the rest
+    into a few buckets, one huge bucket, buckets just above and below half a window, tiny arrays."""
+    monkeypatch.setattr(measures.rsm, "_BUCKET_SORT_MIN", 4)
+    monkeypatch.setattr(measures.rsm, "_SORT_WINDOW", window)
+    rng = np.random.default_rng(13)
+
+    def keys(q: np.ndarray) -> np.ndarray:  # distinct, like the packed keys: value bits then position
+        bits = max(1, (q.size - 1).bit_length())
+        return (q.astype(np.int64) << bits) | np.arange(q.size)
+
+    cases = [
+        rng.integers(0, 1 << 40, 200_000),
+        (np.clip(rng.normal(0.5, 0.01, 300_000), 0, 1) * 2.0**38).astype(np.int64),
+        np.concatenate([rng.integers(0, 1000, 100_000), [1 << 40] * 3, [0] * 5]),
+        np.zeros(70_000, dtype=np.int64),
+        np.repeat(np.arange(3000), rng.integers(window // 2 - 1, window // 2 + 2, 3000)),
+        rng.integers(0, 5, 9),
+        np.array([7]),
+    ]
+    for q in cases:
+        k = keys(q)
+        before = k.copy()
+        np.testing.assert_array_equal(measures.rsm._sort_distinct_keys(k), np.sort(before))
+        np.testing.assert_array_equal(k, before)
+
+
+@pytest.mark.parametrize("case", range(8))
 def test_average_ranks_numpy_and_torch_paths_equal_scipy_rankdata(case):
     """The packed-key numpy ranks (quantised value and position in one int64 sort, then a fix-up of
     equal quantised parts) and the torch sort path both equal scipy's average ranks exactly."""
