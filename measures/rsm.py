@@ -1152,8 +1152,36 @@ def eigenspace_overlap(X: torch.Tensor, Y: torch.Tensor, *, center: bool = True)
     full N x N SVD. ``UndefinedMeasureError`` for a constant input and when a rank reaches N − 1
     (N without centring), where the column space is everything and the score depends on ranks only.
     """
+    value = _overlap_by_covariances(X, Y, center)
+    if value is not None:
+        return torch.tensor(value, dtype=X.dtype).clamp(0.0, 1.0)
     ux, _, uy, _ = _bases("eigenspace_overlap", X, Y, center)
     return (mm(ux.T, uy).square().sum() / max(ux.shape[1], uy.shape[1])).clamp(0.0, 1.0)
+
+
+def _overlap_by_covariances(X: torch.Tensor, Y: torch.Tensor, center: bool) -> float | None:
+    """The eigenspace overlap score from D x D products (CPU inputs), or None for the SVD route.
+
+    With full column rank, Q = X̃ L_X⁻ᵀ (L_X the Cholesky factor of X̃ᵀX̃) is an orthonormal basis of
+    col(X̃), and ‖UᵀV‖_F is the same for every orthonormal basis, so EOS = ‖L_X⁻¹ X̃ᵀỸ L_Y⁻ᵀ‖_F² / max(D1, D2):
+    two Gram products, one cross product and two triangular solves instead of two thin N x D SVDs
+    (~10x faster at 2000x256). Taken only when both covariances are well conditioned
+    (``measures.cca.well_conditioned_cholesky``: κ(X̃) ≤ 100, so every singular value is far above
+    the rank tolerance and the ranks are D1, D2) and D < N (− 1 with centring); rank-deficient,
+    ill-conditioned and degenerate inputs keep the SVD route with its rank rule and errors.
+    """
+    if not on_numpy(X, Y):
+        return None
+    available = X.shape[0] - 1 if center else X.shape[0]
+    if max(X.shape[1], Y.shape[1]) >= available:
+        return None
+    a, b = ((centred(z) if center else z / power_of_two_scale(z)).numpy() for z in (X, Y))
+    lows = [well_conditioned_cholesky(z.T @ z) for z in (a, b)]
+    if lows[0] is None or lows[1] is None:
+        return None
+    half = scipy.linalg.solve_triangular(lows[0], a.T @ b, lower=True, check_finite=False)
+    whole = scipy.linalg.solve_triangular(lows[1], half.T, lower=True, check_finite=False)
+    return float(np.einsum("ij,ij->", whole, whole)) / max(a.shape[1], b.shape[1])
 
 
 def _ridge_weights(s: torch.Tensor, lam: float) -> torch.Tensor:

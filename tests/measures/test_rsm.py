@@ -573,6 +573,22 @@ def test_eigenspace_overlap_equals_scipy_orth(xy):
     assert measures.compute("eigenspace_overlap", x, y, center=False) == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.parametrize("center", [True, False])
+def test_eigenspace_overlap_both_routes_equal_scipy_orth(rng, center):
+    """The Cholesky route (well-conditioned inputs) and the SVD route (a full-rank input with condition
+    number 1e7, beyond the Cholesky bound) both against orthonormal bases from scipy's SVD."""
+    x = rng.standard_normal((200, 12))
+    y = 0.5 * x[:, :8] @ rng.standard_normal((8, 10)) + rng.standard_normal((200, 10))
+    skewed = x * np.logspace(0, -7, 12)
+    for a, b, fast in ((x, y, True), (skewed, y, False)):
+        assert (measures.rsm._overlap_by_covariances(torch.from_numpy(a), torch.from_numpy(b), center)
+                is not None) == fast
+        u = scipy.linalg.orth(centre(a) if center else a, rcond=200 * np.finfo(float).eps)
+        v = scipy.linalg.orth(centre(b) if center else b, rcond=200 * np.finfo(float).eps)
+        expected = np.linalg.norm(u.T @ v) ** 2 / max(u.shape[1], v.shape[1])
+        assert measures.compute("eigenspace_overlap", a, b, center=center) == pytest.approx(expected, abs=1e-10)
+
+
 def test_eigenspace_overlap_closed_forms(rng):
     x = centre(rng.standard_normal((30, 5)))
     # A subspace: the 3 columns of Y lie in the 5-dimensional col(X).
