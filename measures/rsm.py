@@ -348,6 +348,38 @@ def _kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
     return torch.kthvalue(values, k).values
 
 
+#: :func:`_order_statistics` brackets the wanted ranks by this fraction of the entries on each side.
+_BRACKET = 1 / 64
+
+
+def _order_statistics(values: np.ndarray, wanted: list[int]) -> dict[int, float]:
+    """The k-th smallest entries (0-based k in ``wanted``, close together) of a float vector without
+    NaNs, exactly those of ``np.partition``; ``values`` may be reordered (scratch).
+
+    ``np.partition`` of the 2 M squared distances at N = 2000 takes ~20 ms here. Instead, a strided
+    sample of ~65536 entries gives two values a ≤ b whose ranks bracket the wanted ones by about
+    ``_BRACKET`` of the entries; one count of the entries below a and one selection of those in [a, b]
+    (a few fast passes), and the order statistics are taken from that small set. If the bracket
+    misses (a value-ordered layout can fool the sample), one ``np.partition`` of everything runs.
+    """
+    if not wanted:
+        return {}
+    m = values.size
+    if m >= 1 << 16:
+        sample = np.sort(values[::max(1, m >> 16)])
+        s = sample.size
+        lo_at = max(0, int((wanted[0] / m - _BRACKET) * s))
+        hi_at = min(s - 1, int((wanted[-1] / m + _BRACKET) * s) + 1)
+        a, b = sample[lo_at], sample[hi_at]
+        below = int(np.count_nonzero(values < a))
+        inside = values[(values >= a) & (values <= b)]
+        if below <= wanted[0] and wanted[-1] < below + inside.size:
+            inside.partition([k - below for k in wanted])
+            return {k: float(inside[k - below]) for k in wanted}
+    values.partition(wanted)
+    return {k: float(values[k]) for k in wanted}
+
+
 def _median_squared_distance(upper: torch.Tensor, n: int, median_over: str) -> torch.Tensor:
     """Median of the squared distances, numpy's convention (mean of the two middle values if even).
 
@@ -356,18 +388,15 @@ def _median_squared_distance(upper: torch.Tensor, n: int, median_over: str) -> t
     N² entries are N diagonal zeros followed, in sorted order, by every upper entry twice, so the k-th
     smallest (k > N) is the ⌈(k−N)/2⌉-th smallest upper entry: no N x N copy is needed.
     """
-    if on_numpy(upper):  # both order statistics from one np.partition
+    if on_numpy(upper):  # both order statistics from one selection
         m = upper.numel()
         if median_over == "upper_triangle":
             ks = [(m + 1) // 2, m // 2 + 1]
         else:
             total = n * n
             ks = [0 if k <= n else math.ceil((k - n) / 2) for k in ((total + 1) // 2, total // 2 + 1)]
-        wanted = sorted({k - 1 for k in ks if k > 0})
-        part = upper.numpy()
-        if wanted:  # in place: the caller's vector is scratch (a copy of N²/2 doubles cost ~40 % at N = 8000)
-            part.partition(wanted)
-        lo, hi = (0.0 if k == 0 else part[k - 1] for k in ks)
+        found = _order_statistics(upper.numpy(), sorted({k - 1 for k in ks if k > 0}))
+        lo, hi = (0.0 if k == 0 else found[k - 1] for k in ks)
         return 0.5 * (torch.tensor(lo, dtype=upper.dtype) + torch.tensor(hi, dtype=upper.dtype))
     if median_over == "upper_triangle":
         m = upper.numel()
@@ -381,14 +410,21 @@ def _median_squared_distance(upper: torch.Tensor, n: int, median_over: str) -> t
     return 0.5 * (kth_full((total + 1) // 2) + kth_full(total // 2 + 1))
 
 
-def _rbf_two_sigma_sq(name: str, x: torch.Tensor, which: int, fraction: float, median_over: str) -> torch.Tensor:
-    """2σ² = 2·fraction²·median squared distance of the rows of x (the median memoised per input)."""
+def _rbf_two_sigma_sq(
+    name: str, x: torch.Tensor, which: int, fraction: float, median_over: str, kept: list[np.ndarray] | None = None
+) -> torch.Tensor:
+    """2σ² = 2·fraction²·median squared distance of the rows of x (the median memoised per input).
+
+    ``kept`` (CPU inputs): where the median is computed rather than memoised, it receives the row blocks
+    of squared distances, which are those :func:`_upper_triangle_centred_products` builds (same blocks,
+    same arithmetic), so the kernel pass need not redo their GEMM."""
     n = x.shape[0]
 
     def median_squared_distance() -> torch.Tensor:
         if on_numpy(x):  # the upper triangle by row blocks of ≤ N/8 rows (about half the GEMM)
             xn = x.numpy()
-            upper = torch.from_numpy(_condensed_numpy(xn, "sqeuclidean", np.einsum("ij,ij->i", xn, xn), -(-n // 8)))
+            upper = torch.from_numpy(
+                _condensed_numpy(xn, "sqeuclidean", np.einsum("ij,ij->i", xn, xn), -(-n // 8), kept))
         else:
             squared = _squared_distance_blocks(x)
             columns = torch.arange(n, device=x.device)
@@ -455,10 +491,15 @@ def cka_rbf(
     y = _centred_nonconstant("cka_rbf", Y, 2)
     upper = None
     if on_numpy(x, y):
-        divisors = [-float(_rbf_two_sigma_sq("cka_rbf", z, w, fraction, median_over)) for w, z in ((1, x), (2, y))]
+        # The squared-distance blocks of a median computed here serve the kernel pass too (up to
+        # _KEEP_BYTES of them: N ≤ ~11000), one GEMM per side instead of two.
+        keep = x.shape[0] ** 2 * x.element_size() <= _KEEP_BYTES
+        kept: list[list[np.ndarray] | None] = [[], []] if keep else [None, None]
+        divisors = [-float(_rbf_two_sigma_sq("cka_rbf", z, w, fraction, median_over, kept[w - 1]))
+                    for w, z in ((1, x), (2, y))]
         upper = _upper_triangle_centred_products(
             x.numpy(), y.numpy(), lambda block, which: np.exp(np.divide(block, divisors[which], out=block), out=block),
-            1.0)
+            1.0, kept)
     if upper is not None:
         xy, xx, yy = (torch.tensor(v, dtype=x.dtype) for v in upper)
     else:
@@ -494,12 +535,15 @@ def _condensed(z: torch.Tensor, inner: str) -> torch.Tensor:
     return _upper_by_row_blocks(n, block, z.new_empty(n * (n - 1) // 2))
 
 
-def _condensed_numpy(z: np.ndarray, inner: str, sq: np.ndarray | None, max_rows: int | None = None) -> np.ndarray:
+def _condensed_numpy(
+    z: np.ndarray, inner: str, sq: np.ndarray | None, max_rows: int | None = None, blocks: list[np.ndarray] | None = None
+) -> np.ndarray:
     """:func:`_condensed` with numpy: the same blocks and arithmetic entry by entry, so the same bits
     (smaller blocks would save part of the GEMM below N ≈ 2900, ~6 % of ``rsa`` at 2000x256, but the
     GEMM's round-off then moves, and with it which mathematically equal entries of lattice data tie);
     each row's part j > i is copied straight into the output (no boolean mask over the block).
-    ``max_rows`` caps the rows per block where those bits need not match (the RBF median)."""
+    ``max_rows`` caps the rows per block where those bits need not match (the RBF median); ``blocks``,
+    if given, receives every block (rows start..stop−1 against columns start+1..N−1) for reuse."""
     n = z.shape[0]
     out = np.empty(n * (n - 1) // 2, dtype=z.dtype)
     start = offset = 0
@@ -517,6 +561,8 @@ def _condensed_numpy(z: np.ndarray, inner: str, sq: np.ndarray | None, max_rows:
             np.maximum(entries, 0.0, out=entries)
             if inner == "euclidean":
                 np.sqrt(entries, out=entries)
+        if blocks is not None:
+            blocks.append(entries)
         for r in range(rows):
             row = entries[r, r:]  # columns j > start + r
             out[offset:offset + row.size] = row
@@ -956,7 +1002,8 @@ _EXPANSION_KEEP = 1e-5
 
 
 def _upper_triangle_centred_products(
-    x: np.ndarray, y: np.ndarray, entries: Callable[[np.ndarray, int], None], diagonal: float
+    x: np.ndarray, y: np.ndarray, entries: Callable[[np.ndarray, int], None], diagonal: float,
+    kept: list[list[np.ndarray] | None] | None = None,
 ) -> tuple[float, float, float] | None:
     """⟨HAH, HBH⟩, ⟨HAH, HAH⟩, ⟨HBH, HBH⟩ for symmetric N x N matrices A, B that are elementwise functions
     of the squared distances of the rows of x, y, from the strict upper triangles alone, in one pass;
@@ -971,10 +1018,15 @@ def _upper_triangle_centred_products(
     The expansion cancels (for the Euclidean distances of Gaussian data at D = 256 the centred products
     are ~1e-3 of the uncentred ones, so ~3 of 16 digits go): it is used only when each centred product
     keeps ≥ ``_EXPANSION_KEEP`` of its uncentred counterpart (relative error ≲ 1e-11); otherwise the
-    caller takes the two-pass route.
+    caller takes the two-pass route. ``kept[side]``, where not empty, holds that side's squared-distance
+    blocks already built by :func:`_condensed_numpy` with rows ≤ N/8 (the same blocks; used up here).
     """
     n = x.shape[0]
     sides = [(z, np.einsum("ij,ij->i", z, z), np.full(n, diagonal)) for z in (x, y)]
+    ready = [list(reversed(k)) if k else None for k in (kept or (None, None))]
+    for k in kept or ():
+        if k:
+            k.clear()  # each block is freed once used
     ab = aa = bb = 0.0
     start = 0
     while start < n - 1:
@@ -982,11 +1034,14 @@ def _upper_triangle_centred_products(
         stop = start + rows
         flat = []
         for which, (z, sq, row_sums) in enumerate(sides):
-            block = z[start:stop] @ z[start + 1:].T  # row r (instance start + r): pairs with j > start
-            block *= -2.0
-            block += sq[start:stop, None]
-            block += sq[start + 1:]
-            np.maximum(block, 0.0, out=block)
+            if ready[which]:
+                block = ready[which].pop()
+            else:
+                block = z[start:stop] @ z[start + 1:].T  # row r (instance start + r): pairs with j > start
+                block *= -2.0
+                block += sq[start:stop, None]
+                block += sq[start + 1:]
+                np.maximum(block, 0.0, out=block)
             entries(block, which)
             block[:, :rows][np.tri(rows, rows, -1, dtype=bool)] = 0.0  # j <= i: another block's pair
             row_sums[start:stop] += block.sum(axis=1)

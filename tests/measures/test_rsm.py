@@ -316,6 +316,20 @@ def test_rsa_row_blocks_equal_scipy_on_condensed_distances(monkeypatch, block, i
     np.testing.assert_allclose(upper / upper.max(), a / a.max(), rtol=1e-12, atol=1e-13)
 
 
+def test_order_statistics_equal_sorted_entries():
+    """The bracketed selection of the RBF median against np.sort: random, tied, all-equal, mostly-zero
+    and value-ordered (the sample's bracket can miss: the np.partition fallback) vectors."""
+    rng = np.random.default_rng(14)
+    cases = [rng.random(200_000), rng.integers(0, 3, 100_000).astype(float), np.zeros(70_000),
+             np.concatenate([np.zeros(90_000), rng.random(9)]), np.sort(rng.random(100_000))[::-1].copy(),
+             rng.random(1000)]
+    for v in cases:
+        m = v.size
+        for wanted in ([m // 2 - 1, m // 2], [0], [m - 1], [m // 3, m // 3 + 5]):
+            found = measures.rsm._order_statistics(v.copy(), wanted)
+            assert found == {k: np.sort(v)[k] for k in wanted}
+
+
 def _rank_cases() -> list[np.ndarray]:
     rng = np.random.default_rng(12)
     near_one = 1.0 + rng.integers(0, 300, 5000) * 2.0**-52  # every quantised key equal: all in the fix-up
