@@ -1192,7 +1192,8 @@ def _bases(name: str, X: torch.Tensor, Y: torch.Tensor, center: bool) -> tuple[t
     invariances=_ALL_INVARIANCES,
     min_rows=3,
     reference="May, Zhang, Dao, Ré. On the Downstream Performance of Compressed Word Embeddings. NeurIPS 2019",
-    cost="O(N·D² + D³): thin SVD of each input and one r_X x r_Y product",
+    cost="O(N·D² + D³): Gram and cross products and a Cholesky factor per input if well conditioned, "
+    "else a thin SVD of each input and one r_X x r_Y product",
 )
 def eigenspace_overlap(X: torch.Tensor, Y: torch.Tensor, *, center: bool = True) -> torch.Tensor:
     """Eigenspace overlap score: how much the column spaces of the two representations coincide.
