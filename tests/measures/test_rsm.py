@@ -200,6 +200,30 @@ def test_cka_rbf_upper_triangle_route_and_fallback_equal_colab(monkeypatch, bloc
     assert measures.compute("cka_rbf", x, y, median_over=median_over) == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize("keep", [True, False])
+def test_cka_rbf_kept_blocks_and_memoised_median_equal_colab(monkeypatch, keep):
+    """The median pass's blocks reused by the kernel pass (or rebuilt: nothing kept), and a second call
+    that finds x's median memoised (its blocks then rebuilt by the kernel pass), at N = 400, where the
+    median's order statistics come from the sample bracket: the Colab's full-matrix formula each time."""
+    from measures import _memo
+
+    if not keep:
+        monkeypatch.setattr(measures.rsm, "_KEEP_BYTES", 0)
+    rng = np.random.default_rng(23)
+    x, y, z = (rng.standard_normal((400, 6)) for _ in range(3))
+    y += 0.5 * x
+
+    def gram(a):
+        sq = cdist(a, a, "sqeuclidean")
+        return np.exp(-sq / (2 * 0.4**2 * np.median(sq)))
+
+    _memo.clear()
+    hits = _memo.stats["hits"]
+    for a, b in ((x, y), (x, z)):
+        assert measures.compute("cka_rbf", a, b) == pytest.approx(cka_of_grams(gram(a), gram(b)), rel=1e-10)
+    assert _memo.stats["hits"] > hits
+
+
 @pytest.mark.parametrize("n", [7, 8])  # odd and even N² (numpy's two-middle-values rule)
 def test_cka_rbf_median_rules_differ_and_match_numpy(n, rng):
     x, y = representations(rng, n, 3, 3)
