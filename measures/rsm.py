@@ -543,7 +543,8 @@ def _condensed_numpy(
     GEMM's round-off then moves, and with it which mathematically equal entries of lattice data tie);
     each row's part j > i is copied straight into the output (no boolean mask over the block).
     ``max_rows`` caps the rows per block where those bits need not match (the RBF median); ``blocks``,
-    if given, receives every block (rows start..stop−1 against columns start+1..N−1) for reuse."""
+    if given (with ``sq``), receives every block of distances (rows start..stop−1 against columns
+    start+1..N−1) for reuse."""
     n = z.shape[0]
     out = np.empty(n * (n - 1) // 2, dtype=z.dtype)
     start = offset = 0
@@ -551,10 +552,7 @@ def _condensed_numpy(
         rows = max(1, min(n - 1 - start, _BLOCK_ELEMENTS // (n - start), max_rows or n))
         stop = start + rows
         entries = z[start:stop] @ z[start + 1:].T  # row r (instance start + r): pairs with j > start
-        if sq is None:
-            np.negative(entries, out=entries)
-            entries += 1.0
-        else:
+        if sq is not None:
             entries *= -2.0
             entries += sq[start:stop, None]
             entries += sq[start + 1:]
@@ -568,6 +566,8 @@ def _condensed_numpy(
             out[offset:offset + row.size] = row
             offset += row.size
         start = stop
+    if sq is None:  # 1 − ⟨z_i, z_j⟩ on the kept entries only: the same bits as −e + 1 on the block
+        np.subtract(1.0, out, out=out)
     return out
 
 
@@ -645,6 +645,9 @@ def _rdm_upper(name: str, x: torch.Tensor, which: int, inner: str) -> torch.Tens
 
 def _is_constant(v: torch.Tensor) -> bool:
     """All entries equal up to round-off (a spread within 64 eps of the largest magnitude)."""
+    if on_numpy(v):  # two numpy passes; the largest magnitude is max(|max|, |min|) (no abs copy)
+        hi, lo = float(v.numpy().max()), float(v.numpy().min())
+        return hi - lo <= 64.0 * _eps(v) * max(abs(hi), abs(lo))
     return bool(v.max() - v.min() <= 64.0 * _eps(v) * v.abs().max())
 
 
