@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> None:
         cells = []
         for n in sizes:
             try:
-                out = subprocess.run([sys.executable, "-c", CHILD, name, str(n), str(args.dim), str(args.calls)], capture_output=True,
-                                     text=True, timeout=args.timeout, check=True)
+                out = subprocess.run([sys.executable, "-c", CHILD, name, str(n), str(args.dim), str(args.calls)],
+                                     capture_output=True, text=True, timeout=args.timeout, check=True)
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 floor = 2.0 * n * n * 2 * args.dim / r["gemm"]
                 times = " / ".join(f"{t:.2f}" for t in r["seconds"])
