@@ -1231,7 +1231,7 @@ def _overlap_by_covariances(X: torch.Tensor, Y: torch.Tensor, center: bool) -> f
     the rank tolerance and the ranks are D1, D2) and D < N (− 1 with centring); rank-deficient,
     ill-conditioned and degenerate inputs keep the SVD route with its rank rule and errors.
     """
-    if not on_numpy(X, Y):
+    if not on_numpy(X, Y) or X.dtype != torch.float64:  # squaring κ needs float64's digits
         return None
     available = X.shape[0] - 1 if center else X.shape[0]
     if max(X.shape[1], Y.shape[1]) >= available:
