@@ -33,7 +33,7 @@ for inner in ("correlation", "euclidean", "sqeuclidean", "cosine"):
     for outer in ("spearman", "pearson", "kendall_tau_b", "cosine"):
         CASES.append(("rsa", {"inner": inner, "outer": outer}))
 def inputs():  # -> (tag, x, y)
-    for n, d in ((60, 8), (300, 40), (700, 20)):
+    for n, d in ((60, 8), (300, 40), (700, 20), (1500, 30)):
         rng = np.random.default_rng(n)
         x = rng.standard_normal((n, d)); y = 0.3 * x @ rng.standard_normal((d, d)) + rng.standard_normal((n, d))
         yield f"random{n}", x, y

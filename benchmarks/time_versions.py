@@ -5,7 +5,7 @@ Usage (the old code as a ``git archive`` of its ``measures`` package)::
 
     mkdir -p /tmp/old && git archive <commit> measures | tar -x -C /tmp/old
     OMP_NUM_THREADS=1 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
-        uv run python -m benchmarks.time_versions 2000x256 5 /tmp/old
+        uv run python -m benchmarks.time_versions 2000x256 5 /tmp/old [comma-separated subset of SPECS]
 """
 
 import json
@@ -38,19 +38,20 @@ print(json.dumps(out))
 
 def main(argv: list[str]) -> None:
     size = argv[1]; n, d = size.split("x"); rounds = int(argv[2]); old = argv[3]
+    specs = argv[4].split(",") if len(argv) > 4 else SPECS  # optional subset, same spelling as SPECS
     new = str(Path(__file__).resolve().parents[1])
     best = {}
     for r in range(rounds):
         for version, path in (("before", old), ("after", new)):
             env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
             env.pop("OPENBLAS_CORETYPE", None); env.pop("OPENBLAS_L2_SIZE", None)
-            res = json.loads(subprocess.run([sys.executable, "-c", CHILD, n, d, ",".join(SPECS)], env=env, cwd="/tmp",
+            res = json.loads(subprocess.run([sys.executable, "-c", CHILD, n, d, ",".join(specs)], env=env, cwd="/tmp",
                                             capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
             for spec, (t, v) in res.items():
                 b = best.setdefault((spec, version), [1e9, v]); b[0] = min(b[0], t)
     print("| measure | before (s) | after (s) | before/after | value before | value after |")
     print("|---|---|---|---|---|---|")
-    for spec in SPECS:
+    for spec in specs:
         (tb, vb), (ta, va) = best[(spec, "before")], best[(spec, "after")]
         print(f"| {spec.replace(':', ' ')} | {tb:.4f} | {ta:.4f} | {tb/ta:.2f} | {vb:.15g} | {va:.15g} |")
 

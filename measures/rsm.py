@@ -348,6 +348,38 @@ def _kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
     return torch.kthvalue(values, k).values
 
 
+#: :func:`_order_statistics` brackets the wanted ranks by this fraction of the entries on each side.
+_BRACKET = 1 / 64
+
+
+def _order_statistics(values: np.ndarray, wanted: list[int]) -> dict[int, float]:
+    """The k-th smallest entries (0-based k in ``wanted``, close together) of a float vector without
+    NaNs, exactly those of ``np.partition``; ``values`` may be reordered (scratch).
+
+    ``np.partition`` of the 2 M squared distances at N = 2000 takes ~20 ms here. Instead, a strided
+    sample of ~65536 entries gives two values a ≤ b whose ranks bracket the wanted ones by about
+    ``_BRACKET`` of the entries; one count of the entries below a and one selection of those in [a, b]
+    (a few fast passes), and the order statistics are taken from that small set. If the bracket
+    misses (a value-ordered layout can fool the sample), one ``np.partition`` of everything runs.
+    """
+    if not wanted:
+        return {}
+    m = values.size
+    if m >= 1 << 16:
+        sample = np.sort(values[::max(1, m >> 16)])
+        s = sample.size
+        lo_at = max(0, int((wanted[0] / m - _BRACKET) * s))
+        hi_at = min(s - 1, int((wanted[-1] / m + _BRACKET) * s) + 1)
+        a, b = sample[lo_at], sample[hi_at]
+        below = int(np.count_nonzero(values < a))
+        inside = values[(values >= a) & (values <= b)]
+        if below <= wanted[0] and wanted[-1] < below + inside.size:
+            inside.partition([k - below for k in wanted])
+            return {k: float(inside[k - below]) for k in wanted}
+    values.partition(wanted)
+    return {k: float(values[k]) for k in wanted}
+
+
 def _median_squared_distance(upper: torch.Tensor, n: int, median_over: str) -> torch.Tensor:
     """Median of the squared distances, numpy's convention (mean of the two middle values if even).
 
@@ -356,18 +388,15 @@ def _median_squared_distance(upper: torch.Tensor, n: int, median_over: str) -> t
     N² entries are N diagonal zeros followed, in sorted order, by every upper entry twice, so the k-th
     smallest (k > N) is the ⌈(k−N)/2⌉-th smallest upper entry: no N x N copy is needed.
     """
-    if on_numpy(upper):  # both order statistics from one np.partition
+    if on_numpy(upper):  # both order statistics from one selection
         m = upper.numel()
         if median_over == "upper_triangle":
             ks = [(m + 1) // 2, m // 2 + 1]
         else:
             total = n * n
             ks = [0 if k <= n else math.ceil((k - n) / 2) for k in ((total + 1) // 2, total // 2 + 1)]
-        wanted = sorted({k - 1 for k in ks if k > 0})
-        part = upper.numpy()
-        if wanted:  # in place: the caller's vector is scratch (a copy of N²/2 doubles cost ~40 % at N = 8000)
-            part.partition(wanted)
-        lo, hi = (0.0 if k == 0 else part[k - 1] for k in ks)
+        found = _order_statistics(upper.numpy(), sorted({k - 1 for k in ks if k > 0}))
+        lo, hi = (0.0 if k == 0 else found[k - 1] for k in ks)
         return 0.5 * (torch.tensor(lo, dtype=upper.dtype) + torch.tensor(hi, dtype=upper.dtype))
     if median_over == "upper_triangle":
         m = upper.numel()
@@ -381,14 +410,21 @@ def _median_squared_distance(upper: torch.Tensor, n: int, median_over: str) -> t
     return 0.5 * (kth_full((total + 1) // 2) + kth_full(total // 2 + 1))
 
 
-def _rbf_two_sigma_sq(name: str, x: torch.Tensor, which: int, fraction: float, median_over: str) -> torch.Tensor:
-    """2σ² = 2·fraction²·median squared distance of the rows of x (the median memoised per input)."""
+def _rbf_two_sigma_sq(
+    name: str, x: torch.Tensor, which: int, fraction: float, median_over: str, kept: list[np.ndarray] | None = None
+) -> torch.Tensor:
+    """2σ² = 2·fraction²·median squared distance of the rows of x (the median memoised per input).
+
+    ``kept`` (CPU inputs): where the median is computed rather than memoised, it receives the row blocks
+    of squared distances, which are those :func:`_upper_triangle_centred_products` builds (same blocks,
+    same arithmetic), so the kernel pass need not redo their GEMM."""
     n = x.shape[0]
 
     def median_squared_distance() -> torch.Tensor:
         if on_numpy(x):  # the upper triangle by row blocks of ≤ N/8 rows (about half the GEMM)
             xn = x.numpy()
-            upper = torch.from_numpy(_condensed_numpy(xn, "sqeuclidean", np.einsum("ij,ij->i", xn, xn), -(-n // 8)))
+            upper = torch.from_numpy(
+                _condensed_numpy(xn, "sqeuclidean", np.einsum("ij,ij->i", xn, xn), -(-n // 8), kept))
         else:
             squared = _squared_distance_blocks(x)
             columns = torch.arange(n, device=x.device)
@@ -455,10 +491,15 @@ def cka_rbf(
     y = _centred_nonconstant("cka_rbf", Y, 2)
     upper = None
     if on_numpy(x, y):
-        divisors = [-float(_rbf_two_sigma_sq("cka_rbf", z, w, fraction, median_over)) for w, z in ((1, x), (2, y))]
+        # The squared-distance blocks of a median computed here serve the kernel pass too (up to
+        # _KEEP_BYTES of them: N ≤ ~11000), one GEMM per side instead of two.
+        keep = x.shape[0] ** 2 * x.element_size() <= _KEEP_BYTES
+        kept: list[list[np.ndarray] | None] = [[], []] if keep else [None, None]
+        divisors = [-float(_rbf_two_sigma_sq("cka_rbf", z, w, fraction, median_over, kept[w - 1]))
+                    for w, z in ((1, x), (2, y))]
         upper = _upper_triangle_centred_products(
             x.numpy(), y.numpy(), lambda block, which: np.exp(np.divide(block, divisors[which], out=block), out=block),
-            1.0)
+            1.0, kept)
     if upper is not None:
         xy, xx, yy = (torch.tensor(v, dtype=x.dtype) for v in upper)
     else:
@@ -494,12 +535,17 @@ def _condensed(z: torch.Tensor, inner: str) -> torch.Tensor:
     return _upper_by_row_blocks(n, block, z.new_empty(n * (n - 1) // 2))
 
 
-def _condensed_numpy(z: np.ndarray, inner: str, sq: np.ndarray | None, max_rows: int | None = None) -> np.ndarray:
+def _condensed_numpy(
+    z: np.ndarray, inner: str, sq: np.ndarray | None, max_rows: int | None = None,
+    blocks: list[np.ndarray] | None = None,
+) -> np.ndarray:
     """:func:`_condensed` with numpy: the same blocks and arithmetic entry by entry, so the same bits
     (smaller blocks would save part of the GEMM below N ≈ 2900, ~6 % of ``rsa`` at 2000x256, but the
     GEMM's round-off then moves, and with it which mathematically equal entries of lattice data tie);
     each row's part j > i is copied straight into the output (no boolean mask over the block).
-    ``max_rows`` caps the rows per block where those bits need not match (the RBF median)."""
+    ``max_rows`` caps the rows per block where those bits need not match (the RBF median); ``blocks``,
+    if given (with ``sq``), receives every block of distances (rows start..stop−1 against columns
+    start+1..N−1) for reuse."""
     n = z.shape[0]
     out = np.empty(n * (n - 1) // 2, dtype=z.dtype)
     start = offset = 0
@@ -507,21 +553,22 @@ def _condensed_numpy(z: np.ndarray, inner: str, sq: np.ndarray | None, max_rows:
         rows = max(1, min(n - 1 - start, _BLOCK_ELEMENTS // (n - start), max_rows or n))
         stop = start + rows
         entries = z[start:stop] @ z[start + 1:].T  # row r (instance start + r): pairs with j > start
-        if sq is None:
-            np.negative(entries, out=entries)
-            entries += 1.0
-        else:
+        if sq is not None:
             entries *= -2.0
             entries += sq[start:stop, None]
             entries += sq[start + 1:]
             np.maximum(entries, 0.0, out=entries)
             if inner == "euclidean":
                 np.sqrt(entries, out=entries)
+        if blocks is not None:
+            blocks.append(entries)
         for r in range(rows):
             row = entries[r, r:]  # columns j > start + r
             out[offset:offset + row.size] = row
             offset += row.size
         start = stop
+    if sq is None:  # 1 − ⟨z_i, z_j⟩ on the kept entries only: the same bits as −e + 1 on the block
+        np.subtract(1.0, out, out=out)
     return out
 
 
@@ -599,6 +646,9 @@ def _rdm_upper(name: str, x: torch.Tensor, which: int, inner: str) -> torch.Tens
 
 def _is_constant(v: torch.Tensor) -> bool:
     """All entries equal up to round-off (a spread within 64 eps of the largest magnitude)."""
+    if on_numpy(v):  # two numpy passes; the largest magnitude is max(|max|, |min|) (no abs copy)
+        hi, lo = float(v.numpy().max()), float(v.numpy().min())
+        return hi - lo <= 64.0 * _eps(v) * max(abs(hi), abs(lo))
     return bool(v.max() - v.min() <= 64.0 * _eps(v) * v.abs().max())
 
 
@@ -650,6 +700,65 @@ def _average_ranks(v: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
     return ranks
 
 
+#: :func:`_sort_distinct_keys` sorts this many keys and up by buckets; fewer, or more than
+#: ``_BUCKET_SORT_MAX`` (N > 2896 for an RDM), go to one ``np.sort``: the radix pass over 65536 buckets
+#: slows to ~110 ns per entry at 12.5 M entries (N = 5000), where ``np.sort`` takes ~65 ns.
+_BUCKET_SORT_MIN = 1 << 16
+_BUCKET_SORT_MAX = 1 << 22
+#: Width of the row sorts in :func:`_sort_distinct_keys`: numpy sorts up to 256 int64 entries inside
+#: SIMD registers (~2 ns per entry here, against ~55 ns per entry for one sort of 2 M; rows of 512
+#: already cost ~9 ns per entry).
+_SORT_WINDOW = 256
+
+
+def _sort_distinct_keys(key: np.ndarray) -> np.ndarray:
+    """The distinct non-negative int64 ``key`` in ascending order (the array ``np.sort`` gives); ``key`` is
+    scratch (sorted in place where ``np.sort`` runs: a fresh M-entry buffer costs its page faults).
+
+    Written by hand because numpy's sort of millions of int64 is the cost of ``rsa`` (110 ms for the 2 M
+    entries of an RDM at N = 2000 on the AMD EPYC of BENCHMARKS.md, ~55 ns per entry), while its radix
+    sort of 16-bit keys (stable argsort, ~8 ns per entry) and its sorts of short rows (≤ 256 entries,
+    ~2 ns per entry) are fast. So: a 16-bit bucket digit, monotone in the key (its offset from a low
+    sample quantile, shifted right by a power of two and clipped to [0, 65535], so outliers cannot
+    squeeze the rest into a few buckets); the stable argsort of the digits puts the keys in bucket
+    order; buckets of more than W/2 entries (W = ``_SORT_WINDOW``) are sorted one by one; then rows of
+    W entries are sorted, and rows of W shifted by W/2. Sorting a row of a bucket-ordered array only
+    reorders entries within buckets, so a sorted bucket stays sorted, and a bucket of ≤ W/2 entries lies
+    inside a row of one of the two passes: afterwards every bucket is sorted.
+    """
+    m = key.size
+    if not _BUCKET_SORT_MIN <= m <= _BUCKET_SORT_MAX:
+        key.sort()
+        return key
+    sample = key[::max(1, m >> 16)].copy()  # ~65536 keys for the range of the digits
+    cut = max(1, sample.size >> 10)
+    sample.partition([cut - 1, sample.size - cut])
+    lo, hi = int(sample[cut - 1]), int(sample[sample.size - cut])
+    shift = np.int64(max(0, (hi - lo).bit_length() - 16))
+    digit = np.empty(m, dtype=np.uint16)
+    chunk = _BLOCK_ELEMENTS
+    for s in range(0, m, chunk):
+        part = key[s:s + chunk] - np.int64(lo)
+        np.right_shift(part, shift, out=part)
+        digit[s:s + chunk] = np.clip(part, 0, 65535, out=part)
+    order = np.argsort(digit, kind="stable")  # a radix sort for 16-bit keys
+    ends = np.cumsum(np.bincount(digit, minlength=1 << 16))
+    del digit
+    # The gathered keys overwrite the permutation in place (entry t of ``order`` is read before entry t
+    # of the output is written; mode="clip" makes numpy write straight into ``out``): one M-entry
+    # buffer less at N = 16000 (1 GiB).
+    out = np.take(key, order, out=order, mode="clip")
+    half = _SORT_WINDOW // 2
+    starts = ends - np.diff(ends, prepend=0)
+    for b in np.flatnonzero(ends - starts > half):
+        out[starts[b]:ends[b]].sort()
+    for first in (0, half):
+        body = (m - first) // _SORT_WINDOW * _SORT_WINDOW
+        out[first:first + body].reshape(-1, _SORT_WINDOW).sort(axis=1)
+        out[first + body:].sort()
+    return out
+
+
 def _average_ranks_numpy(v: np.ndarray) -> np.ndarray:
     """:func:`_average_ranks` with numpy; ``v`` is used as scratch space (its values are lost).
 
@@ -657,11 +766,11 @@ def _average_ranks_numpy(v: np.ndarray) -> np.ndarray:
     ~1.8x as long as numpy's value sort here. So the permutation rides along inside the sorted values:
     each entry becomes the int64 key ⌊(v − min)·s⌋·2^b + position (b bits hold the positions, s maps the
     range onto the remaining ≤ 52 bits; fl(v − min)·s and the floor are monotone, so the keys sort in
-    the order of the values), one int64 value sort, then the low b bits are the permutation. Entries
-    whose quantised parts coincide (a few hundred at 2 M entries) are put in value order by an argsort
-    of just those entries; only they are compared by value (different quantised parts are different
-    values), so no gather of all M values in sorted order is needed. Exact ties are then averaged as
-    in :func:`_average_ranks`.
+    the order of the values), one sort of the keys (:func:`_sort_distinct_keys`), then the low b bits
+    are the permutation. Entries whose quantised parts coincide (a few hundred at 2 M entries) are put
+    in value order by an argsort of just those entries; only they are compared by value (different
+    quantised parts are different values), so no gather of all M values in sorted order is needed.
+    Exact ties are then averaged as in :func:`_average_ranks`.
     """
     m = v.size
     bits = max(1, (m - 1).bit_length())
@@ -677,7 +786,7 @@ def _average_ranks_numpy(v: np.ndarray) -> np.ndarray:
     chunk = _BLOCK_ELEMENTS
     for s in range(0, m, chunk):
         key[s:s + chunk] |= np.arange(s, min(s + chunk, m), dtype=np.int64)
-    key.sort()
+    key = _sort_distinct_keys(key)
     same = np.empty(m - 1, dtype=bool)  # neighbours in the sort with equal quantised parts
     for s in range(0, m - 1, chunk):
         e = min(s + chunk, m - 1)
@@ -898,7 +1007,8 @@ _EXPANSION_KEEP = 1e-5
 
 
 def _upper_triangle_centred_products(
-    x: np.ndarray, y: np.ndarray, entries: Callable[[np.ndarray, int], None], diagonal: float
+    x: np.ndarray, y: np.ndarray, entries: Callable[[np.ndarray, int], None], diagonal: float,
+    kept: list[list[np.ndarray] | None] | None = None,
 ) -> tuple[float, float, float] | None:
     """⟨HAH, HBH⟩, ⟨HAH, HAH⟩, ⟨HBH, HBH⟩ for symmetric N x N matrices A, B that are elementwise functions
     of the squared distances of the rows of x, y, from the strict upper triangles alone, in one pass;
@@ -913,10 +1023,15 @@ def _upper_triangle_centred_products(
     The expansion cancels (for the Euclidean distances of Gaussian data at D = 256 the centred products
     are ~1e-3 of the uncentred ones, so ~3 of 16 digits go): it is used only when each centred product
     keeps ≥ ``_EXPANSION_KEEP`` of its uncentred counterpart (relative error ≲ 1e-11); otherwise the
-    caller takes the two-pass route.
+    caller takes the two-pass route. ``kept[side]``, where not empty, holds that side's squared-distance
+    blocks already built by :func:`_condensed_numpy` with rows ≤ N/8 (the same blocks; used up here).
     """
     n = x.shape[0]
     sides = [(z, np.einsum("ij,ij->i", z, z), np.full(n, diagonal)) for z in (x, y)]
+    ready = [list(reversed(k)) if k else None for k in (kept or (None, None))]
+    for k in kept or ():
+        if k:
+            k.clear()  # each block is freed once used
     ab = aa = bb = 0.0
     start = 0
     while start < n - 1:
@@ -924,11 +1039,14 @@ def _upper_triangle_centred_products(
         stop = start + rows
         flat = []
         for which, (z, sq, row_sums) in enumerate(sides):
-            block = z[start:stop] @ z[start + 1:].T  # row r (instance start + r): pairs with j > start
-            block *= -2.0
-            block += sq[start:stop, None]
-            block += sq[start + 1:]
-            np.maximum(block, 0.0, out=block)
+            if ready[which]:
+                block = ready[which].pop()
+            else:
+                block = z[start:stop] @ z[start + 1:].T  # row r (instance start + r): pairs with j > start
+                block *= -2.0
+                block += sq[start:stop, None]
+                block += sq[start + 1:]
+                np.maximum(block, 0.0, out=block)
             entries(block, which)
             block[:, :rows][np.tri(rows, rows, -1, dtype=bool)] = 0.0  # j <= i: another block's pair
             row_sums[start:stop] += block.sum(axis=1)
@@ -1078,7 +1196,8 @@ def _bases(name: str, X: torch.Tensor, Y: torch.Tensor, center: bool) -> tuple[t
     invariances=_ALL_INVARIANCES,
     min_rows=3,
     reference="May, Zhang, Dao, Ré. On the Downstream Performance of Compressed Word Embeddings. NeurIPS 2019",
-    cost="O(N·D² + D³): thin SVD of each input and one r_X x r_Y product",
+    cost="O(N·D² + D³): Gram and cross products and a Cholesky factor per input if well conditioned, "
+    "else a thin SVD of each input and one r_X x r_Y product",
 )
 def eigenspace_overlap(X: torch.Tensor, Y: torch.Tensor, *, center: bool = True) -> torch.Tensor:
     """Eigenspace overlap score: how much the column spaces of the two representations coincide.
@@ -1094,8 +1213,36 @@ def eigenspace_overlap(X: torch.Tensor, Y: torch.Tensor, *, center: bool = True)
     full N x N SVD. ``UndefinedMeasureError`` for a constant input and when a rank reaches N − 1
     (N without centring), where the column space is everything and the score depends on ranks only.
     """
+    value = _overlap_by_covariances(X, Y, center)
+    if value is not None:
+        return torch.tensor(value, dtype=X.dtype).clamp(0.0, 1.0)
     ux, _, uy, _ = _bases("eigenspace_overlap", X, Y, center)
     return (mm(ux.T, uy).square().sum() / max(ux.shape[1], uy.shape[1])).clamp(0.0, 1.0)
+
+
+def _overlap_by_covariances(X: torch.Tensor, Y: torch.Tensor, center: bool) -> float | None:
+    """The eigenspace overlap score from D x D products (CPU inputs), or None for the SVD route.
+
+    With full column rank, Q = X̃ L_X⁻ᵀ (L_X the Cholesky factor of X̃ᵀX̃) is an orthonormal basis of
+    col(X̃), and ‖UᵀV‖_F is the same for every orthonormal basis, so
+    EOS = ‖L_X⁻¹ X̃ᵀỸ L_Y⁻ᵀ‖_F² / max(D1, D2): two Gram products, one cross product and two triangular
+    solves instead of two thin N x D SVDs (the measure ~4.5x faster at 2000x256). Taken only when both covariances are well conditioned
+    (``measures.cca.well_conditioned_cholesky``: κ(X̃) ≤ 100, so every singular value is far above
+    the rank tolerance and the ranks are D1, D2) and D < N (− 1 with centring); rank-deficient,
+    ill-conditioned and degenerate inputs keep the SVD route with its rank rule and errors.
+    """
+    if not on_numpy(X, Y) or X.dtype != torch.float64:  # squaring κ needs float64's digits
+        return None
+    available = X.shape[0] - 1 if center else X.shape[0]
+    if max(X.shape[1], Y.shape[1]) >= available:
+        return None
+    a, b = ((centred(z) if center else z / power_of_two_scale(z)).numpy() for z in (X, Y))
+    lows = [well_conditioned_cholesky(z.T @ z) for z in (a, b)]
+    if lows[0] is None or lows[1] is None:
+        return None
+    half = scipy.linalg.solve_triangular(lows[0], a.T @ b, lower=True, check_finite=False)
+    whole = scipy.linalg.solve_triangular(lows[1], half.T, lower=True, check_finite=False)
+    return float(np.einsum("ij,ij->", whole, whole)) / max(a.shape[1], b.shape[1])
 
 
 def _ridge_weights(s: torch.Tensor, lam: float) -> torch.Tensor:

@@ -200,6 +200,30 @@ def test_cka_rbf_upper_triangle_route_and_fallback_equal_colab(monkeypatch, bloc
     assert measures.compute("cka_rbf", x, y, median_over=median_over) == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize("keep", [True, False])
+def test_cka_rbf_kept_blocks_and_memoised_median_equal_colab(monkeypatch, keep):
+    """The median pass's blocks reused by the kernel pass (or rebuilt: nothing kept), and a second call
+    that finds x's median memoised (its blocks then rebuilt by the kernel pass), at N = 400, where the
+    median's order statistics come from the sample bracket: the Colab's full-matrix formula each time."""
+    from measures import _memo
+
+    if not keep:
+        monkeypatch.setattr(measures.rsm, "_KEEP_BYTES", 0)
+    rng = np.random.default_rng(23)
+    x, y, z = (rng.standard_normal((400, 6)) for _ in range(3))
+    y += 0.5 * x
+
+    def gram(a):
+        sq = cdist(a, a, "sqeuclidean")
+        return np.exp(-sq / (2 * 0.4**2 * np.median(sq)))
+
+    _memo.clear()
+    hits = _memo.stats["hits"]
+    for a, b in ((x, y), (x, z)):
+        assert measures.compute("cka_rbf", a, b) == pytest.approx(cka_of_grams(gram(a), gram(b)), rel=1e-10)
+    assert _memo.stats["hits"] > hits
+
+
 @pytest.mark.parametrize("n", [7, 8])  # odd and even N² (numpy's two-middle-values rule)
 def test_cka_rbf_median_rules_differ_and_match_numpy(n, rng):
     x, y = representations(rng, n, 3, 3)
@@ -316,6 +340,20 @@ def test_rsa_row_blocks_equal_scipy_on_condensed_distances(monkeypatch, block, i
     np.testing.assert_allclose(upper / upper.max(), a / a.max(), rtol=1e-12, atol=1e-13)
 
 
+def test_order_statistics_equal_sorted_entries():
+    """The bracketed selection of the RBF median against np.sort: random, tied, all-equal, mostly-zero
+    and value-ordered (the sample's bracket can miss: the np.partition fallback) vectors."""
+    rng = np.random.default_rng(14)
+    cases = [rng.random(200_000), rng.integers(0, 3, 100_000).astype(float), np.zeros(70_000),
+             np.concatenate([np.zeros(90_000), rng.random(9)]), np.sort(rng.random(100_000))[::-1].copy(),
+             rng.random(1000)]
+    for v in cases:
+        m = v.size
+        for wanted in ([m // 2 - 1, m // 2], [0], [m - 1], [m // 3, m // 3 + 5]):
+            found = measures.rsm._order_statistics(v.copy(), wanted)
+            assert found == {k: np.sort(v)[k] for k in wanted}
+
+
 def _rank_cases() -> list[np.ndarray]:
     rng = np.random.default_rng(12)
     near_one = 1.0 + rng.integers(0, 300, 5000) * 2.0**-52  # every quantised key equal: all in the fix-up
@@ -329,6 +367,42 @@ def _rank_cases() -> list[np.ndarray]:
         np.full(7, 2.5),  # constant
         np.array([4.0]),
     ]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_average_ranks_by_bucket_sort_equal_scipy_rankdata(monkeypatch, case):
+    """The same with every key array of ≥ 4 entries sorted by buckets (rows of 8): scipy's ranks."""
+    monkeypatch.setattr(measures.rsm, "_BUCKET_SORT_MIN", 4)
+    monkeypatch.setattr(measures.rsm, "_SORT_WINDOW", 8)
+    v = _rank_cases()[case]
+    np.testing.assert_array_equal(measures.rsm._average_ranks_numpy(v.copy()), rankdata(v))
+
+
+@pytest.mark.parametrize("window", [8, 256])
+def test_sort_distinct_keys_equals_numpy_sort(monkeypatch, window):
+    """Bucket sort against np.sort: spread and concentrated keys, outliers that would squeeze the rest
+    into a few buckets, one huge bucket, buckets just above and below half a window, tiny arrays."""
+    monkeypatch.setattr(measures.rsm, "_BUCKET_SORT_MIN", 4)
+    monkeypatch.setattr(measures.rsm, "_SORT_WINDOW", window)
+    rng = np.random.default_rng(13)
+
+    def keys(q: np.ndarray) -> np.ndarray:  # distinct, like the packed keys: value bits then position
+        bits = max(1, (q.size - 1).bit_length())
+        return (q.astype(np.int64) << bits) | np.arange(q.size)
+
+    cases = [
+        rng.integers(0, 1 << 40, 200_000),
+        (np.clip(rng.normal(0.5, 0.01, 300_000), 0, 1) * 2.0**38).astype(np.int64),
+        np.concatenate([rng.integers(0, 1000, 100_000), [1 << 40] * 3, [0] * 5]),
+        np.zeros(70_000, dtype=np.int64),
+        np.repeat(np.arange(3000), rng.integers(window // 2 - 1, window // 2 + 2, 3000)),
+        rng.integers(0, 5, 9),
+        np.array([7]),
+    ]
+    for q in cases:
+        k = keys(q)
+        expected = np.sort(k)
+        np.testing.assert_array_equal(measures.rsm._sort_distinct_keys(k), expected)
 
 
 @pytest.mark.parametrize("case", range(8))
@@ -534,6 +608,22 @@ def test_eigenspace_overlap_equals_scipy_orth(xy):
     u, v = scipy.linalg.orth(x), scipy.linalg.orth(y)
     expected = np.linalg.norm(u.T @ v) ** 2 / max(u.shape[1], v.shape[1])
     assert measures.compute("eigenspace_overlap", x, y, center=False) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("center", [True, False])
+def test_eigenspace_overlap_both_routes_equal_scipy_orth(rng, center):
+    """The Cholesky route (well-conditioned inputs) and the SVD route (a full-rank input with condition
+    number 1e7, beyond the Cholesky bound) both against orthonormal bases from scipy's SVD."""
+    x = rng.standard_normal((200, 12))
+    y = 0.5 * x[:, :8] @ rng.standard_normal((8, 10)) + rng.standard_normal((200, 10))
+    skewed = x * np.logspace(0, -7, 12)
+    for a, b, fast in ((x, y, True), (skewed, y, False)):
+        assert (measures.rsm._overlap_by_covariances(torch.from_numpy(a), torch.from_numpy(b), center)
+                is not None) == fast
+        u = scipy.linalg.orth(centre(a) if center else a, rcond=200 * np.finfo(float).eps)
+        v = scipy.linalg.orth(centre(b) if center else b, rcond=200 * np.finfo(float).eps)
+        expected = np.linalg.norm(u.T @ v) ** 2 / max(u.shape[1], v.shape[1])
+        assert measures.compute("eigenspace_overlap", a, b, center=center) == pytest.approx(expected, abs=1e-10)
 
 
 def test_eigenspace_overlap_closed_forms(rng):
