@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from gph import ripser_parallel
 
-from measures._memo import one_sided
+from measures._memo import one_sided, one_sided_shared
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns
 from measures.neighbours import nearest_neighbours, prepare_rows
@@ -350,7 +350,8 @@ def imd(
 
     # Each side's heat traces depend on that side alone: memoised per input (a sweep reuses them).
     estimator = "exact" if exact else ("slq", seed, n_probes, lanczos_steps)
-    traces = [one_sided("imd.heat_traces", z, lambda z=z: heat_traces(z), k=k, temperatures=tuple(temperatures),
+    # Shared between the processes of a sweep's pool (measures._memo.use_shared_dir).
+    traces = [one_sided_shared("imd.heat_traces", z, lambda z=z: heat_traces(z), k=k, temperatures=tuple(temperatures),
                         estimator=estimator) for z in (X, Y)]
     weight = torch.exp(-2.0 * (ts + 1.0 / ts))
     return IMD_SCALE * (weight * (traces[0] - traces[1]).abs()).amax()
@@ -503,7 +504,8 @@ def geometry_score(
         raise ValueError(f"measure {name!r}: gamma must be a positive number, got {gamma!r}")
     draws = _row_subsets(X.shape[0], n_landmarks, n_draws, seed)
     # Each side's mean relative living times depend on that side alone: memoised per input.
-    mrlt = [one_sided("geometry_score.mrlt", z, lambda z=z: _summed_living_times(name, z, draws, gamma, i_max),
+    # Shared between the processes of a sweep's pool (measures._memo.use_shared_dir).
+    mrlt = [one_sided_shared("geometry_score.mrlt", z, lambda z=z: _summed_living_times(name, z, draws, gamma, i_max),
                       n_landmarks=n_landmarks, n_draws=n_draws, seed=seed, gamma=gamma, i_max=i_max)
             for z in (X, Y)]
     return float(np.square((mrlt[0] - mrlt[1]) / len(draws)).sum())
