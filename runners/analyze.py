@@ -256,8 +256,11 @@ def _store(sweep_dir: Path, name: str, key: str, result: AnalysisResult, outputs
 #: invariance 10, group_separation 9, sample_size 6): started first, so that neither process is left
 #: with a long one at the end
 _LONGEST_FIRST = ("pc_deletion", "invariance", "group_separation", "sample_size")
-#: processes that run the independent analyses (1: one after the other in this process)
+#: processes that run the independent analyses (1: one after the other in this process) ...
 ANALYSIS_PROCESSES = 2
+#: ... on scores of at least this many rows: on a small sweep (a smoke test, seconds of analyses) starting
+#: worker processes (torch, pandas and matplotlib imports) would cost more than it saves
+PROCESSES_FROM_ROWS = 10_000
 
 
 def _outputs_of(sweep_dir: Path, written: set[Path]) -> dict[str, list[int]]:
@@ -358,7 +361,7 @@ def _run_analyses(sweep_dir: Path, source: _Scores, materialise: Callable[[str],
         else:
             pending.append((i, name, key))
     processes = min(ANALYSIS_PROCESSES, len(pending), os.cpu_count() or 1)
-    if processes > 1 and source.from_file():
+    if processes > 1 and source.summary()["rows"] >= PROCESSES_FROM_ROWS and source.from_file():
         from joblib import Parallel, delayed
 
         pending.sort(key=lambda job: _LONGEST_FIRST.index(job[1]) if job[1] in _LONGEST_FIRST else len(_LONGEST_FIRST))

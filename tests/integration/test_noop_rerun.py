@@ -124,6 +124,7 @@ def test_analyses_in_two_processes_equal_one_after_the_other(baseline, tmp_path,
     a run in this process, one after the other, and each stored result names the same outputs (the
     paths the analysis asked for, not a listing of the folders that the other process writes into)."""
     runs = {}
+    monkeypatch.setattr(analyze_module, "PROCESSES_FROM_ROWS", 0)  # the smoke sweep's few rows too
     for processes in (1, 2):
         monkeypatch.setattr(analyze_module, "ANALYSIS_PROCESSES", processes)
         sweep_dir = _copy(baseline, tmp_path / str(processes)) / "smoke"
