@@ -14,8 +14,15 @@ Only CPU tensors are memoised (hashing a GPU tensor would copy it to the host); 
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
+import os
+import socket
+import tempfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -100,3 +107,98 @@ def clear() -> None:
     _bytes = 0
     _generation += 1
     stats.update(hits=0, misses=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared store: one-sided results that several processes need (the two workers of a sweep's pool)
+# --------------------------------------------------------------------------------------------------
+
+_shared_dir: Path | None = None
+
+
+def use_shared_dir(folder: Path | None) -> None:
+    """Keep the results of :func:`one_sided_shared` in ``folder`` too (None: in this process only).
+
+    A sweep's jobs run in a pool of processes, each with its own in-process memo, and a representation
+    meets partners in jobs on every worker: without a shared store each worker computes the expensive
+    one-sided work (the geometry score's witness complexes, IMD's heat traces) of every input again.
+    """
+    global _shared_dir
+    _shared_dir = None if folder is None else Path(folder)
+
+
+@contextlib.contextmanager
+def shared_dir(folder: Path | None) -> Iterator[None]:
+    """:func:`use_shared_dir` for the duration of a block, then the folder in use before."""
+    before = _shared_dir
+    use_shared_dir(folder)
+    try:
+        yield
+    finally:
+        use_shared_dir(before)
+
+
+@functools.cache
+def code_version() -> str:
+    """Content key of the code a stored one-sided result depends on: every module of this package and
+    the versions of the numerical libraries it calls (a stored value is never reused by other code)."""
+    import importlib.metadata
+
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    for package in ("torch", "numpy", "scipy", "gudhi", "giotto-ph"):
+        try:
+            h.update(f"{package}={importlib.metadata.version(package)};".encode())
+        except importlib.metadata.PackageNotFoundError:
+            h.update(f"{package}=absent;".encode())
+    return h.hexdigest()
+
+
+def one_sided_shared(tag: str, x: torch.Tensor, compute: Callable[[], np.ndarray | torch.Tensor],
+                     **params: Any) -> np.ndarray | torch.Tensor:
+    """:func:`one_sided` for results that are one CPU array (numpy or torch), also kept on disk in the
+    folder set by :func:`use_shared_dir`, so that other processes (and later runs) read them instead of
+    computing them again.
+
+    The file is named by the SHA-256 of (tag, content key of ``x``, params, :func:`code_version`) and
+    holds the array in ``.npy`` format, bit for bit (a torch result is stored as its numpy array and
+    read back with its dtype). It is written to a temporary file and renamed, so a reader sees either
+    no file or a whole one; two processes that compute the same entry at once write the same bytes.
+    An unreadable file is computed again and replaced.
+    """
+    folder = _shared_dir
+    if folder is None or x.device.type != "cpu" or x.requires_grad or MAX_ENTRIES == 0:
+        return one_sided(tag, x, compute, **params)
+    key = repr((tag, digest(x), tuple(sorted((k, repr(v)) for k, v in params.items())), code_version()))
+    path = folder / f"{hashlib.sha256(key.encode()).hexdigest()}.npy"
+
+    def load_or_compute() -> np.ndarray | torch.Tensor:
+        try:
+            with open(path, "rb") as fh:
+                is_tensor = fh.read(1) == b"t"
+                array = np.load(fh, allow_pickle=False)
+            return torch.from_numpy(array) if is_tensor else array
+        except (OSError, ValueError, EOFError):
+            pass
+        value = compute()
+        is_tensor = isinstance(value, torch.Tensor)
+        array = value.detach().cpu().numpy() if is_tensor else np.asarray(value)
+        tmp = None
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            # named as tasks.storage.atomic_write names its temporaries, so that the sweep command removes
+            # those of a killed writer (tasks.storage.remove_stale_temporaries)
+            host = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.{host}-{os.getpid()}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(b"t" if is_tensor else b"a")
+                np.save(fh, array, allow_pickle=False)
+            os.replace(tmp, path)
+        except OSError:  # a full or read-only disk: the value is still returned, only not shared
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        return value
+
+    return one_sided(tag, x, load_or_compute, **params)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import hashlib
 import json
 import logging
+import os
 import pickle
 import sys
 import time
@@ -39,7 +41,7 @@ from runners.collect import check_sweep_dir
 from runners.job import torch_threads
 from runners.report import write_report
 from tasks.storage import atomic_write, content_key, read_parquet, write_json, write_parquet
-from tasks.base import OWN_SWEEP_ONLY, AnalysisContext, AnalysisResult, load_analyses
+from tasks.base import INDEPENDENT, OWN_SWEEP_ONLY, AnalysisContext, AnalysisResult, load_analyses
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,13 @@ class _Scores:
         else:  # a table handed over in memory: its content, not a file's bytes
             self.key = hashlib.sha256(pd.util.hash_pandas_object(scores, index=False).values.tobytes()
                                       + repr(list(scores.columns)).encode()).hexdigest()
+
+    def from_file(self) -> bool:
+        """Whether the scores are those of ``scores.parquet`` byte for byte (another process may read it)."""
+        try:
+            return hashlib.sha256(self.path.read_bytes()).hexdigest() == self.key
+        except OSError:
+            return False
 
     @property
     def table(self) -> pd.DataFrame:
@@ -243,47 +252,152 @@ def _store(sweep_dir: Path, name: str, key: str, result: AnalysisResult, outputs
     write_json({"key": key, "sha256": hashlib.sha256(data).hexdigest(), "outputs": outputs}, folder / f"{name}.json")
 
 
+#: independent analyses that took longest on the default benchmark (seconds of one core: pc_deletion 15,
+#: invariance 10, group_separation 9, sample_size 6): started first, so that neither process is left
+#: with a long one at the end
+_LONGEST_FIRST = ("pc_deletion", "invariance", "group_separation", "sample_size")
+#: processes that run the independent analyses (1: one after the other in this process) ...
+ANALYSIS_PROCESSES = 2
+#: ... on scores of at least this many rows: on a small sweep (a smoke test, seconds of analyses) starting
+#: worker processes (torch, pandas and matplotlib imports) would cost more than it saves
+PROCESSES_FROM_ROWS = 10_000
+
+
+def _outputs_of(sweep_dir: Path, written: set[Path]) -> dict[str, list[int]]:
+    """Size and mtime of the tables and figures an analysis wrote (the paths it asked its context for)."""
+    out = {}
+    for path in sorted(written):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        out[f"{path.parent.name}/{path.name}"] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def _run_one(name: str, ctx: AnalysisContext) -> tuple[AnalysisResult | None, str | None, float]:
+    """Run analysis ``name`` on ``ctx``: (its result, or None and the error), seconds."""
+    tic = time.perf_counter()
+    with warnings.catch_warnings(), torch_threads(1):
+        # NaN cells (undefined measures, too few pairs) are expected and handled explicitly;
+        # numpy's and scipy's warnings about them would only bury the summary.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        try:
+            return load_analyses()[name](ctx), None, time.perf_counter() - tic
+        except Exception as exc:  # one broken analysis must not take the others' tables with it
+            log.exception("analysis %s failed", name)
+            return None, f"{type(exc).__name__}: {exc}", time.perf_counter() - tic
+
+
+#: the scores a worker process read, by (path, content key): a worker runs several analyses
+_worker_scores: dict[tuple[str, str], pd.DataFrame] = {}
+
+
+def _run_in_worker(name: str, sweep_dir: Path, scores_key: str) -> tuple[AnalysisResult | None, str | None, float,
+                                                                          set[Path]]:
+    """:func:`_run_one` in a worker process: the scores are read from ``scores.parquet`` (the file whose
+    content key the parent computed); no ``materialise`` callback (the parent reruns a failed analysis
+    with it). Returns the paths written too."""
+    path = sweep_dir / "scores.parquet"
+    scores = _worker_scores.get((str(path), scores_key))
+    if scores is None:
+        scores = read_parquet(path)
+        if scores is None or hashlib.sha256(path.read_bytes()).hexdigest() != scores_key:
+            return None, f"{path} changed while the analyses ran", 0.0, set()
+        _worker_scores.clear()
+        _worker_scores[(str(path), scores_key)] = scores
+    ctx = AnalysisContext(sweep_dir=sweep_dir, scores=scores, cache_dir=sweep_dir.parent / "cache")
+    return (*_run_one(name, ctx), ctx.written)
+
+
 def _run_analyses(sweep_dir: Path, source: _Scores, materialise: Callable[[str], None] | None,
                   frames: list[pd.DataFrame], lines: list[str], failed: list[str], keys: list[str]) -> None:
     """Run (or reuse) every registered analysis, appending its evaluations, summary line or failure, and
-    the key of each analysis that ran to ``keys``."""
+    the key of each analysis that ran to ``keys``, in the registry's order.
+
+    Independent analyses (``tasks.base.INDEPENDENT``: they do not read the evaluations of those before
+    them) are keyed without those evaluations and, when two or more must run, run in
+    :data:`ANALYSIS_PROCESSES` processes (joblib's loky pool: the sweep's job workers when they are still
+    up), reading ``scores.parquet`` there; each result records the tables and figures it wrote (the
+    paths it asked its context for). The others run afterwards in this process, in order, each with the
+    evaluations of every analysis before it."""
     analyses = load_analyses()
-    ctx, previous = None, []
     registry = measures_version()
-    for i, (name, analysis) in enumerate(analyses.items(), start=1):
-        own = OWN_SWEEP_ONLY.get(name)
-        if own is not None and sweep_dir.name != own:
-            lines.append(f"{name}: runs on `sweep={own}` results only")
+    ctx = None
+    order = [(i, name) for i, name in enumerate(analyses, start=1)]
+    skipped = {name for _, name in order if OWN_SWEEP_ONLY.get(name) not in (None, sweep_dir.name)}
+    results: dict[str, tuple[str, AnalysisResult | None, str | None]] = {}  # name -> (key, result, error)
+
+    def context() -> AnalysisContext:
+        nonlocal ctx
+        if ctx is None:  # the scores are read when the first analysis has to run, outside its try
+            ctx = AnalysisContext(sweep_dir=sweep_dir, scores=source.table, cache_dir=sweep_dir.parent / "cache",
+                                  materialise=materialise)
+        return ctx
+
+    def finish(i: int, name: str, key: str, result: AnalysisResult | None, error: str | None, seconds: float,
+               written: set[Path]) -> None:
+        results[name] = (key, result, error)
+        if result is not None:
+            _store(sweep_dir, name, key, result, _outputs_of(sweep_dir, written))
+            print(f"[simbench] analysis {i}/{len(analyses)} {name}: {seconds:.1f}s", flush=True)
+
+    def run_here(i: int, name: str, key: str, previous: list[pd.DataFrame]) -> None:
+        here = dataclasses.replace(context(), previous=previous, written=set())
+        finish(i, name, key, *_run_one(name, here), here.written)
+
+    # independent analyses: keyed by their own inputs, run in a pool when two or more must run
+    pending = []
+    for i, name in order:
+        if name in skipped or name not in INDEPENDENT:
             continue
-        # the evaluations of the analyses before are this one's input too (ctx.previous): their content
-        key = content_key([name, code_version(analysis.__module__), registry, source.key, sweep_dir.name,
-                           [_frame_digest(f) for f in previous]])
-        keys.append(key)
-        tic = time.perf_counter()
-        result = _stored(sweep_dir, name, key)
-        if result is None:
-            if ctx is None:  # the scores are read when the first analysis has to run, outside its try
-                ctx = AnalysisContext(sweep_dir=sweep_dir, scores=source.table, cache_dir=sweep_dir.parent / "cache",
-                                      previous=previous, materialise=materialise)
-            before = _outputs(sweep_dir)
-            with warnings.catch_warnings():
-                # NaN cells (undefined measures, too few pairs) are expected and handled explicitly;
-                # numpy's and scipy's warnings about them would only bury the summary.
-                warnings.simplefilter("ignore", RuntimeWarning)
-                warnings.simplefilter("ignore", ConstantInputWarning)
-                try:
-                    result = analysis(ctx)
-                except Exception as exc:  # one broken analysis must not take the others' tables with it
-                    log.exception("analysis %s failed", name)
-                    failed.append(f"{name} ({type(exc).__name__}: {exc})")
-                    lines.append(f"{name}: FAILED ({type(exc).__name__}: {exc})")
-                    continue
-            after = _outputs(sweep_dir)
-            _store(sweep_dir, name, key, result, {p: s for p, s in after.items() if before.get(p) != s})
-            print(f"[simbench] analysis {i}/{len(analyses)} {name}: {time.perf_counter() - tic:.1f}s", flush=True)
-        else:
+        key = content_key([name, code_version(analyses[name].__module__), registry, source.key, sweep_dir.name])
+        stored = _stored(sweep_dir, name, key)
+        if stored is not None:
+            results[name] = (key, stored, None)
             print(f"[simbench] analysis {i}/{len(analyses)} {name}: inputs and code unchanged, stored result reused",
                   flush=True)
+        else:
+            pending.append((i, name, key))
+    processes = min(ANALYSIS_PROCESSES, len(pending), os.cpu_count() or 1)
+    if processes > 1 and source.summary()["rows"] >= PROCESSES_FROM_ROWS and source.from_file():
+        from joblib import Parallel, delayed
+
+        pending.sort(key=lambda job: _LONGEST_FIRST.index(job[1]) if job[1] in _LONGEST_FIRST else len(_LONGEST_FIRST))
+        done = Parallel(n_jobs=processes, backend="loky", batch_size=1)(
+            delayed(_run_in_worker)(name, sweep_dir, source.key) for _, name, _ in pending)
+        for (i, name, key), (result, error, seconds, written) in zip(pending, done):
+            if result is None and materialise is not None:
+                run_here(i, name, key, [])  # e.g. representations only the sweep's callback can extract
+            else:
+                finish(i, name, key, result, error, seconds, written)
+    else:
+        for i, name, key in pending:
+            run_here(i, name, key, [])
+
+    # in the registry's order: the others run here, with the evaluations of every analysis before them
+    previous: list[pd.DataFrame] = []
+    for i, name in order:
+        if name in skipped:
+            lines.append(f"{name}: runs on `sweep={OWN_SWEEP_ONLY[name]}` results only")
+            continue
+        if name not in INDEPENDENT:
+            key = content_key([name, code_version(analyses[name].__module__), registry, source.key, sweep_dir.name,
+                               [_frame_digest(f) for f in previous]])
+            stored = _stored(sweep_dir, name, key)
+            if stored is not None:
+                results[name] = (key, stored, None)
+                print(f"[simbench] analysis {i}/{len(analyses)} {name}: inputs and code unchanged, stored result "
+                      "reused", flush=True)
+            else:
+                run_here(i, name, key, list(previous))
+        key, result, error = results[name]
+        keys.append(key)
+        if result is None:
+            failed.append(f"{name} ({error})")
+            lines.append(f"{name}: FAILED ({error})")
+            continue
         if result.evaluations.empty:
             lines.append(f"{name}: not applicable ({result.summary})")
             continue

@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import measures
+from measures import _memo
 from runners.config import selected_measures, validate_config
 from tasks.storage import content_key, read_parquet, write_json, write_parquet
 from tasks.zoo.architectures import representation_layers
@@ -184,7 +185,16 @@ def resolve_device(device: str) -> str:
 
 
 def run_job(cfg: DictConfig) -> JobResult:
-    """Run one job to completion (idempotent)."""
+    """Run one job to completion (idempotent).
+
+    The expensive one-sided work of the topology measures is shared through ``cache/memo/`` next to
+    the model cache (measures._memo.one_sided_shared): the other workers of a pool, and later runs,
+    read it instead of computing it again."""
+    with _memo.shared_dir(results_root(cfg) / "cache" / "memo"):
+        return _run_job(cfg)
+
+
+def _run_job(cfg: DictConfig) -> JobResult:
     from runners import byo
 
     if byo.enabled(cfg):  # the user's own models instead of a zoo cell

@@ -25,12 +25,19 @@ class AnalysisContext:
     #: extracts a variant's representations into ``cache_dir`` by its key (given by the sweep command,
     #: which knows every job's config): a finished sweep's jobs are not rerun to refill a deleted model cache
     materialise: Callable[[str], None] | None = None
+    #: every table and figure path the task asked for (its outputs: analyses running at the same time in
+    #: other processes write into the same folders, so a before/after listing cannot tell whose a file is)
+    written: set[Path] = field(default_factory=set)
 
     def figure_path(self, name: str) -> Path:
-        return self.sweep_dir / "figures" / f"{name}.png"
+        path = self.sweep_dir / "figures" / f"{name}.png"
+        self.written.add(path)
+        return path
 
     def table_path(self, name: str) -> Path:
-        return self.sweep_dir / "tables" / f"{name}.csv"
+        path = self.sweep_dir / "tables" / f"{name}.csv"
+        self.written.add(path)
+        return path
 
     def representations(self, variant_key: str) -> dict[str, np.ndarray]:
         path = self.cache_dir / "representations" / f"{variant_key}.npz"
@@ -117,13 +124,23 @@ def seed_pairs(scores: pd.DataFrame) -> pd.DataFrame:
 ANALYSES: dict[str, Callable[[AnalysisContext], AnalysisResult]] = {}
 #: analysis name -> (its module, its place among the module's registrations): the run order's key
 _REGISTERED_AT: dict[str, tuple[str, int]] = {}
+#: analyses registered with ``reads_previous=False``: they never read ``ctx.previous``, so they may run at
+#: the same time as each other (runners.analyze runs them in two processes) and their stored results are
+#: keyed without the evaluations of the analyses before them
+INDEPENDENT: set[str] = set()
 
 
-def analysis(name: str) -> Callable[[Callable[[AnalysisContext], AnalysisResult]], Callable[[AnalysisContext], AnalysisResult]]:
+def analysis(name: str, *, reads_previous: bool = True) -> Callable[[Callable[[AnalysisContext], AnalysisResult]],
+                                                                   Callable[[AnalysisContext], AnalysisResult]]:
+    """Register an analysis task under ``name``. ``reads_previous=False`` declares that it does not read
+    ``ctx.previous`` (it is then given an empty list); the default keeps it after every analysis before
+    it, with their evaluations."""
     def decorator(fn: Callable[[AnalysisContext], AnalysisResult]) -> Callable[[AnalysisContext], AnalysisResult]:
         if name in ANALYSES:
             raise ValueError(f"analysis {name!r} is already registered")
         ANALYSES[name] = fn
+        if not reads_previous:
+            INDEPENDENT.add(name)
         module = fn.__module__.rpartition(".")[2]
         _REGISTERED_AT[name] = (module, sum(m == module for m, _ in _REGISTERED_AT.values()))
         return fn

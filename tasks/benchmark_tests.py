@@ -112,7 +112,7 @@ def _final_rows(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
 # --------------------------------------------------------------------------------------------------
 
 
-@analysis("output_correlation")
+@analysis("output_correlation", reads_previous=False)
 def output_correlation(ctx: AnalysisContext) -> AnalysisResult:
     # Only pairs of independent seeds of one configuration: warm-started and perturbed copies and other
     # configurations (group levels, widths) are not "the same training with another seed".
@@ -161,7 +161,7 @@ def output_correlation(ctx: AnalysisContext) -> AnalysisResult:
 # --------------------------------------------------------------------------------------------------
 
 
-@analysis("group_separation")
+@analysis("group_separation", reads_previous=False)
 def group_separation(ctx: AnalysisContext) -> AnalysisResult:
     rows, curves, lines = [], [], []
     for axis in INTERVENTION_AXES:
@@ -255,7 +255,7 @@ def _layer_matrix(rows: pd.DataFrame, n_layers: int) -> np.ndarray:
     return out
 
 
-@analysis("layer_monotonicity")
+@analysis("layer_monotonicity", reads_previous=False)
 def layer_monotonicity(ctx: AnalysisContext) -> AnalysisResult:
     within = ctx.scores[ctx.scores["status"].eq("ok") & ctx.scores["pair_type"].eq("layers")]
     within = within[is_default(within, "a") & within["scale_a"].eq(0)]
@@ -279,7 +279,7 @@ def layer_monotonicity(ctx: AnalysisContext) -> AnalysisResult:
                           f"{int((mono['value'] > 0.9).sum())}/{len(mono)} (measure, arch) above 0.9")
 
 
-@analysis("layer_identification")
+@analysis("layer_identification", reads_previous=False)
 def layer_identification(ctx: AnalysisContext) -> AnalysisResult:
     pairs = _model_pairs(ctx.scores)
     pairs = pairs[pairs["pair_type"].eq("seed") & pairs["layer_index_a"].ge(0) & pairs["layer_index_b"].ge(0)]
@@ -377,7 +377,7 @@ def probe_accuracy(x: np.ndarray, labels: np.ndarray) -> float:
     return float(cross_val_score(model, x, labels, cv=2).mean())
 
 
-@analysis("pc_deletion")
+@analysis("pc_deletion", reads_previous=False)
 def pc_deletion(ctx: AnalysisContext) -> AnalysisResult:
     standard = _model_pairs(ctx.scores)
     chosen = [m for m in ctx.scores["measure"].unique() if _representational(m)]

@@ -66,7 +66,7 @@ def layer_matrices(scores: pd.DataFrame) -> dict[tuple[str, str, str], pd.DataFr
     return out
 
 
-@analysis("cross_model")
+@analysis("cross_model", reads_previous=False)
 def cross_model(ctx: AnalysisContext) -> AnalysisResult:
     matrices = layer_matrices(ctx.scores)
     if not matrices:

@@ -479,7 +479,7 @@ def _array_side(ctx: AnalysisContext, variant_key: str, model: nn.Sequential | N
 # --------------------------------------------------------------------------------------------------
 
 
-@analysis("flicker")
+@analysis("flicker", reads_previous=False)
 def flicker(ctx: AnalysisContext) -> AnalysisResult:
     scores = standard_rows(ctx.scores)
     pert = scores[scores["status"].eq("ok") & scores["pair_type"].eq("perturbation") & scores["scale_b"].gt(0)]

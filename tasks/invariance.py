@@ -74,7 +74,7 @@ def _source_pairs(scores: pd.DataFrame) -> list[tuple[str, str, str, str]]:
     return out
 
 
-@analysis("invariance")
+@analysis("invariance", reads_previous=False)
 def invariance(ctx: AnalysisContext) -> AnalysisResult:
     sources = _source_pairs(ctx.scores)
     chosen = [m for m in ctx.scores["measure"].unique() if m in measures.names(inputs="representations")]

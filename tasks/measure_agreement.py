@@ -69,7 +69,7 @@ def cluster_order(rho: pd.DataFrame, threshold: float = CLUSTER_RHO) -> tuple[li
     return [names[i] for i in leaves_list(z)], dict(zip(names, labels.tolist())), z
 
 
-@analysis("measure_agreement")
+@analysis("measure_agreement", reads_previous=False)
 def measure_agreement(ctx: AnalysisContext) -> AnalysisResult:
     table = pair_table(ctx.scores)
     if table.empty or len(table) < MIN_UNITS:

@@ -66,7 +66,7 @@ def perturbations(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> lis
     return out
 
 
-@analysis("representation_robustness")
+@analysis("representation_robustness", reads_previous=False)
 def representation_robustness(ctx: AnalysisContext) -> AnalysisResult:
     pairs = _real_pairs(ctx)
     if not pairs:

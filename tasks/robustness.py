@@ -79,7 +79,7 @@ def last_hidden_layer(layers: list[str]) -> str:
     return hidden[-1] if hidden else layers[0]
 
 
-@analysis("robustness")
+@analysis("robustness", reads_previous=False)
 def robustness(ctx: AnalysisContext) -> AnalysisResult:
     drifts = drift_rows(ctx.scores)
     table = _summarise_drift(drifts)

@@ -105,7 +105,7 @@ def _real_pairs(ctx: AnalysisContext) -> dict[str, tuple[np.ndarray, np.ndarray]
     return out
 
 
-@analysis("sample_size")
+@analysis("sample_size", reads_previous=False)
 def sample_size(ctx: AnalysisContext) -> AnalysisResult:
     names = measures.names(inputs="representations")
     rng = np.random.default_rng(SEED)

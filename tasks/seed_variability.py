@@ -41,7 +41,7 @@ def equivalent_scale(scales: np.ndarray, drifts: np.ndarray, target: float) -> f
     return float(np.exp(np.log(s[i - 1]) + t * (np.log(s[i]) - np.log(s[i - 1]))))
 
 
-@analysis("seed_variability")
+@analysis("seed_variability", reads_previous=False)
 def seed_variability(ctx: AnalysisContext) -> AnalysisResult:
     scores = standard_rows(ctx.scores)
     # independent seeds of one configuration only (no warm starts, perturbed copies or group levels)

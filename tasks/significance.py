@@ -25,7 +25,7 @@ from tasks.base import AnalysisContext, AnalysisResult, analysis  # noqa: E402
 ALPHA = 0.05
 
 
-@analysis("significance")
+@analysis("significance", reads_previous=False)
 def significance(ctx: AnalysisContext) -> AnalysisResult:
     scores = ctx.scores
     if "p_value" not in scores or "ci_low" not in scores:

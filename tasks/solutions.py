@@ -214,7 +214,7 @@ def nearest_base_is_origin(points: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 
 
-@analysis("solutions")
+@analysis("solutions", reads_previous=False)
 def solutions(ctx: AnalysisContext) -> AnalysisResult:
     scores = standard_rows(ctx.scores)
     if "warm_start_b" not in scores.columns or scores["warm_start_b"].isna().all():

@@ -62,7 +62,7 @@ def _distance_matrix(pairs: pd.DataFrame) -> tuple[list[int], np.ndarray]:
     return seeds, d
 
 
-@analysis("stop_searching")
+@analysis("stop_searching", reads_previous=False)
 def stop_searching(ctx: AnalysisContext) -> AnalysisResult:
     seeds = seed_pairs(ctx.scores)
     outputs = seeds[seeds["measure"].eq(DISTANCE) & seeds["layer_a"].eq("output")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import shutil
 import subprocess
 import sys
@@ -81,6 +82,7 @@ def counted(monkeypatch) -> list[str]:
 
 
 def test_analyses_are_recomputed_exactly_when_their_inputs_or_code_change(baseline, tmp_path, counted, monkeypatch):
+    monkeypatch.setattr(analyze_module, "ANALYSIS_PROCESSES", 1)  # counted here: every analysis in this process
     results = _copy(baseline, tmp_path)
     sweep_dir = results / "smoke"
     first = analyze_module.analyze(sweep_dir)
@@ -115,6 +117,32 @@ def test_analyses_are_recomputed_exactly_when_their_inputs_or_code_change(baseli
     fresh = analyze_module.analyze(sweep_dir)
     stored = analyze_module.analyze(sweep_dir)
     assert fresh.equals(stored) and not fresh.equals(first)
+
+
+def test_analyses_in_two_processes_equal_one_after_the_other(baseline, tmp_path, monkeypatch):
+    """The independent analyses run in two worker processes give the evaluations, tables and figures of
+    a run in this process, one after the other, and each stored result names the same outputs (the
+    paths the analysis asked for, not a listing of the folders that the other process writes into)."""
+    runs = {}
+    monkeypatch.setattr(analyze_module, "PROCESSES_FROM_ROWS", 0)  # the smoke sweep's few rows too
+    for processes in (1, 2):
+        monkeypatch.setattr(analyze_module, "ANALYSIS_PROCESSES", processes)
+        sweep_dir = _copy(baseline, tmp_path / str(processes)) / "smoke"
+        for folder in ("cache", "tables", "figures"):
+            shutil.rmtree(sweep_dir / folder)
+        evaluations = analyze_module.analyze(sweep_dir)
+        records = {p.stem: json.loads(p.read_text())["outputs"] for p in (sweep_dir / "cache" / "analyses").glob("*.json")}
+        runs[processes] = (evaluations, records, sweep_dir)
+    (serial, serial_records, serial_dir), (parallel, parallel_records, parallel_dir) = runs[1], runs[2]
+    assert parallel.equals(serial)
+    assert {k: sorted(v) for k, v in parallel_records.items()} == {k: sorted(v) for k, v in serial_records.items()}
+    assert sorted(serial_records["robustness"]) == ["figures/robustness.png", "tables/robustness.csv"]
+    for folder in ("tables", "figures"):
+        names = sorted(p.name for p in (serial_dir / folder).iterdir())
+        assert names == sorted(p.name for p in (parallel_dir / folder).iterdir())
+        for name in names:
+            if name != "sample_size.csv":  # its cpu_s column is a timing
+                assert (serial_dir / folder / name).read_bytes() == (parallel_dir / folder / name).read_bytes(), name
 
 
 def test_code_version_follows_imports():
