@@ -1236,10 +1236,20 @@ def _overlap_by_covariances(X: torch.Tensor, Y: torch.Tensor, center: bool) -> f
     available = X.shape[0] - 1 if center else X.shape[0]
     if max(X.shape[1], Y.shape[1]) >= available:
         return None
-    a, b = ((centred(z) if center else z / power_of_two_scale(z)).numpy() for z in (X, Y))
-    lows = [well_conditioned_cholesky(z.T @ z) for z in (a, b)]
-    if lows[0] is None or lows[1] is None:
+
+    def side(z: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        a = (centred(z) if center else z / power_of_two_scale(z)).numpy()
+        return a, well_conditioned_cholesky(a.T @ a)
+
+    # Memoised per input, refusals included: a rank-deficient representation (dead ReLU units) is
+    # checked once, not once per partner, before the SVD route takes it; Y is not checked when X fails.
+    a, low_a = one_sided("eigenspace_overlap.cholesky", X, lambda: side(X), center=center)
+    if low_a is None:
         return None
+    b, low_b = one_sided("eigenspace_overlap.cholesky", Y, lambda: side(Y), center=center)
+    if low_b is None:
+        return None
+    lows = (low_a, low_b)
     half = scipy.linalg.solve_triangular(lows[0], a.T @ b, lower=True, check_finite=False)
     whole = scipy.linalg.solve_triangular(lows[1], half.T, lower=True, check_finite=False)
     return float(np.einsum("ij,ij->", whole, whole)) / max(a.shape[1], b.shape[1])
