@@ -1080,7 +1080,7 @@ def _upper_triangle_centred_products(
     reference="Székely, Rizzo, Bakirov. Measuring and testing dependence by correlation of distances. "
     "Ann. Statist. 2007; Székely, Rizzo. Partial distance correlation with methods for dissimilarities. "
     "Ann. Statist. 2014 (unbiased)",
-    cost="O(N²·(D1 + D2)) time, O(block·N) memory (two passes over row blocks)",
+    cost="O(N²·(D1 + D2)) time, O(block·N) memory (CPU: one pass over the upper triangle's row blocks)",
 )
 def distance_correlation(X: torch.Tensor, Y: torch.Tensor, *, estimator: str = "biased") -> torch.Tensor:
     """Distance correlation (dCor) of the two representations.

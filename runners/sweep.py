@@ -640,7 +640,7 @@ def run_cells(sweep: Plan) -> int:
         if pending:
             todo.append((cfg, log_root / part / str(i) / "simbench.log"))
     print(f"[simbench] {len(todo)} job(s) of {sweep.n_jobs} to run, {sweep.pool_size} at a time (one pool for "
-          f"all {len(sweep.parts)} parts)", flush=True)
+          f"{'its one part' if len(sweep.parts) == 1 else f'all {len(sweep.parts)} parts'})", flush=True)
     try:
         # batch_size=1: joblib would otherwise batch quick jobs together, and a batch at the end is a tail
         Parallel(n_jobs=sweep.pool_size, backend="loky", batch_size=1)(delayed(_pool_job)(cfg, log) for cfg, log in todo)

@@ -58,7 +58,7 @@ class Elsewhere:
 
 def _benchmark_ran(proc, results):
     # the composite's default joblib launcher runs the jobs of all its parts in one pool
-    assert re.search(r"\[simbench\] 4 job\(s\) of 4 to run, \d+ at a time \(one pool for all 1 parts\)", proc.stdout)
+    assert re.search(r"\[simbench\] 4 job\(s\) of 4 to run, \d+ at a time \(one pool for its one part\)", proc.stdout)
     assert "Summary of sweep 'benchmark'" in proc.stdout
     assert (results / "benchmark" / "scores.parquet").exists() and (results / "benchmark" / "evaluations.parquet").exists()
 

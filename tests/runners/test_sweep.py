@@ -118,7 +118,7 @@ def test_composite_sweep_runs_its_parts_in_parallel_then_analyses_once(tmp_path)
     proc = sweep(tmp_path, "sweep=none", "name=combo", "+parts=[smoke]", "measures=fast",
                  '+default_launcher=["hydra/launcher=joblib","hydra.launcher.n_jobs=2"]')
     log = proc.stdout + proc.stderr
-    assert "4 job(s) of 4 to run, 2 at a time (one pool for all 1 parts)" in log
+    assert "4 job(s) of 4 to run, 2 at a time (one pool for its one part)" in log
     assert "Summary of sweep 'combo'" in proc.stdout
     scores = pd.read_parquet(tmp_path / "combo" / "scores.parquet")
     assert set(scores["pair_type"]) == {"seed", "perturbation"} and scores["row_key"].is_unique
