@@ -225,20 +225,11 @@ def _order_by_float64(z: torch.Tensor, rows: torch.Tensor, candidates: torch.Ten
     from the Gram matrix entries of :func:`_exact_rows` by a few ulps, so two entries within a few
     ulps of each other may be ordered differently than that path orders them.
     """
-    a, own = z.numpy(), rows.numpy()
     index = np.sort(candidates.numpy(), axis=1)  # pads first, then index order
     padding = index < 0
-    keys = np.empty(index.shape)
-    rows_per_block = max(1, CACHE_BLOCK_ELEMENTS // (index.shape[1] * a.shape[1]))
-    for start in range(0, own.size, rows_per_block):
-        stop = min(own.size, start + rows_per_block)
-        neighbours = a[index[start:stop]]
-        if cosine:
-            keys[start:stop] = np.einsum("ijk,ik->ij", neighbours, a[own[start:stop]])
-            np.negative(keys[start:stop], out=keys[start:stop])  # exact: nearest first in ascending order
-        else:
-            neighbours -= a[own[start:stop], None, :]
-            keys[start:stop] = np.einsum("ijk,ijk->ij", neighbours, neighbours)
+    keys = pair_values(z, torch.from_numpy(index), squared_distance=not cosine, rows=rows).numpy()
+    if cosine:
+        np.negative(keys, out=keys)  # exact: nearest first in ascending order
     keys[padding] = np.inf
     order = np.argsort(keys, axis=1, kind="stable")[:, :k]  # index order within equal keys
     return torch.from_numpy(np.take_along_axis(index, order, axis=1))
@@ -300,8 +291,10 @@ def _exact_rows(z: torch.Tensor, rows: torch.Tensor, k: int, cosine: bool) -> to
     return torch.cat(lists) if lists else torch.empty((0, k), dtype=torch.int64, device=z.device)
 
 
-def pair_values(z: torch.Tensor, index: torch.Tensor, squared_distance: bool) -> torch.Tensor:
-    """For each row i and each j in ``index[i]``: z_iᵀz_j, or ‖z_i - z_j‖² from the differences.
+def pair_values(z: torch.Tensor, index: torch.Tensor, squared_distance: bool,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+    """For each list i and each j in ``index[i]``: z_rᵀz_j, or ‖z_r - z_j‖² from the differences, where
+    r = ``rows[i]`` (default: r = i, list i belongs to row i).
 
     Computed in blocks of rows (never N x N); differences make the distance of duplicates exactly 0.
     """
@@ -313,20 +306,23 @@ def pair_values(z: torch.Tensor, index: torch.Tensor, squared_distance: bool) ->
         # stay in cache between the gather and the reduction (1.9x faster than 32 MiB blocks here).
         rows_per_block = max(1, CACHE_BLOCK_ELEMENTS // (m * z.shape[1]))
         a, neighbour_index = z.numpy(), index.numpy()
+        own_rows = None if rows is None else rows.numpy()
         out = np.empty((n, m), dtype=a.dtype)
         for start in range(0, n, rows_per_block):
             stop = min(n, start + rows_per_block)
             neighbours = a[neighbour_index[start:stop]]
+            own = a[start:stop] if own_rows is None else a[own_rows[start:stop]]
             if squared_distance:
-                neighbours -= a[start:stop, None, :]
+                neighbours -= own[:, None, :]
                 out[start:stop] = np.einsum("ijk,ijk->ij", neighbours, neighbours)
             else:
-                out[start:stop] = np.einsum("ijk,ik->ij", neighbours, a[start:stop])
+                out[start:stop] = np.einsum("ijk,ik->ij", neighbours, own)
         return torch.from_numpy(out)
     values = []
     for start in range(0, n, rows_per_block):
         neighbours = z[index[start : start + rows_per_block]]
-        own = z[start : start + rows_per_block, None, :]
+        own = z[start : start + rows_per_block] if rows is None else z[rows[start : start + rows_per_block]]
+        own = own[:, None, :]
         values.append((neighbours - own).square().sum(-1) if squared_distance else (neighbours * own).sum(-1))
     return torch.cat(values)
 
