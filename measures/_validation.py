@@ -25,6 +25,13 @@ EXTREME_SMALL = 1e-100
 PROBABILITY_ATOL = 1e-4
 
 
+def _from_numpy(arr: np.ndarray) -> torch.Tensor:
+    """A torch view of a C-contiguous version of ``arr``; a read-only array is copied first (torch cannot
+    wrap it: it warns that writes would be undefined)."""
+    arr = np.ascontiguousarray(arr)
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+
+
 def as_tensor(measure: str, x: Any, what: str) -> torch.Tensor:
     """Convert one input to a floating torch tensor (float64 on the CPU)."""
     if isinstance(x, torch.Tensor):
@@ -40,10 +47,7 @@ def as_tensor(measure: str, x: Any, what: str) -> torch.Tensor:
             raise ValueError(f"measure {measure!r}: {what} is complex ({arr.dtype}); measures take real arrays")
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise ValueError(f"measure {measure!r}: {what} must be numeric, got dtype {arr.dtype}")
-        arr = np.ascontiguousarray(arr)
-        if not arr.flags.writeable:  # torch cannot wrap a read-only array (it warns: writes would be undefined)
-            arr = arr.copy()
-        t = torch.from_numpy(arr)
+        t = _from_numpy(arr)
     if t.dtype is torch.float64:  # (the common case: no conversion call)
         return t
     if t.device.type == "cpu":
@@ -260,10 +264,7 @@ def check_labels(measure: str, labels: Any, n_rows: int) -> torch.Tensor:
         arr = np.asarray(labels)
         if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool):
             raise ValueError(f"measure {measure!r}: labels must be integer class indices, got dtype {arr.dtype}")
-        arr = np.ascontiguousarray(arr)
-        if not arr.flags.writeable:  # torch cannot wrap a read-only array (it warns: writes would be undefined)
-            arr = arr.copy()
-        t = torch.from_numpy(arr)
+        t = _from_numpy(arr)
     if t.is_complex():
         raise ValueError(f"measure {measure!r}: labels must be integer class indices, got dtype {t.dtype}")
     if t.ndim != 1 or t.shape[0] != n_rows:
