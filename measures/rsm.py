@@ -1168,7 +1168,6 @@ def _upper_triangle_centred_products(
     for k in kept or ():
         if k:
             k.clear()  # each block is freed once used
-    buffers: list[np.ndarray | None] = [None, None]  # a fresh block per step would pay its page faults again
     ab = aa = bb = 0.0
     start = 0
     while start < n - 1:
@@ -1179,10 +1178,7 @@ def _upper_triangle_centred_products(
             if ready[which]:
                 block = ready[which].pop()
             else:
-                if buffers[which] is None or buffers[which].size < rows * (n - 1 - start):
-                    buffers[which] = np.empty(rows * (n - 1 - start), dtype=z.dtype)  # later blocks reuse it
-                block = buffers[which][:rows * (n - 1 - start)].reshape(rows, n - 1 - start)
-                np.matmul(z[start:stop], z[start + 1:].T, out=block)  # row r (instance start + r): pairs j > start
+                block = z[start:stop] @ z[start + 1:].T  # row r (instance start + r): pairs with j > start
                 block *= -2.0
                 block += sq[start:stop, None]
                 block += sq[start + 1:]
