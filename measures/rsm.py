@@ -545,9 +545,11 @@ def _rbf_two_sigma_sq(
 ) -> torch.Tensor:
     """2σ² = 2·fraction²·median squared distance of the rows of x (the median memoised per input).
 
-    ``kept`` (CPU inputs): where the median is computed rather than memoised, it receives the row blocks
-    of squared distances, which are those :func:`_upper_triangle_centred_products` builds (same blocks,
-    same arithmetic), so the kernel pass need not redo their GEMM."""
+    CPU inputs above N = 2896 (``_FLOAT32_MEDIAN_BYTES``) take the median's order statistics from one
+    float32 pass (:func:`_upper_order_statistics_float32`), the float64 route below only where that
+    cannot settle them. ``kept`` (CPU inputs): where a float64 median pass runs (not memoised), it
+    receives the row blocks of squared distances, which are those :func:`_upper_triangle_centred_products`
+    builds (same blocks, same arithmetic), so the kernel pass need not redo their GEMM."""
     n = x.shape[0]
 
     def median_squared_distance() -> torch.Tensor:
@@ -627,8 +629,8 @@ def cka_rbf(
     y = _centred_nonconstant("cka_rbf", Y, 2)
     upper = None
     if on_numpy(x, y):
-        # The squared-distance blocks of a median computed here serve the kernel pass too (up to
-        # _KEEP_BYTES of them: N ≤ ~11000), one GEMM per side instead of two.
+        # The squared-distance blocks of a float64 median pass (N ≤ 2896, or where the float32 route
+        # cannot settle the median) serve the kernel pass too (up to _KEEP_BYTES of them: N ≤ ~11000).
         keep = x.shape[0] ** 2 * x.element_size() <= _KEEP_BYTES
         kept: list[list[np.ndarray] | None] = [[], []] if keep else [None, None]
         divisors = [-float(_rbf_two_sigma_sq("cka_rbf", z, w, fraction, median_over, kept[w - 1]))
