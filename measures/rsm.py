@@ -435,7 +435,7 @@ def _upper_order_statistics_float32(x: np.ndarray, wanted: list[int]) -> dict[in
     n, d = x.shape
     m = n * (n - 1) // 2
     size = min(max(m >> 10, _FLOAT32_SAMPLE[0]), _FLOAT32_SAMPLE[1])
-    if m < 8 * size or d * 2.0**-24 > 0.01 or not max(x.max(), -x.min()) < 2.0:
+    if m < 8 * size or d * 2.0**-24 > 0.01 or x.dtype != np.float64 or not max(x.max(), -x.min()) < 2.0:
         return None
     sq = np.einsum("ij,ij->i", x, x)
     gap = 2.0 * _squared_distance_float32_bound(sq, d) * (1 + 1e-6)  # margin for the float64 sums below
@@ -555,7 +555,7 @@ def _rbf_two_sigma_sq(
     def median_squared_distance() -> torch.Tensor:
         if on_numpy(x):
             xn = x.numpy()
-            if n * n * x.element_size() > _FLOAT32_MEDIAN_BYTES:
+            if x.dtype == torch.float64 and n * n * 8 > _FLOAT32_MEDIAN_BYTES:  # the bound assumes float64 d
                 ks = _median_upper_ranks(n, median_over)
                 found = _upper_order_statistics_float32(xn, sorted({k - 1 for k in ks if k > 0}))
                 if found is not None:
