@@ -9,7 +9,9 @@ Each (measure, N) runs in a fresh child process (one thread, caches cold) so tha
 memory (``ru_maxrss`` of the child, inputs and interpreter included) belongs to that call alone; the
 time is the child's CPU time of the one call. The flop floor is N²·(D1 + D2) multiply-adds for the
 N x N products of the two inputs divided by the GEMM rate measured in the same child on an N x D
-by D x N product (``--floor``), so "time / floor" says how far a measure is from its BLAS bound.
+by D x N product (``--floor``), so "time / floor" says how far a measure is from its BLAS bound. That
+block is a copy: for N ≤ 2048 it used to be all of x, and numpy runs x @ x.T as a symmetric rank-k
+update (half the flops), which doubled the apparent GEMM rate and halved the floor there.
 ``--calls 2`` times a second cold call in the same child (caches cleared again): this VM pays heavily
 for the first touch of new memory, which a long-running sweep process pays once.
 """
@@ -33,7 +35,7 @@ name, n, d = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(0)
 x = rng.standard_normal((n, d))
 y = 0.3 * x @ (rng.standard_normal((d, d)) / np.sqrt(d)) + rng.standard_normal((n, d))
-block = x[: min(n, (1 << 22) // n)]
+block = x[: min(n, (1 << 22) // n)].copy()  # a copy: x[:n] @ x.T would run as a SYRK (half the flops)
 gemm = 0.0
 for _ in range(3):
     t0 = time.process_time(); block @ x.T; gemm = max(gemm, 2.0 * block.shape[0] * n * d / (time.process_time() - t0))

@@ -380,6 +380,142 @@ def _order_statistics(values: np.ndarray, wanted: list[int]) -> dict[int, float]
     return {k: float(values[k]) for k in wanted}
 
 
+#: :func:`_upper_order_statistics_float32` samples M/1024 pairs of the M entries, clipped to this range
+#: (65536 pairs cost ~50 ms here), for a bracket of ±6 standard deviations of a sample quantile.
+_FLOAT32_SAMPLE = (1 << 13, 1 << 16)
+#: ... and leaves the rest to the float64 route when more entries than this need float64 values
+#: (exact ties at the median, as on lattice data).
+_FLOAT32_CANDIDATES = 1 << 20
+#: ``cka_rbf`` takes its median from :func:`_upper_order_statistics_float32` when the N x N float64
+#: matrix exceeds this (N > 2896); below, the float64 median pass, whose blocks the kernel pass reuses
+#: (no second GEMM), costs less (2000x256: 0.114 s against 0.128 s a call).
+_FLOAT32_MEDIAN_BYTES = 1 << 26
+
+
+def _squared_distance_float32_bound(sq_norms: np.ndarray, d: int) -> float:
+    """E with |d̃_ij − d_ij| ≤ E and |d'_ij − d_ij| ≤ E for every pair, where d_ij = ‖x_i − x_j‖² (exact),
+    d̃_ij its float32 Gram-identity value fl32(s̃_i + s̃_j − 2·x̂_iᵀx̂_j) (x̂ = fl32(x), s̃ = fl32 of the
+    float64 squared norms s) and d'_ij = max(0, fl64(s_i + s_j − 2·x_iᵀx_j)) its float64 re-scoring.
+
+    The argument of ``measures.neighbours._float32_pass`` (Higham, Accuracy and Stability of Numerical
+    Algorithms, 2002, §2.1, §3.1): for entries below 2 and D·u32 ≤ 0.01 an inner product of length D in
+    any order, with or without FMA, including the rounding of its inputs to float32, errs by at most
+    1.02 (D + 2) u32 ‖x‖‖y‖ + a (a = D·2^-138 covers gradual underflow), and 2‖x_i‖‖x_j‖ ≤ s_i + s_j;
+    the float64 norms err by ≤ 1.02 (D + 2) u64 s and their rounding to float32 adds u32·s; each of
+    the two additions rounds by ≤ u·2(s_i + s_j). Summed, with the same terms in u64 for d', both are
+    within 1.05 ((D + 8) u32 + 3 (D + 4) u64)(s_i + s_j) + 4a of d, and s_i + s_j ≤ 2 max s. The clamp
+    at 0 does not move d' further from d ≥ 0.
+    """
+    u32, u64 = 2.0**-24, 2.0**-53
+    return 1.05 * ((d + 8) * u32 + 3 * (d + 4) * u64) * 2.0 * float(sq_norms.max()) + d * 2.0**-136
+
+
+def _upper_order_statistics_float32(x: np.ndarray, wanted: list[int]) -> dict[int, float] | None:
+    """The k-th smallest (0-based k in ``wanted``, sorted, close together) of the N(N−1)/2 squared
+    distances d'_ij (i < j, of :func:`_squared_distance_float32_bound`) of the rows of ``x`` (entries
+    below 2 in magnitude), from one float32 GEMM pass over the upper triangle; None where this route
+    cannot settle them (the caller's float64 route runs then).
+
+    Why: the float64 median pass of ``cka_rbf`` was a second GEMM pass over the triangle before the
+    kernel pass (or kept its N²/2 blocks, whose first touch cost more than the GEMM on this VM);
+    float32 GEMM runs at twice the float64 rate, into one reused 32 MiB block.
+
+    How: a sample of uniform pairs (``_FLOAT32_SAMPLE``) brackets the wanted ranks by [lo, hi] in float32
+    values; one pass over float32 row blocks of d̃ counts the entries below lo and collects those in
+    [lo, hi] with their pairs. |d̃ − d'| ≤ g = 2E per pair, so the k-th smallest d' lies within g of
+    t_k, the k-th smallest d̃ (an order statistic moves by at most the largest perturbation). Every
+    entry with d̃ < t_min − 2g has d' < t_min − g, every entry with d̃ > t_max + 2g has d' > t_max + g;
+    if [t_min − 2g, t_max + 2g] lies inside [lo, hi], the candidates C (collected entries with d̃ in
+    it) hold every entry whose d' can equal or tie a wanted order statistic, and with nb the entries
+    below t_min − 2g, the k-th smallest d' is the (k − nb)-th smallest d' of C, computed in float64 for
+    C alone (and checked to lie in [t_min − g, t_max + g]).
+    """
+    if not wanted:
+        return {}
+    n, d = x.shape
+    m = n * (n - 1) // 2
+    size = min(max(m >> 10, _FLOAT32_SAMPLE[0]), _FLOAT32_SAMPLE[1])
+    if m < 8 * size or d * 2.0**-24 > 0.01 or x.dtype != np.float64 or not max(x.max(), -x.min()) < 2.0:
+        return None
+    sq = np.einsum("ij,ij->i", x, x)
+    gap = 2.0 * _squared_distance_float32_bound(sq, d) * (1 + 1e-6)  # margin for the float64 sums below
+    x32, sq32 = x.astype(np.float32), sq.astype(np.float32)
+    rng = np.random.default_rng(0)  # fixed: it decides the bracket (and so the work), never the value
+    first = rng.integers(0, n, size)
+    second = rng.integers(0, n - 1, size)
+    second += second >= first  # a uniform pair i ≠ j: a uniform entry of the triangle
+    sample = np.empty(size, dtype=np.float32)
+    for s in range(0, size, 4096):
+        p, q = first[s:s + 4096], second[s:s + 4096]
+        sample[s:s + 4096] = sq32[p] + sq32[q] - 2.0 * np.einsum("ij,ij->i", x32[p], x32[q])
+    sample.sort()
+    spread = 3.0 / math.sqrt(size)  # 6 standard deviations (0.5/√size) of a sample quantile
+    lo = sample[max(0, int((wanted[0] / m - spread) * size))]
+    hi = sample[min(size - 1, int((wanted[-1] / m + spread) * size) + 1)]
+    buffer = np.empty(2 * _BLOCK_ELEMENTS, dtype=np.float32)  # one 32 MiB block, reused
+    below = 0
+    blocks = []  # (start, columns, positions in the block, values) of the entries in [lo, hi]
+    start = 0
+    while start < n - 1:
+        rows = max(1, min(n - 1 - start, 2 * _BLOCK_ELEMENTS // (n - start), -(-n // 8)))  # ≤ N/8: half the GEMM
+        stop, cols = start + rows, n - 1 - start
+        block = buffer[:rows * cols].reshape(rows, cols)
+        np.matmul(x32[start:stop], x32[start + 1:].T, out=block)  # row r: pairs (start + r, j), j > start
+        block *= -2.0
+        block += sq32[start:stop, None]
+        block += sq32[start + 1:]
+        block[:, :rows][np.tri(rows, rows, -1, dtype=bool)] = np.inf  # j <= i: not in the triangle
+        below += int(np.count_nonzero(block < lo))
+        at = np.flatnonzero((block >= lo) & (block <= hi))
+        blocks.append((start, cols, at, block.reshape(-1)[at]))
+        start = stop
+    found = np.concatenate([b[3] for b in blocks])
+    local = [k - below for k in wanted]
+    if local[0] < 0 or local[-1] >= found.size:
+        return None  # the bracket missed the wanted ranks
+    found.partition(local)
+    t_min, t_max = float(found[local[0]]), float(found[local[-1]])
+    low, high = t_min - 2.0 * gap, t_max + 2.0 * gap
+    if not lo <= low or not high <= hi:
+        return None
+    nb = below
+    i, j = [], []
+    for start, cols, at, values in blocks:
+        nb += int(np.count_nonzero(values < low))
+        pick = at[(values >= low) & (values <= high)]
+        i.append(start + pick // cols)
+        j.append(start + 1 + pick % cols)
+    i, j = np.concatenate(i), np.concatenate(j)
+    local = [k - nb for k in wanted]
+    if i.size > _FLOAT32_CANDIDATES or local[0] < 0 or local[-1] >= i.size:
+        return None
+    exact = np.empty(i.size)
+    for s in range(0, i.size, 4096):
+        p, q = i[s:s + 4096], j[s:s + 4096]
+        exact[s:s + 4096] = sq[p] + sq[q] - 2.0 * np.einsum("ij,ij->i", x[p], x[q])
+    np.maximum(exact, 0.0, out=exact)
+    exact.partition(local)
+    result = {k: float(exact[k - nb]) for k in wanted}
+    if not all(t_min - gap <= v <= t_max + gap for v in result.values()):
+        return None
+    return result
+
+
+def _median_upper_ranks(n: int, median_over: str) -> list[int]:
+    """The ranks (1-based) in the sorted N(N−1)/2 upper-triangle entries of the two middle values of the
+    median (numpy's rule); 0 stands for a zero diagonal entry of the ``"full_matrix"`` convention."""
+    m = n * (n - 1) // 2
+    if median_over == "upper_triangle":
+        return [(m + 1) // 2, m // 2 + 1]
+    total = n * n
+    return [0 if k <= n else math.ceil((k - n) / 2) for k in ((total + 1) // 2, total // 2 + 1)]
+
+
+def _median_of(found: dict[int, float], ks: list[int], dtype: torch.dtype) -> torch.Tensor:
+    lo, hi = (0.0 if k == 0 else found[k - 1] for k in ks)
+    return 0.5 * (torch.tensor(lo, dtype=dtype) + torch.tensor(hi, dtype=dtype))
+
+
 def _median_squared_distance(upper: torch.Tensor, n: int, median_over: str) -> torch.Tensor:
     """Median of the squared distances, numpy's convention (mean of the two middle values if even).
 
@@ -389,15 +525,9 @@ def _median_squared_distance(upper: torch.Tensor, n: int, median_over: str) -> t
     smallest (k > N) is the ⌈(k−N)/2⌉-th smallest upper entry: no N x N copy is needed.
     """
     if on_numpy(upper):  # both order statistics from one selection
-        m = upper.numel()
-        if median_over == "upper_triangle":
-            ks = [(m + 1) // 2, m // 2 + 1]
-        else:
-            total = n * n
-            ks = [0 if k <= n else math.ceil((k - n) / 2) for k in ((total + 1) // 2, total // 2 + 1)]
+        ks = _median_upper_ranks(n, median_over)
         found = _order_statistics(upper.numpy(), sorted({k - 1 for k in ks if k > 0}))
-        lo, hi = (0.0 if k == 0 else found[k - 1] for k in ks)
-        return 0.5 * (torch.tensor(lo, dtype=upper.dtype) + torch.tensor(hi, dtype=upper.dtype))
+        return _median_of(found, ks, upper.dtype)
     if median_over == "upper_triangle":
         m = upper.numel()
         lo, hi = (m + 1) // 2, m // 2 + 1
@@ -415,14 +545,22 @@ def _rbf_two_sigma_sq(
 ) -> torch.Tensor:
     """2σ² = 2·fraction²·median squared distance of the rows of x (the median memoised per input).
 
-    ``kept`` (CPU inputs): where the median is computed rather than memoised, it receives the row blocks
-    of squared distances, which are those :func:`_upper_triangle_centred_products` builds (same blocks,
-    same arithmetic), so the kernel pass need not redo their GEMM."""
+    CPU inputs above N = 2896 (``_FLOAT32_MEDIAN_BYTES``) take the median's order statistics from one
+    float32 pass (:func:`_upper_order_statistics_float32`), the float64 route below only where that
+    cannot settle them. ``kept`` (CPU inputs): where a float64 median pass runs (not memoised), it
+    receives the row blocks of squared distances, which are those :func:`_upper_triangle_centred_products`
+    builds (same blocks, same arithmetic), so the kernel pass need not redo their GEMM."""
     n = x.shape[0]
 
     def median_squared_distance() -> torch.Tensor:
-        if on_numpy(x):  # the upper triangle by row blocks of ≤ N/8 rows (about half the GEMM)
+        if on_numpy(x):
             xn = x.numpy()
+            if x.dtype == torch.float64 and n * n * 8 > _FLOAT32_MEDIAN_BYTES:  # the bound assumes float64 d
+                ks = _median_upper_ranks(n, median_over)
+                found = _upper_order_statistics_float32(xn, sorted({k - 1 for k in ks if k > 0}))
+                if found is not None:
+                    return _median_of(found, ks, x.dtype)
+            # the upper triangle by float64 row blocks of ≤ N/8 rows (about half the GEMM)
             upper = torch.from_numpy(
                 _condensed_numpy(xn, "sqeuclidean", np.einsum("ij,ij->i", xn, xn), -(-n // 8), kept))
         else:
@@ -491,8 +629,8 @@ def cka_rbf(
     y = _centred_nonconstant("cka_rbf", Y, 2)
     upper = None
     if on_numpy(x, y):
-        # The squared-distance blocks of a median computed here serve the kernel pass too (up to
-        # _KEEP_BYTES of them: N ≤ ~11000), one GEMM per side instead of two.
+        # The squared-distance blocks of a float64 median pass (N ≤ 2896, or where the float32 route
+        # cannot settle the median) serve the kernel pass too (up to _KEEP_BYTES of them: N ≤ ~11000).
         keep = x.shape[0] ** 2 * x.element_size() <= _KEEP_BYTES
         kept: list[list[np.ndarray] | None] = [[], []] if keep else [None, None]
         divisors = [-float(_rbf_two_sigma_sq("cka_rbf", z, w, fraction, median_over, kept[w - 1]))

@@ -354,6 +354,92 @@ def test_order_statistics_equal_sorted_entries():
             assert found == {k: np.sort(v)[k] for k in wanted}
 
 
+def _float32_median_cases() -> list[tuple[str, np.ndarray, bool]]:
+    """(name, rows with entries below 2, whether the float32 route must settle the order statistics)."""
+    rng = np.random.default_rng(31)
+    gauss = rng.standard_normal((600, 48)) / 8
+    duplicates = np.repeat(rng.standard_normal((150, 10)) / 4, 4, axis=0)  # exact 0 distances, repeated pairs
+    clustered = np.vstack([rng.standard_normal((300, 16)) / 16 + 0.5, rng.standard_normal((300, 16)) / 16 - 0.5])
+    lattice = rng.integers(0, 3, (600, 12)) / 4  # integer distances: ~1e4 exact ties at the median
+    outlier = np.vstack([rng.standard_normal((599, 20)) / 100, np.full((1, 20), 1.5)])  # the bound is too wide
+    return [("gauss", gauss, True), ("duplicates", duplicates, True), ("clustered", clustered, True),
+            ("lattice", lattice, False), ("outlier", outlier, False)]
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_float32_order_statistics_equal_sorted_float64_entries(case):
+    """The float32-bracketed selection of the RBF median against the sorted float64 squared distances of
+    the plain formula ‖x_i‖² + ‖x_j‖² − 2x_iᵀx_j (i < j), at the median ranks, a low and a high rank;
+    where the route cannot settle them (exact ties over more candidates than it re-scores; one far row
+    that widens the error bound) it returns None and the caller's float64 route runs."""
+    name, x, settles = _float32_median_cases()[case]
+    sq = np.einsum("ij,ij->i", x, x)
+    i, j = np.triu_indices(x.shape[0], 1)
+    exact = np.sort(np.maximum(sq[i] + sq[j] - 2.0 * np.einsum("ij,ij->i", x[i], x[j]), 0.0))
+    reference = np.sort(pdist(x, "sqeuclidean"))  # a different summation: agrees to round-off
+    m = exact.size
+    for wanted in ([(m + 1) // 2 - 1, m // 2], [m // 5], [4 * m // 5, 4 * m // 5 + 3]):
+        found = measures.rsm._upper_order_statistics_float32(x, wanted)
+        if not settles and wanted[0] == (m + 1) // 2 - 1:
+            assert found is None, name
+        if found is None:
+            continue
+        assert found == {k: exact[k] for k in wanted}, name
+        for k in wanted:
+            assert found[k] == pytest.approx(reference[k], rel=1e-13, abs=1e-15)
+
+
+def test_float32_squared_distance_bound_holds_exactly():
+    """|d̃ − d| ≤ E against exact rational arithmetic on the float64 rows, for the float32 values the
+    route computes (fl32 norms, fl32 GEMM entries, −2·g + s_i + s_j in float32), on pairs chosen to
+    make the Gram identity cancel (near-duplicate rows with large norms)."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(32)
+    d = 64
+    base = rng.uniform(-1.99, 1.99, (20, d))
+    x = np.vstack([base, base + rng.standard_normal((20, d)) * 1e-4, rng.standard_normal((20, d)) / 3])
+    sq = np.einsum("ij,ij->i", x, x)
+    bound = measures.rsm._squared_distance_float32_bound(sq, d)
+    x32, sq32 = x.astype(np.float32), sq.astype(np.float32)
+    gram32 = x32 @ x32.T
+    worst = 0.0
+    for a in range(x.shape[0]):
+        for b in range(a + 1, x.shape[0]):
+            approx = np.float32(np.float32(np.float32(-2.0) * gram32[a, b]) + sq32[a]) + sq32[b]
+            exact = sum((Fraction(float(p)) - Fraction(float(q))) ** 2 for p, q in zip(x[a], x[b]))
+            error = abs(Fraction(float(approx)) - exact)
+            assert error <= Fraction(bound)
+            worst = max(worst, float(error) / bound)
+    assert worst > 1e-3  # the pairs do probe the bound (it is not vacuous by orders of magnitude)
+
+
+@pytest.mark.parametrize("median_over", ["full_matrix", "upper_triangle"])
+def test_cka_rbf_float32_median_equals_colab(monkeypatch, median_over):
+    """The float32 median route (forced at N = 500; it runs by default above N = 2896) and its float64
+    fallback on lattice data both equal the Colab's formula (np.median of cdist's squared distances)."""
+    monkeypatch.setattr(measures.rsm, "_FLOAT32_MEDIAN_BYTES", 0)
+    calls = []
+    route = measures.rsm._upper_order_statistics_float32
+    monkeypatch.setattr(measures.rsm, "_upper_order_statistics_float32",
+                        lambda x, wanted: calls.append(route(x, wanted)) or calls[-1])
+    rng = np.random.default_rng(33)
+
+    def gram(a):
+        sq = cdist(a, a, "sqeuclidean")
+        median = np.median(sq) if median_over == "full_matrix" else np.median(pdist(a, "sqeuclidean"))
+        return np.exp(-sq / (2 * 0.4**2 * median))
+
+    x = rng.standard_normal((500, 20))
+    y = np.tanh(x @ rng.standard_normal((20, 30))) + 0.3 * rng.standard_normal((500, 30))
+    lattice = rng.integers(0, 3, (500, 12)).astype(float)
+    for a, b in ((x, y), (x, lattice)):
+        measures._memo.clear()
+        value = measures.compute("cka_rbf", a, b, median_over=median_over)
+        assert value == pytest.approx(cka_of_grams(gram(a), gram(b)), rel=1e-12)
+    assert [c is not None for c in calls] == [True, True, True, False]
+
+
 def _rank_cases() -> list[np.ndarray]:
     rng = np.random.default_rng(12)
     near_one = 1.0 + rng.integers(0, 300, 5000) * 2.0**-52  # every quantised key equal: all in the fix-up
