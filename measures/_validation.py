@@ -130,6 +130,41 @@ def _check_probabilities(measure: str, t: torch.Tensor, what: str) -> None:
         )
 
 
+def plain_pair(info: "MeasureInfo", args: Sequence[Any], squares: list) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``validate``'s result for the common case, two CPU float64 N x D tensors without autograd that
+    pass every check, in one step; None for anything else (``validate`` then runs and raises the errors).
+
+    Why: with cold CPU caches (a measure's first call on a pair) each Python call of the general route
+    costs cache misses; its ~10 calls cost ~30 µs at 2000x256, more than ``magnitude_difference``'s
+    arithmetic beyond its one pass over the inputs. The checks and their order of effects are
+    ``validate``'s: same tensors back (a tensor without autograd is its own ``detach()``) and the same
+    Σ x² appended to ``squares`` (for ``rescale_extreme``).
+    """
+    if info.inputs != "representations" or len(args) != 2:
+        return None
+    a, b = args
+    if not (type(a) is torch.Tensor and type(b) is torch.Tensor and a.dtype is torch.float64
+            and b.dtype is torch.float64 and a.ndim == 2 and b.ndim == 2 and a.is_cpu and b.is_cpu
+            and not (a.requires_grad or b.requires_grad)):
+        return None
+    n, width_a = a.shape
+    if n != b.shape[0] or n < info.min_rows or not width_a or not b.shape[1]:
+        return None
+    if info.checks_finite:
+        squares.extend((None, None))
+        return a, b
+    if not (a.is_contiguous() and b.is_contiguous()):
+        return None
+    flat_a, flat_b = a.numpy().reshape(-1), b.numpy().reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        square_a, square_b = float(np.dot(flat_a, flat_a)), float(np.dot(flat_b, flat_b))
+    # a finite Σ x² proves every entry finite; otherwise the general route's exact test decides
+    if not (math.isfinite(square_a) and math.isfinite(square_b)):
+        return None
+    squares.extend((square_a, square_b))
+    return a, b
+
+
 def validate(info: "MeasureInfo", args: Sequence[Any], squares: list | None = None) -> tuple[Any, ...]:
     """Validate and convert the positional inputs of ``info``'s measure.
 
