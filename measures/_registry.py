@@ -78,6 +78,8 @@ class MeasureInfo:
     function: Callable[..., float] = field(repr=False, compare=False)
     #: The measure checks its inputs' finiteness itself, fused into a pass it makes anyway (validation
     #: then skips its own pass); it raises validation's ValueError (``_validation.require_finite``).
+    #: It also takes inputs of any magnitude as they are: ``rescale_extreme`` is not applied (without
+    #: validation's Σ x² its test would cost two passes of its own).
     checks_finite: bool = field(default=False, repr=False)
 
     @property

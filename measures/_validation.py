@@ -273,8 +273,9 @@ def rescale_extreme(info: "MeasureInfo", inputs: tuple[torch.Tensor, ...],
     """For a measure invariant to isotropic scaling, inputs whose largest magnitude lies outside
     [EXTREME_SMALL, EXTREME_LARGE] are divided by a power of two that brings it into [0.5, 1): float64
     would overflow (or underflow) in squares and Gram matrices otherwise. A power of two is exact, so the
-    value is the one the measure declares (that of the unscaled input); other inputs are left alone."""
-    if "isotropic_scaling" not in info.invariances or info.inputs != "representations":
+    value is the one the measure declares (that of the unscaled input); other inputs, and those of a
+    measure registered with ``checks_finite`` (which handles any magnitude itself), are left alone."""
+    if "isotropic_scaling" not in info.invariances or info.inputs != "representations" or info.checks_finite:
         return inputs
     out = []
     for i, t in enumerate(inputs):

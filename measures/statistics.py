@@ -79,11 +79,21 @@ def magnitude_difference(X: torch.Tensor, Y: torch.Tensor) -> float:
     return difference
 
 
-def _concentricity(name: str, x: torch.Tensor) -> torch.Tensor:
+def _concentricity(name: str, x: torch.Tensor, what: str) -> torch.Tensor:
+    """c(x), with validation's finiteness check of ``x`` fused into the first pass (``checks_finite``)."""
     n, d = x.shape
-    if on_numpy(x) and x.numel():
+    if not (on_numpy(x) and x.numel()):
+        require_finite(name, x, what, float(x.sum()))
+    else:
         a = x.numpy()
-        row_squares = np.einsum("ij,ij->i", a, a)
+        # Row squares and (below) column sums by BLAS-kernel passes: from cache they run ~2x faster here
+        # than einsum's and mean's loops (2000x256: 80 and 70 µs against 170 and 130 µs per input).
+        with np.errstate(over="ignore", invalid="ignore"):
+            row_squares = np.matmul(a[:, None, :], a[:, :, None]).reshape(n)
+            total = float(row_squares.sum())
+        # a finite Σ‖x_i‖² proves every entry finite: validation's own pass (the first one over the
+        # input, from memory) is saved
+        require_finite(name, x, what, total)
         # max|x| from the row norms where they settle it (max_i ‖x_i‖² / D ≤ max|x|² ≤ max_i ‖x_i‖²):
         # two passes over the input fewer; the exact max/min only when the bounds straddle a limit.
         largest = float(row_squares.max())
@@ -95,7 +105,8 @@ def _concentricity(name: str, x: torch.Tensor) -> torch.Tensor:
             # (A row whose squares underflow, e.g. all entries ~1e-200, takes the scaled route instead.)
             row_norms = np.sqrt(row_squares)
             if row_norms.min() > 1e-140:
-                mean = a.mean(axis=0)
+                mean = np.ones(n, dtype=a.dtype) @ a
+                mean /= n
                 mean_norm = float(np.linalg.norm(mean))
                 # the scaled route's noise bound, in the input's units (its scale is 2^e, peak < 2^e);
                 # √largest ≥ max|x| gives a bound at least as large, so the exact peak is needed only below it
@@ -126,6 +137,7 @@ def _concentricity(name: str, x: torch.Tensor) -> torch.Tensor:
     invariances=("permutation", "orthogonal", "isotropic_scaling"),
     reference="Wang et al. Towards Understanding the Instability of Network Embedding. IEEE TKDE 2020",
     cost="O(N·D)",
+    checks_finite=True,
 )
 def concentricity_difference(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """Absolute difference of the mean cosine similarity between each instance and the mean instance.
@@ -137,7 +149,8 @@ def concentricity_difference(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     (‖x̄‖ ≤ √D·N·eps·max|x|, e.g. column-centred data) has no direction: both raise
     ``UndefinedMeasureError``.
     """
-    return (_concentricity("concentricity_difference", X) - _concentricity("concentricity_difference", Y)).abs()
+    name = "concentricity_difference"
+    return (_concentricity(name, X, "input 1") - _concentricity(name, Y, "input 2")).abs()
 
 
 def _log_uniformity(name: str, x: torch.Tensor, t: float, normalize: bool, include_diagonal: bool) -> torch.Tensor:
