@@ -22,6 +22,8 @@ rounds interleave all implementations (round r times every implementation once b
   written; the peers' calls get the same flush): the cost of a pair seen for the first time.
 - **ours warm**: one input against many partners, as in a sweep: X was seen before (its one-sided work
   is cached), the partner is a fresh Y' every call.
+- odd rounds time the peers before ours (see the loop: code left warm in the instruction cache
+  favours whoever runs right after the other side's call of the same measure).
 - a peer slower than ``--max-peer-seconds`` in round 1 is not run again (its one time is reported).
 
 Values are checked: a peer whose value differs from ours by more than ``--rtol`` (relative) is shown
@@ -254,37 +256,47 @@ def main(argv: list[str] | None = None) -> None:
         best: dict[tuple[str, str], float] = {}
         values: dict[tuple[str, str], float] = {}
         slow: set[tuple[str, str]] = set()
+
+        def time_ours(case: Case, r: int) -> None:
+            """Our cold call (every cache cleared, CPU caches flushed) and our warm call (X seen before)."""
+            clear_caches()
+            evict_cpu_caches(args.evict_cache_mb)
+            seconds, value = cpu_time(lambda: measures.compute(case.measure, xt, yt, **case.params))
+            best[case.measure, "cold"] = min(best.get((case.measure, "cold"), math.inf), seconds)
+            values[case.measure, "ours"] = value
+            # warm: X seen before (with another partner), the partner fresh
+            clear_caches()
+            measures.compute(case.measure, xt, torch.from_numpy(partners[r - 1]), **case.params)
+            yr = torch.from_numpy(partners[r])
+            seconds, _ = cpu_time(lambda: measures.compute(case.measure, xt, yr, **case.params))
+            best[case.measure, "warm"] = min(best.get((case.measure, "warm"), math.inf), seconds)
+
+        def time_peers(case: Case, r: int) -> None:
+            """Each peer's call on the numpy inputs, CPU caches flushed before each."""
+            for label, (fn, _) in case.peers.items():
+                if (case.measure, label) in slow:
+                    continue
+                try:
+                    evict_cpu_caches(args.evict_cache_mb)
+                    seconds, value = cpu_time(lambda: fn(x, y))
+                except Exception as exc:  # a peer that fails is reported, not fatal
+                    values[case.measure, label] = math.nan
+                    print(f"  {case.measure} / {label} failed: {type(exc).__name__}: {str(exc)[:100]}")
+                    slow.add((case.measure, label))
+                    continue
+                best[case.measure, label] = min(best.get((case.measure, label), math.inf), seconds)
+                values[case.measure, label] = value
+                if seconds > args.max_peer_seconds:
+                    slow.add((case.measure, label))
+
         for r in range(args.repeats):
             for case in cases.values():
-                def ours() -> float:
-                    return measures.compute(case.measure, xt, yt, **case.params)
-
-                clear_caches()
-                evict_cpu_caches(args.evict_cache_mb)
-                seconds, value = cpu_time(ours)
-                best[case.measure, "cold"] = min(best.get((case.measure, "cold"), math.inf), seconds)
-                values[case.measure, "ours"] = value
-                # warm: X seen before (with another partner), the partner fresh
-                clear_caches()
-                measures.compute(case.measure, xt, torch.from_numpy(partners[r - 1]), **case.params)
-                yr = torch.from_numpy(partners[r])
-                seconds, _ = cpu_time(lambda: measures.compute(case.measure, xt, yr, **case.params))
-                best[case.measure, "warm"] = min(best.get((case.measure, "warm"), math.inf), seconds)
-                for label, (fn, _) in case.peers.items():
-                    if (case.measure, label) in slow:
-                        continue
-                    try:
-                        evict_cpu_caches(args.evict_cache_mb)
-                        seconds, value = cpu_time(lambda: fn(x, y))
-                    except Exception as exc:  # a peer that fails is reported, not fatal
-                        values[case.measure, label] = math.nan
-                        print(f"  {case.measure} / {label} failed: {type(exc).__name__}: {str(exc)[:100]}")
-                        slow.add((case.measure, label))
-                        continue
-                    best[case.measure, label] = min(best.get((case.measure, label), math.inf), seconds)
-                    values[case.measure, label] = value
-                    if seconds > args.max_peer_seconds:
-                        slow.add((case.measure, label))
+                # Odd rounds time the peers first: a call leaves its code in the instruction cache and
+                # the branch predictors (the scratch write evicts data only), which favours whoever runs
+                # right after the same measure's other implementation; alternating gives both sides
+                # that position in some rounds.
+                for step in (time_ours, time_peers) if r % 2 == 0 else (time_peers, time_ours):
+                    step(case, r)
             print(f"  {n}x{d}: round {r + 1}/{args.repeats} done", file=sys.stderr, flush=True)
 
         print(f"\n### (N, D) = ({n}, {d})\n")
@@ -304,19 +316,19 @@ def main(argv: list[str] | None = None) -> None:
                 agree = abs(got - expected) <= args.rtol * max(abs(expected), abs(got), 1e-12) + 1e-12
                 t = best[case.measure, label]
                 once = " (1 run)" if (case.measure, label) in slow else ""
-                cells[label] = f"{t:.4f}{once}" if agree else f"{t:.4f} differs ({got:.6g} vs {expected:.6g})"
+                cells[label] = f"{t:.3g}{once}" if agree else f"{t:.3g} differs ({got:.6g} vs {expected:.6g})"
                 if agree:
                     fastest = min(fastest, t)
                     if label == "ReSi":
                         resi_ratios.append(t / ours_cold)
             resi_cell = cells.pop("ReSi", "—")
-            ratio = (f"{best[case.measure, 'ReSi'] / ours_cold:.1f}"
+            ratio = (f"{best[case.measure, 'ReSi'] / ours_cold:.2f}"
                      if "ReSi" in case.peers and "differs" not in resi_cell and resi_cell != "failed" else "—")
             other = "; ".join(f"{k} {v}" for k, v in cells.items()) or "—"
-            fast = f"{fastest / ours_cold:.1f}" if math.isfinite(fastest) else "—"
+            fast = f"{fastest / ours_cold:.2f}" if math.isfinite(fastest) else "—"
             if math.isfinite(fastest):
                 worst.append((fastest / ours_cold, case.measure))
-            print(f"| {case.measure} {case.params or ''} | {ours_cold:.4f} | {ours_warm:.4f} | {resi_cell} | {ratio} "
+            print(f"| {case.measure} {case.params or ''} | {ours_cold:.3g} | {ours_warm:.3g} | {resi_cell} | {ratio} "
                   f"| {other} | {fast} |")
         if resi_ratios:
             geo = math.exp(sum(math.log(v) for v in resi_ratios) / len(resi_ratios))

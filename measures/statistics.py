@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from measures._kernels import mm, on_numpy
+from measures._kernels import column_sums, mm, on_numpy
 from measures._memo import one_sided
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns, require_finite
@@ -23,15 +23,16 @@ def _magnitude_numpy(a: np.ndarray) -> float | None:
     """‖ā‖₂ of a non-empty CPU array with one pass over it (the column sums), or None where that may
     have overflowed or underflowed (then the scaled route decides).
 
-    ``np.add.reduce`` then the division by N is ``ndarray.mean``'s own computation (the same bits)
-    without its Python wrapper, which costs more than the pass itself at 2000x256 with cold caches.
+    The column sums by ``column_sums`` (rows folded into ~1024-entry rows: ~1.8x faster than ``mean``'s
+    reduction here, with round-off of the same size); a GEMV 1ᵀa, faster from cache, was slower from
+    memory, where this one pass over the input reads.
     A finite Σ ā_j² proves every column sum, hence every entry, finite (an infinity or NaN never becomes
     finite again); a non-finite one goes to the exact test (an overflow of finite entries). Within
     (1e-200, 1e200) neither the column sums nor the D squares overflowed, and the squares of the largest
     entries of ā did not underflow: the norm is the scaled route's (scaling by a power of two commutes
     exactly with sums and division, barring subnormal partial sums).
     """
-    mean = np.add.reduce(a, axis=0)
+    mean = column_sums(a)
     mean /= a.shape[0]
     square = float(np.dot(mean, mean))  # np.linalg.norm's own formula for a real vector
     return math.sqrt(square) if 1e-200 < square < 1e200 else None
@@ -67,9 +68,16 @@ def magnitude_difference(X: torch.Tensor, Y: torch.Tensor) -> float:
     do not overflow; a magnitude beyond the float range raises ``UndefinedMeasureError``.
     """
     magnitudes = [None, None]
-    if on_numpy(X, Y) and X.numel() > 0:
+    try:
+        # Validation hands over CPU inputs as float64: ``.numpy()`` succeeds exactly for those without
+        # autograd. One torch call per input instead of ``on_numpy``'s dozen attribute reads: with cold
+        # caches each costs instruction-cache misses in libtorch (~25 µs together, a tenth of the measure).
+        arrays = (X.numpy(), Y.numpy())
+    except (RuntimeError, TypeError):  # autograd, or a GPU tensor
+        arrays = None
+    if arrays is not None:
         with np.errstate(over="ignore", invalid="ignore"):  # one context for both inputs
-            magnitudes = [_magnitude_numpy(X.numpy()), _magnitude_numpy(Y.numpy())]
+            magnitudes = [_magnitude_numpy(arrays[0]), _magnitude_numpy(arrays[1])]
     for i, (z, what) in enumerate(((X, "input 1"), (Y, "input 2"))):
         if magnitudes[i] is None:
             magnitudes[i] = _magnitude_scaled(z, what)

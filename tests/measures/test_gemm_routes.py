@@ -274,3 +274,20 @@ def test_procrustes_permutation_scale_from_squares_against_assignment(scale: flo
     rows, cols = linear_sum_assignment(cost)
     expected = math.sqrt(cost[rows, cols].sum()) * scale  # d is 1-homogeneous in the pair
     assert measures.compute("procrustes_permutation", x * scale, y * scale) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (7, 300), (2000, 256), (1003, 64), (50, 2048), (9, 1024)])
+@pytest.mark.parametrize("layout", ["c", "fortran", "strided"])
+def test_column_sums_match_exact_sums(shape: tuple[int, int], layout: str) -> None:
+    """The folded reduction (rows regrouped into ~1024-entry rows, remainder rows added) against
+    ``math.fsum`` per column (correctly rounded), for row counts that do and do not divide evenly."""
+    rng = np.random.default_rng(shape[0] * 7 + shape[1])
+    a = rng.standard_normal(shape) + 3.0
+    if layout == "fortran":
+        a = np.asfortranarray(a)
+    elif layout == "strided":
+        a = np.repeat(a, 2, axis=1)[:, ::2]
+    exact = np.array([math.fsum(a[:, j]) for j in range(a.shape[1])])
+    got = _kernels.column_sums(a)
+    assert got.shape == (shape[1],)
+    np.testing.assert_allclose(got, exact, rtol=1e-13, atol=1e-13 * np.abs(a).sum(axis=0).max())
