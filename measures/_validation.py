@@ -143,19 +143,25 @@ def plain_pair(info: "MeasureInfo", args: Sequence[Any], squares: list) -> tuple
     if info.inputs != "representations" or len(args) != 2:
         return None
     a, b = args
-    if not (type(a) is torch.Tensor and type(b) is torch.Tensor and a.dtype is torch.float64
-            and b.dtype is torch.float64 and a.ndim == 2 and b.ndim == 2 and a.is_cpu and b.is_cpu
-            and not (a.requires_grad or b.requires_grad)):
+    if not (type(a) is torch.Tensor and type(b) is torch.Tensor):
         return None
-    n, width_a = a.shape
-    if n != b.shape[0] or n < info.min_rows or not width_a or not b.shape[1]:
+    try:
+        # The checks read numpy views: ``.numpy()`` succeeds exactly for CPU tensors without autograd
+        # (one libtorch entry point instead of a getter per attribute, each cold in the caches).
+        na, nb = a.numpy(), b.numpy()
+    except (RuntimeError, TypeError):
+        return None
+    if not (na.dtype == np.float64 and nb.dtype == np.float64 and na.ndim == 2 and nb.ndim == 2):
+        return None
+    n, width_a = na.shape
+    if n != nb.shape[0] or n < info.min_rows or not width_a or not nb.shape[1]:
         return None
     if info.checks_finite:
         squares.extend((None, None))
         return a, b
-    if not (a.is_contiguous() and b.is_contiguous()):
+    if not (na.flags.c_contiguous and nb.flags.c_contiguous):
         return None
-    flat_a, flat_b = a.numpy().reshape(-1), b.numpy().reshape(-1)
+    flat_a, flat_b = na.reshape(-1), nb.reshape(-1)
     with np.errstate(over="ignore", invalid="ignore"):
         square_a, square_b = float(np.dot(flat_a, flat_a)), float(np.dot(flat_b, flat_b))
     # a finite Σ x² proves every entry finite; otherwise the general route's exact test decides

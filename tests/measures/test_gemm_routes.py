@@ -291,3 +291,34 @@ def test_column_sums_match_exact_sums(shape: tuple[int, int], layout: str) -> No
     got = _kernels.column_sums(a)
     assert got.shape == (shape[1],)
     np.testing.assert_allclose(got, exact, rtol=1e-13, atol=1e-13 * np.abs(a).sum(axis=0).max())
+
+
+def test_plain_pair_agrees_with_validate_and_declines_the_rest() -> None:
+    """The one-step validation of two plain CPU float64 tensors gives ``validate``'s tensors and Σx²
+    (for ``rescale_extreme``), and declines (None) every input ``validate`` would convert or reject."""
+    from measures import _validation
+
+    info = measures.info("cka_linear")
+    x, y = (torch.from_numpy(a) for a in _pair(50, 6, 4))
+    squares: list = []
+    got = _validation.plain_pair(info, (x, y), squares)
+    reference: list = []
+    expected = _validation.validate(info, (x, y), reference)
+    assert got is not None and all(g is e or torch.equal(g, e) for g, e in zip(got, expected))
+    assert squares == pytest.approx(reference, rel=1e-14)
+    assert squares[0] == pytest.approx(float((x * x).sum()), rel=1e-13)
+    bad = x.clone()
+    bad[3, 2] = math.nan
+    declined = {
+        "numpy": (x.numpy(), y), "float32": (x.float(), y), "1-D": (x[:, 0], y), "rows": (x[:10], y),
+        "autograd": (x.clone().requires_grad_(), y), "strided": (x.T.contiguous().T, y), "NaN": (bad, y),
+        "no columns": (x[:, :0], y), "three inputs": (x, y, y),
+    }
+    for what, args in declined.items():
+        squares = []
+        assert _validation.plain_pair(info, args, squares) is None, what
+        assert squares == [], what
+    # a measure that checks finiteness itself gets no Σx² (and no pass)
+    squares = []
+    got = _validation.plain_pair(measures.info("magnitude_difference"), (bad, y), squares)
+    assert got is not None and got[0] is bad and got[1] is y and squares == [None, None]
