@@ -137,8 +137,10 @@ def plain_pair(info: "MeasureInfo", args: Sequence[Any], squares: list) -> tuple
     Why: with cold CPU caches (a measure's first call on a pair) each Python call of the general route
     costs cache misses; its ~10 calls cost ~30 µs at 2000x256, more than ``magnitude_difference``'s
     arithmetic beyond its one pass over the inputs. The checks and their order of effects are
-    ``validate``'s: same tensors back (a tensor without autograd is its own ``detach()``) and the same
-    Σ x² appended to ``squares`` (for ``rescale_extreme``).
+    ``validate``'s: the same fresh ``detach()`` views back (not the caller's objects: the memo keeps its
+    content key on the tensor object it gets, guarded by torch's version counter, which writes through
+    a numpy view of the same memory do not bump) and the same Σ x² appended to ``squares`` (for
+    ``rescale_extreme``).
     """
     if info.inputs != "representations" or len(args) != 2:
         return None
@@ -158,7 +160,7 @@ def plain_pair(info: "MeasureInfo", args: Sequence[Any], squares: list) -> tuple
         return None
     if info.checks_finite:
         squares.extend((None, None))
-        return a, b
+        return a.detach(), b.detach()
     if not (na.flags.c_contiguous and nb.flags.c_contiguous):
         return None
     flat_a, flat_b = na.reshape(-1), nb.reshape(-1)
@@ -168,7 +170,7 @@ def plain_pair(info: "MeasureInfo", args: Sequence[Any], squares: list) -> tuple
     if not (math.isfinite(square_a) and math.isfinite(square_b)):
         return None
     squares.extend((square_a, square_b))
-    return a, b
+    return a.detach(), b.detach()
 
 
 def validate(info: "MeasureInfo", args: Sequence[Any], squares: list | None = None) -> tuple[Any, ...]:
