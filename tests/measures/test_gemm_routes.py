@@ -323,3 +323,22 @@ def test_plain_pair_agrees_with_validate_and_declines_the_rest() -> None:
     squares = []
     got = _validation.plain_pair(measures.info("magnitude_difference"), (bad, y), squares)
     assert got is not None and got[0].data_ptr() == bad.data_ptr() and squares == [None, None]
+
+
+@pytest.mark.parametrize("n, d", [(300, 2048), (1100, 512), (7, 3)])
+def test_concentricity_row_blocks_match_explicit_cosines(n: int, d: int) -> None:
+    """The one-pass route (row blocks of 2^19 entries: several blocks for the first two shapes) against
+    the explicit mean of cos(x_i, x̄) from unit rows; a zero row in a later block sends it to the scaled
+    route, which raises as before."""
+    rng = np.random.default_rng(n)
+
+    def concentricity(a: np.ndarray) -> float:
+        mean = a.mean(axis=0)
+        return float(np.mean((a / np.linalg.norm(a, axis=1, keepdims=True)) @ (mean / np.linalg.norm(mean))))
+
+    x, y = rng.standard_normal((n, d)) + 0.3, rng.standard_normal((n, d)) * 5.0 + 0.1
+    expected = abs(concentricity(x) - concentricity(y))
+    assert measures.compute("concentricity_difference", x, y) == pytest.approx(expected, rel=1e-11, abs=1e-14)
+    x[n - 1] = 0.0
+    with pytest.raises(measures.UndefinedMeasureError):
+        measures.compute("concentricity_difference", x, y)
