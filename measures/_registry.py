@@ -78,6 +78,8 @@ class MeasureInfo:
     function: Callable[..., float] = field(repr=False, compare=False)
     #: The measure checks its inputs' finiteness itself, fused into a pass it makes anyway (validation
     #: then skips its own pass); it raises validation's ValueError (``_validation.require_finite``).
+    #: It also takes inputs of any magnitude as they are: ``rescale_extreme`` is not applied (without
+    #: validation's Σ x² its test would cost two passes of its own).
     checks_finite: bool = field(default=False, repr=False)
 
     @property
@@ -208,14 +210,17 @@ def register(
 
 
 def _call(info: MeasureInfo, impl: Callable[..., Any], args: tuple, kwargs: dict) -> float:
-    unknown = set(kwargs) - set(info.params) - ({"labels"} if info.requires_labels else set())
-    if unknown:
-        raise ValueError(
-            f"measure {info.name!r}: unknown parameter(s) {sorted(unknown)}; "
-            f"valid parameters: {sorted(info.params) or 'none'}"
-        )
+    if kwargs:
+        unknown = set(kwargs) - set(info.params) - ({"labels"} if info.requires_labels else set())
+        if unknown:
+            raise ValueError(
+                f"measure {info.name!r}: unknown parameter(s) {sorted(unknown)}; "
+                f"valid parameters: {sorted(info.params) or 'none'}"
+            )
     squares: list[float | None] = []
-    inputs = _validation.validate(info, args, squares)
+    inputs = _validation.plain_pair(info, args, squares)
+    if inputs is None:
+        inputs = _validation.validate(info, args, squares)
     if info.inputs == "models":
         _validation.check_probe(info.name, kwargs.get("probe"))
     if info.requires_labels:

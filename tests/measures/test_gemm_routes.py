@@ -274,3 +274,71 @@ def test_procrustes_permutation_scale_from_squares_against_assignment(scale: flo
     rows, cols = linear_sum_assignment(cost)
     expected = math.sqrt(cost[rows, cols].sum()) * scale  # d is 1-homogeneous in the pair
     assert measures.compute("procrustes_permutation", x * scale, y * scale) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (7, 300), (2000, 256), (1003, 64), (50, 2048), (9, 1024)])
+@pytest.mark.parametrize("layout", ["c", "fortran", "strided"])
+def test_column_sums_match_exact_sums(shape: tuple[int, int], layout: str) -> None:
+    """The folded reduction (rows regrouped into ~1024-entry rows, remainder rows added) against
+    ``math.fsum`` per column (correctly rounded), for row counts that do and do not divide evenly."""
+    rng = np.random.default_rng(shape[0] * 7 + shape[1])
+    a = rng.standard_normal(shape) + 3.0
+    if layout == "fortran":
+        a = np.asfortranarray(a)
+    elif layout == "strided":
+        a = np.repeat(a, 2, axis=1)[:, ::2]
+    exact = np.array([math.fsum(a[:, j]) for j in range(a.shape[1])])
+    got = _kernels.column_sums(a)
+    assert got.shape == (shape[1],)
+    np.testing.assert_allclose(got, exact, rtol=1e-13, atol=1e-13 * np.abs(a).sum(axis=0).max())
+
+
+def test_plain_pair_agrees_with_validate_and_declines_the_rest() -> None:
+    """The one-step validation of two plain CPU float64 tensors gives ``validate``'s tensors and Σx²
+    (for ``rescale_extreme``), and declines (None) every input ``validate`` would convert or reject."""
+    from measures import _validation
+
+    info = measures.info("cka_linear")
+    x, y = (torch.from_numpy(a) for a in _pair(50, 6, 4))
+    squares: list = []
+    got = _validation.plain_pair(info, (x, y), squares)
+    reference: list = []
+    expected = _validation.validate(info, (x, y), reference)
+    assert got is not None and all(torch.equal(g, e) and g.data_ptr() == e.data_ptr() for g, e in zip(got, expected))
+    assert got[0] is not x and got[1] is not y  # fresh views, as validate's (the memo's key lives on them)
+    assert squares == pytest.approx(reference, rel=1e-14)
+    assert squares[0] == pytest.approx(float((x * x).sum()), rel=1e-13)
+    bad = x.clone()
+    bad[3, 2] = math.nan
+    declined = {
+        "numpy": (x.numpy(), y), "float32": (x.float(), y), "1-D": (x[:, 0], y), "rows": (x[:10], y),
+        "autograd": (x.clone().requires_grad_(), y), "strided": (x.T.contiguous().T, y), "NaN": (bad, y),
+        "no columns": (x[:, :0], y), "three inputs": (x, y, y),
+    }
+    for what, args in declined.items():
+        squares = []
+        assert _validation.plain_pair(info, args, squares) is None, what
+        assert squares == [], what
+    # a measure that checks finiteness itself gets no Σx² (and no pass)
+    squares = []
+    got = _validation.plain_pair(measures.info("magnitude_difference"), (bad, y), squares)
+    assert got is not None and got[0].data_ptr() == bad.data_ptr() and squares == [None, None]
+
+
+@pytest.mark.parametrize("n, d", [(300, 2048), (1100, 512), (7, 3)])
+def test_concentricity_row_blocks_match_explicit_cosines(n: int, d: int) -> None:
+    """The one-pass route (row blocks of 2^19 entries: several blocks for the first two shapes) against
+    the explicit mean of cos(x_i, x̄) from unit rows; a zero row in a later block sends it to the scaled
+    route, which raises as before."""
+    rng = np.random.default_rng(n)
+
+    def concentricity(a: np.ndarray) -> float:
+        mean = a.mean(axis=0)
+        return float(np.mean((a / np.linalg.norm(a, axis=1, keepdims=True)) @ (mean / np.linalg.norm(mean))))
+
+    x, y = rng.standard_normal((n, d)) + 0.3, rng.standard_normal((n, d)) * 5.0 + 0.1
+    expected = abs(concentricity(x) - concentricity(y))
+    assert measures.compute("concentricity_difference", x, y) == pytest.approx(expected, rel=1e-11, abs=1e-14)
+    x[n - 1] = 0.0
+    with pytest.raises(measures.UndefinedMeasureError):
+        measures.compute("concentricity_difference", x, y)
