@@ -34,7 +34,7 @@ from tqdm import tqdm
 import measures
 from measures import _memo
 from runners.config import selected_measures, validate_config
-from tasks.storage import content_key, read_parquet, write_json, write_parquet
+from tasks.storage import atomic_write, content_key, read_parquet, write_json, write_parquet
 from tasks.zoo.architectures import representation_layers
 from tasks.zoo.cache import ModelSpec, Variant, ZooCache, layer_names, semantic_data
 from tasks.zoo.training import TrainingDivergedError
@@ -190,7 +190,7 @@ def run_job(cfg: DictConfig) -> JobResult:
     The expensive one-sided work of the topology measures is shared through ``cache/memo/`` next to
     the model cache (measures._memo.one_sided_shared): the other workers of a pool, and later runs,
     read it instead of computing it again."""
-    with _memo.shared_dir(results_root(cfg) / "cache" / "memo"):
+    with _memo.shared_dir(results_root(cfg) / "cache" / "memo", atomic_write):
         return _run_job(cfg)
 
 
