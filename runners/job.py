@@ -631,8 +631,26 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
                 n_models=len(group_arrays) if group_arrays else 2, significance=significance,
                 n=int(shape_a[0]) if shape_a else int(arrays_a["labels"].shape[0]),
                 d_a=int(shape_a[1]) if len(shape_a) == 2 else -1, d_b=int(shape_b[1]) if len(shape_b) == 2 else -1,
-                accuracy_a=float((arrays_a["logits"].argmax(1) == arrays_a["labels"]).mean()),
-                accuracy_b=float((arrays_b["logits"].argmax(1) == arrays_b["labels"]).mean()))
+                accuracy_a=_probe_accuracy(arrays_a), accuracy_b=_probe_accuracy(arrays_b))
+
+
+#: logits id -> (logits, labels, accuracy) for :func:`_probe_accuracy`; holding the arrays keeps their ids
+#: from being reused while they are in here
+_accuracies: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+
+
+def _probe_accuracy(arrays: dict[str, np.ndarray]) -> float:
+    """Probe-set accuracy of a variant's extracted outputs, computed once per loaded set of arrays (a
+    result row carries both models' accuracies; a job writes hundreds of rows per pair)."""
+    logits, labels = arrays["logits"], arrays["labels"]
+    hit = _accuracies.get(id(logits))
+    if hit is not None and hit[0] is logits and hit[1] is labels:
+        return hit[2]
+    accuracy = float((logits.argmax(1) == labels).mean())
+    if len(_accuracies) >= 64:
+        _accuracies.clear()
+    _accuracies[id(logits)] = (logits, labels, accuracy)
+    return accuracy
 
 
 def compute_status(name: str, inputs: tuple, kwargs: dict[str, Any]) -> tuple[str, str, float, float]:

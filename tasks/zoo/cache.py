@@ -15,6 +15,7 @@ warm start, which is taken from (or first put into) the cache.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -92,8 +93,10 @@ class ModelSpec:
             "training_version": TRAINING_VERSION,
         }
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
+        """Content key of :meth:`as_dict` (computed once per spec: a job asks for it for every result row;
+        a spec is frozen and its dicts are not changed after it is made)."""
         return content_key(self.as_dict())
 
     @property
@@ -126,8 +129,9 @@ class Variant:
         pert = {"scale": self.scale, "seed": self.perturb_seed} if self.scale > 0 else None
         return {"model": self.model.key, "perturbation": pert, "extraction_version": EXTRACTION_VERSION}
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
+        """Content key of :meth:`as_dict` (computed once per variant, as :attr:`ModelSpec.key`)."""
         return content_key(self.as_dict())
 
 
