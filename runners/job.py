@@ -197,6 +197,8 @@ def run_job(cfg: DictConfig) -> JobResult:
 def _run_job(cfg: DictConfig) -> JobResult:
     from runners import byo
 
+    global _last_cfg
+    _last_cfg = None  # the name is read again for every job (a caller may reuse a changed config object)
     if byo.enabled(cfg):  # the user's own models instead of a zoo cell
         return byo.run_job(cfg)
     start = time.perf_counter()
@@ -580,9 +582,19 @@ def _significance_columns(name: str, inputs: tuple, kwargs: dict, settings: dict
     return out
 
 
+#: model key -> its compared layers (:func:`_layers`), for the models this process has planned rows of
+_layer_names: dict[str, list[str]] = {}
+
+
 def _layers(cache: ZooCache, variant: Variant) -> list[str]:
-    # The architecture alone names the layers: no training or extraction is needed to plan the rows.
-    return representation_layers(cache.build(variant.model))
+    # The architecture alone names the layers: no training or extraction is needed to plan the rows. The
+    # model key fixes the architecture and the data (input shape, classes): built once per model.
+    key = variant.model.key
+    if key not in _layer_names:
+        if len(_layer_names) >= 1024:
+            _layer_names.clear()
+        _layer_names[key] = representation_layers(cache.build(variant.model))
+    return list(_layer_names[key])
 
 
 def _index(layers: list[str], layer: str) -> int:
@@ -634,6 +646,18 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
                 accuracy_a=_probe_accuracy(arrays_a), accuracy_b=_probe_accuracy(arrays_b))
 
 
+_last_cfg: tuple[DictConfig, Any] | None = None
+
+
+def _sweep_name(cfg: DictConfig) -> Any:
+    """``cfg.name``, read from the job's config once per job (see :func:`_run_job`) rather than per result
+    row (an omegaconf attribute read costs ~30 us; a job writes up to thousands of rows)."""
+    global _last_cfg
+    if _last_cfg is None or _last_cfg[0] is not cfg:
+        _last_cfg = (cfg, cfg.name)
+    return _last_cfg[1]
+
+
 #: logits id -> (logits, labels, accuracy) for :func:`_probe_accuracy`; holding the arrays keeps their ids
 #: from being reused while they are in here
 _accuracies: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
@@ -679,7 +703,7 @@ def _row(task: dict[str, Any], pair: Pair, cfg: DictConfig, key: str, device: st
     a, b = pair.a, pair.b
     return {
         "row_key": task["row_key"],
-        "sweep": cfg.name,
+        "sweep": _sweep_name(cfg),
         "job_key": key,
         "pair_type": pair.pair_type,
         "model_a": a.key,
