@@ -97,11 +97,8 @@ def part_overrides(overrides: list[str]) -> list[str]:
     return [o for o in overrides if not o.lstrip("+~").startswith(composite_keys)]
 
 
-def plan(overrides: list[str], warm: Callable[[int], None] | None = None) -> Plan:
-    """Compose and validate the config of every job the sweep will launch; raise on the first bad one.
-
-    ``warm``: for a composite sweep on a pool (see :func:`run_cells`), called once with the pool's size as
-    soon as a planned part has a pending job, so the pool can start while the other parts are planned."""
+def plan(overrides: list[str]) -> Plan:
+    """Compose and validate the config of every job the sweep will launch; raise on the first bad one."""
     from runners.config import validate_config
 
     plain = [o for o in overrides if not _is_sweep(o)]
@@ -115,12 +112,7 @@ def plan(overrides: list[str], warm: Callable[[int], None] | None = None) -> Pla
     parts = list(master.get("parts") or [])
     if parts:
         others = part_overrides(overrides)
-        plans = []
-        for part in parts:
-            plans.append(plan([f"sweep={part}", f"name={master.name}", *others]))
-            if warm is not None and plans[-1].pending and _pool_size(plans[0].launcher_cfg):
-                warm(_pool_size(plans[0].launcher_cfg))
-                warm = None
+        plans = [plan([f"sweep={part}", f"name={master.name}", *others]) for part in parts]
         from runners.job import results_root
 
         return Plan(sweep_dir=results_root(master) / master.name, n_jobs=sum(p.n_jobs for p in plans), parts=parts,
@@ -535,7 +527,7 @@ def cli(argv: list[str]) -> int:
     for note in notes:
         print(f"[simbench] {note}", flush=True)
     try:
-        sweep = plan(overrides, warm=_start_pool)
+        sweep = plan(overrides)
     except ConfigError as exc:
         print(f"Invalid configuration: {exc}", file=sys.stderr)
         return 2
@@ -640,8 +632,6 @@ def run_cells(sweep: Plan) -> int:
     """
     from joblib import Parallel, delayed
 
-    if _warming is not None:
-        _warming.join()  # the same pool: its workers have imported the job code meanwhile
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S") + f"-{time.time_ns() // 1000 % 1_000_000:06d}"
     log_root = sweep.sweep_dir.parent / "logs" / sweep.sweep_dir.name / "pool" / stamp
     todo, index = [], {}
@@ -659,33 +649,6 @@ def run_cells(sweep: Plan) -> int:
               file=sys.stderr, flush=True)
         return 1
     return 0
-
-
-_warming: threading.Thread | None = None
-
-
-def _start_pool(n_jobs: int) -> None:
-    """Start the pool of :func:`run_cells` (joblib's reusable loky executor, the same arguments) in the
-    background and have each worker import the job code (torch, the zoo, the measures: ~3 s of CPU
-    each), while this process plans the remaining parts on one core: the workers would otherwise do it
-    after the plan, before the first job. A failure here only loses the head start."""
-    global _warming
-
-    def start() -> None:
-        from joblib import Parallel, delayed
-
-        with contextlib.suppress(Exception):
-            Parallel(n_jobs=n_jobs, backend="loky", batch_size=1)(delayed(_import_job_code)() for _ in range(n_jobs))
-
-    _warming = threading.Thread(target=start, name="simbench-pool-start", daemon=True)
-    _warming.start()
-
-
-def _import_job_code() -> None:
-    """In a pool worker: import what every job needs, and wait a little so each worker gets one call."""
-    import runners.job  # noqa: F401
-
-    time.sleep(0.2)
 
 
 def _pool_job(cfg: DictConfig, log_file: Path) -> None:
