@@ -17,13 +17,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import os
-import socket
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import torch
@@ -114,28 +111,39 @@ def clear() -> None:
 # --------------------------------------------------------------------------------------------------
 
 _shared_dir: Path | None = None
+#: writes a file whole or not at all: ``write(path, fill)`` calls ``fill(fh)`` on a binary file handle
+Writer = Callable[[Path, Callable[[BinaryIO], None]], None]
+_shared_write: Writer | None = None
 
 
-def use_shared_dir(folder: Path | None) -> None:
-    """Keep the results of :func:`one_sided_shared` in ``folder`` too (None: in this process only).
+def use_shared_dir(folder: Path | None, write: Writer | None = None) -> None:
+    """Keep the results of :func:`one_sided_shared` in ``folder`` too (None: in this process only),
+    writing each file with ``write`` (required with a folder): the caller's crash-safe write, e.g.
+    ``tasks.storage.atomic_write`` (temporary name, fsync, rename), so that a reader sees either no file
+    or a whole one and the sweep command can remove a killed writer's temporaries. It is passed in
+    because this package sits below ``tasks`` and cannot import it.
 
     A sweep's jobs run in a pool of processes, each with its own in-process memo, and a representation
     meets partners in jobs on every worker: without a shared store each worker computes the expensive
     one-sided work (the geometry score's witness complexes, IMD's heat traces) of every input again.
     """
-    global _shared_dir
+    global _shared_dir, _shared_write
+    if folder is not None and write is None:
+        raise ValueError("measures._memo.use_shared_dir: a shared folder needs a write function "
+                         "(e.g. tasks.storage.atomic_write)")
     _shared_dir = None if folder is None else Path(folder)
+    _shared_write = None if folder is None else write
 
 
 @contextlib.contextmanager
-def shared_dir(folder: Path | None) -> Iterator[None]:
-    """:func:`use_shared_dir` for the duration of a block, then the folder in use before."""
-    before = _shared_dir
-    use_shared_dir(folder)
+def shared_dir(folder: Path | None, write: Writer | None = None) -> Iterator[None]:
+    """:func:`use_shared_dir` for the duration of a block, then the folder (and writer) in use before."""
+    before = _shared_dir, _shared_write
+    use_shared_dir(folder, write)
     try:
         yield
     finally:
-        use_shared_dir(before)
+        use_shared_dir(*before)
 
 
 @functools.cache
@@ -163,12 +171,12 @@ def one_sided_shared(tag: str, x: torch.Tensor, compute: Callable[[], np.ndarray
 
     The file is named by the SHA-256 of (tag, content key of ``x``, params, :func:`code_version`) and
     holds the array in ``.npy`` format, bit for bit (a torch result is stored as its numpy array and
-    read back with its dtype). It is written to a temporary file and renamed, so a reader sees either
-    no file or a whole one; two processes that compute the same entry at once write the same bytes.
+    read back with its dtype). It is written by the write function given to :func:`use_shared_dir`
+    (whole or not at all); two processes that compute the same entry at once write the same bytes.
     An unreadable file is computed again and replaced.
     """
-    folder = _shared_dir
-    if folder is None or x.device.type != "cpu" or x.requires_grad or MAX_ENTRIES == 0:
+    folder, write = _shared_dir, _shared_write
+    if folder is None or write is None or x.device.type != "cpu" or x.requires_grad or MAX_ENTRIES == 0:
         return one_sided(tag, x, compute, **params)
     key = repr((tag, digest(x), tuple(sorted((k, repr(v)) for k, v in params.items())), code_version()))
     path = folder / f"{hashlib.sha256(key.encode()).hexdigest()}.npy"
@@ -184,21 +192,13 @@ def one_sided_shared(tag: str, x: torch.Tensor, compute: Callable[[], np.ndarray
         value = compute()
         is_tensor = isinstance(value, torch.Tensor)
         array = value.detach().cpu().numpy() if is_tensor else np.asarray(value)
-        tmp = None
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            # named as tasks.storage.atomic_write names its temporaries, so that the sweep command removes
-            # those of a killed writer (tasks.storage.remove_stale_temporaries)
-            host = socket.gethostname().split(".")[0].replace("-", "_") or "host"
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.{host}-{os.getpid()}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(b"t" if is_tensor else b"a")
-                np.save(fh, array, allow_pickle=False)
-            os.replace(tmp, path)
-        except OSError:  # a full or read-only disk: the value is still returned, only not shared
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+
+        def fill(fh: BinaryIO) -> None:
+            fh.write(b"t" if is_tensor else b"a")
+            np.save(fh, array, allow_pickle=False)
+
+        with contextlib.suppress(OSError):  # a full or read-only disk: the value is still returned, only not shared
+            write(path, fill)
         return value
 
     return one_sided(tag, x, load_or_compute, **params)

@@ -388,6 +388,17 @@ def relative_living_times(intervals: np.ndarray, alpha_max: float, i_max: int) -
 MAX_WITNESS_TRIANGLES = 2e5
 
 
+def _first_of_each_row(rows: np.ndarray) -> np.ndarray:
+    """Indices, ascending, of the first occurrence of each distinct row of a float matrix: the rows
+    ``np.unique(rows, axis=0, return_index=True)`` keeps (value equality; no NaN here), by a dict of the
+    rows' bytes (-0.0 made +0.0 first) in 0.3 ms instead of np.unique's 1.6 ms (a sort of the rows as
+    structured records) at 719 x 128, once per landmark draw."""
+    first: dict[bytes, int] = {}
+    for i, row in enumerate(np.ascontiguousarray(rows) + 0.0):
+        first.setdefault(row.tobytes(), i)
+    return np.fromiter(first.values(), dtype=np.intp, count=len(first))
+
+
 def _witness_h1_intervals(witness_landmark: torch.Tensor, gamma: float) -> tuple[np.ndarray, float]:
     """H1 persistence intervals of the witness complex, and its largest filtration value alpha_max.
 
@@ -403,8 +414,7 @@ def _witness_h1_intervals(witness_landmark: torch.Tensor, gamma: float) -> tuple
     # so one of each gives the same complex. Keeping one bounds the cost on degenerate inputs: gudhi's work
     # per witness grows with the number of landmarks tied within its relaxation (dead ReLUs put most rows,
     # landmarks included, on one point: minutes per call without this); normal inputs have no duplicates.
-    _, first = np.unique(table.reshape(len(table), -1), axis=0, return_index=True)
-    table = table[np.sort(first)]
+    table = table[_first_of_each_row(table.reshape(len(table), -1))]
     # What is left to bound: ties among landmarks. A witness witnesses (about) every triangle of the
     # landmarks within its third-nearest distance + alpha_max; on the default benchmark's representations
     # that is at most ~3e3 triangles per complex, on a mostly-dead layer millions (seconds to minutes).

@@ -347,18 +347,23 @@ def _run_analyses(sweep_dir: Path, source: _Scores, materialise: Callable[[str],
         here = dataclasses.replace(context(), previous=previous, written=set())
         finish(i, name, key, *_run_one(name, here), here.written)
 
+    def reused(i: int, name: str, key: str) -> bool:
+        """Whether a result stored under ``key`` was found (then it is the analysis's result)."""
+        stored = _stored(sweep_dir, name, key)
+        if stored is None:
+            return False
+        results[name] = (key, stored, None)
+        print(f"[simbench] analysis {i}/{len(analyses)} {name}: inputs and code unchanged, stored result reused",
+              flush=True)
+        return True
+
     # independent analyses: keyed by their own inputs, run in a pool when two or more must run
     pending = []
     for i, name in order:
         if name in skipped or name not in INDEPENDENT:
             continue
         key = content_key([name, code_version(analyses[name].__module__), registry, source.key, sweep_dir.name])
-        stored = _stored(sweep_dir, name, key)
-        if stored is not None:
-            results[name] = (key, stored, None)
-            print(f"[simbench] analysis {i}/{len(analyses)} {name}: inputs and code unchanged, stored result reused",
-                  flush=True)
-        else:
+        if not reused(i, name, key):
             pending.append((i, name, key))
     processes = min(ANALYSIS_PROCESSES, len(pending), os.cpu_count() or 1)
     if processes > 1 and source.summary()["rows"] >= PROCESSES_FROM_ROWS and source.from_file():
@@ -385,12 +390,7 @@ def _run_analyses(sweep_dir: Path, source: _Scores, materialise: Callable[[str],
         if name not in INDEPENDENT:
             key = content_key([name, code_version(analyses[name].__module__), registry, source.key, sweep_dir.name,
                                [_frame_digest(f) for f in previous]])
-            stored = _stored(sweep_dir, name, key)
-            if stored is not None:
-                results[name] = (key, stored, None)
-                print(f"[simbench] analysis {i}/{len(analyses)} {name}: inputs and code unchanged, stored result "
-                      "reused", flush=True)
-            else:
+            if not reused(i, name, key):
                 run_here(i, name, key, list(previous))
         key, result, error = results[name]
         keys.append(key)

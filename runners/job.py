@@ -34,7 +34,7 @@ from tqdm import tqdm
 import measures
 from measures import _memo
 from runners.config import selected_measures, validate_config
-from tasks.storage import content_key, read_parquet, write_json, write_parquet
+from tasks.storage import atomic_write, content_key, read_parquet, write_json, write_parquet
 from tasks.zoo.architectures import representation_layers
 from tasks.zoo.cache import ModelSpec, Variant, ZooCache, layer_names, semantic_data
 from tasks.zoo.training import TrainingDivergedError
@@ -190,13 +190,15 @@ def run_job(cfg: DictConfig) -> JobResult:
     The expensive one-sided work of the topology measures is shared through ``cache/memo/`` next to
     the model cache (measures._memo.one_sided_shared): the other workers of a pool, and later runs,
     read it instead of computing it again."""
-    with _memo.shared_dir(results_root(cfg) / "cache" / "memo"):
+    with _memo.shared_dir(results_root(cfg) / "cache" / "memo", atomic_write):
         return _run_job(cfg)
 
 
 def _run_job(cfg: DictConfig) -> JobResult:
     from runners import byo
 
+    global _last_cfg
+    _last_cfg = None  # the name is read again for every job (a caller may reuse a changed config object)
     if byo.enabled(cfg):  # the user's own models instead of a zoo cell
         return byo.run_job(cfg)
     start = time.perf_counter()
@@ -580,9 +582,19 @@ def _significance_columns(name: str, inputs: tuple, kwargs: dict, settings: dict
     return out
 
 
+#: model key -> its compared layers (:func:`_layers`), for the models this process has planned rows of
+_layer_names: dict[str, list[str]] = {}
+
+
 def _layers(cache: ZooCache, variant: Variant) -> list[str]:
-    # The architecture alone names the layers: no training or extraction is needed to plan the rows.
-    return representation_layers(cache.build(variant.model))
+    # The architecture alone names the layers: no training or extraction is needed to plan the rows. The
+    # model key fixes the architecture and the data (input shape, classes): built once per model.
+    key = variant.model.key
+    if key not in _layer_names:
+        if len(_layer_names) >= 1024:
+            _layer_names.clear()
+        _layer_names[key] = representation_layers(cache.build(variant.model))
+    return list(_layer_names[key])
 
 
 def _index(layers: list[str], layer: str) -> int:
@@ -631,8 +643,38 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
                 n_models=len(group_arrays) if group_arrays else 2, significance=significance,
                 n=int(shape_a[0]) if shape_a else int(arrays_a["labels"].shape[0]),
                 d_a=int(shape_a[1]) if len(shape_a) == 2 else -1, d_b=int(shape_b[1]) if len(shape_b) == 2 else -1,
-                accuracy_a=float((arrays_a["logits"].argmax(1) == arrays_a["labels"]).mean()),
-                accuracy_b=float((arrays_b["logits"].argmax(1) == arrays_b["labels"]).mean()))
+                accuracy_a=_probe_accuracy(arrays_a), accuracy_b=_probe_accuracy(arrays_b))
+
+
+_last_cfg: tuple[DictConfig, Any] | None = None
+
+
+def _sweep_name(cfg: DictConfig) -> Any:
+    """``cfg.name``, read from the job's config once per job (see :func:`_run_job`) rather than per result
+    row (an omegaconf attribute read costs ~30 us; a job writes up to thousands of rows)."""
+    global _last_cfg
+    if _last_cfg is None or _last_cfg[0] is not cfg:
+        _last_cfg = (cfg, cfg.name)
+    return _last_cfg[1]
+
+
+#: logits id -> (logits, labels, accuracy) for :func:`_probe_accuracy`; holding the arrays keeps their ids
+#: from being reused while they are in here
+_accuracies: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+
+
+def _probe_accuracy(arrays: dict[str, np.ndarray]) -> float:
+    """Probe-set accuracy of a variant's extracted outputs, computed once per loaded set of arrays (a
+    result row carries both models' accuracies; a job writes hundreds of rows per pair)."""
+    logits, labels = arrays["logits"], arrays["labels"]
+    hit = _accuracies.get(id(logits))
+    if hit is not None and hit[0] is logits and hit[1] is labels:
+        return hit[2]
+    accuracy = float((logits.argmax(1) == labels).mean())
+    if len(_accuracies) >= 64:
+        _accuracies.clear()
+    _accuracies[id(logits)] = (logits, labels, accuracy)
+    return accuracy
 
 
 def compute_status(name: str, inputs: tuple, kwargs: dict[str, Any]) -> tuple[str, str, float, float]:
@@ -661,7 +703,7 @@ def _row(task: dict[str, Any], pair: Pair, cfg: DictConfig, key: str, device: st
     a, b = pair.a, pair.b
     return {
         "row_key": task["row_key"],
-        "sweep": cfg.name,
+        "sweep": _sweep_name(cfg),
         "job_key": key,
         "pair_type": pair.pair_type,
         "model_a": a.key,

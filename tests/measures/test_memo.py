@@ -6,6 +6,7 @@ import torch
 
 import measures
 from measures import _memo
+from tasks.storage import atomic_write
 
 REPRESENTATION_MEASURES = [n for n in measures.names() if measures.info(n).inputs == "representations"]
 
@@ -81,7 +82,7 @@ def test_shared_store_values_equal_fresh_values(name, reps, tmp_path):
     a, b, c = reps
     _memo.clear()
     fresh = [measures.compute(name, a, b), measures.compute(name, c, a)]
-    with _memo.shared_dir(tmp_path):
+    with _memo.shared_dir(tmp_path, atomic_write):
         _memo.clear()
         assert [measures.compute(name, a, b), measures.compute(name, c, a)] == fresh  # computes and stores
         assert len(list(tmp_path.glob("*.npy"))) == 3  # one file per input: each one-sided result once
@@ -98,7 +99,7 @@ def test_shared_store_reads_instead_of_computing(tmp_path):
         calls.append(kind)
         return torch.tensor([1.0, 2.5], dtype=torch.float64) if kind == "tensor" else np.array([3, 4], dtype=np.int32)
 
-    with _memo.shared_dir(tmp_path):
+    with _memo.shared_dir(tmp_path, atomic_write):
         for kind in ("tensor", "array"):
             _memo.clear()
             first = _memo.one_sided_shared(f"t.{kind}", x, lambda kind=kind: compute(kind), k=1)
@@ -120,7 +121,7 @@ def test_shared_store_damaged_or_other_code_is_recomputed(tmp_path, monkeypatch)
         calls.append(1)
         return np.arange(4.0)
 
-    with _memo.shared_dir(tmp_path):
+    with _memo.shared_dir(tmp_path, atomic_write):
         _memo.one_sided_shared("t", x, compute)
         (path,) = tmp_path.glob("*.npy")
         path.write_bytes(path.read_bytes()[:-8])  # truncated (a reader must not trust it)
@@ -140,6 +141,16 @@ def test_shared_store_unwritable_folder_still_returns_the_value(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     x = torch.ones(3, 2, dtype=torch.float64)
-    with _memo.shared_dir(blocked / "memo"):
+    with _memo.shared_dir(blocked / "memo", atomic_write):
         _memo.clear()
         assert np.array_equal(_memo.one_sided_shared("t", x, lambda: np.arange(3.0)), np.arange(3.0))
+
+
+def test_shared_folder_without_a_writer_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="write function"):
+        _memo.use_shared_dir(tmp_path)
+    with _memo.shared_dir(tmp_path, atomic_write):
+        x = torch.ones(3, 2, dtype=torch.float64)
+        _memo.clear()
+        _memo.one_sided_shared("t", x, lambda: np.arange(3.0))
+    assert len(list(tmp_path.glob("*.npy"))) == 1 and not list(tmp_path.glob(".*.tmp"))

@@ -360,3 +360,18 @@ def test_cross_barcode_same_bars_as_ripser_on_the_a_first_matrix(rng):
         expected = float((bars[:, 1] - bars[:, 0]).sum())
         assert expected > 0
         assert _cross_barcode_h1_length(a, b) == pytest.approx(expected, rel=1e-12)
+
+
+def test_first_of_each_row_keeps_the_rows_numpy_unique_keeps(rng):
+    """geometry_score's witness deduplication against np.unique(axis=0, return_index=True): repeated rows,
+    -0.0 against +0.0, rows equal but for one entry, one row, all rows equal."""
+    from measures.topology import _first_of_each_row
+
+    base = rng.integers(0, 3, size=(60, 5)).astype(float)  # few values: many repeated rows
+    base[7] = base[3]
+    base[9] = np.where(base[3] == 0, -0.0, base[3])  # row 3 with its zeros negative: equal as values
+    assert (base[3] == 0).any() and np.signbit(base[9]).any()
+    base[11] = base[3] + np.array([0, 0, 0, 0, 1e-300])
+    for rows in (base, base[:1], np.zeros((8, 4)), np.vstack([np.zeros(4), -np.zeros(4)]), rng.standard_normal((40, 6))):
+        _, first = np.unique(rows, axis=0, return_index=True)
+        np.testing.assert_array_equal(_first_of_each_row(rows), np.sort(first))
