@@ -197,8 +197,6 @@ def run_job(cfg: DictConfig) -> JobResult:
 def _run_job(cfg: DictConfig) -> JobResult:
     from runners import byo
 
-    global _last_cfg
-    _last_cfg = None  # the name is read again for every job (a caller may reuse a changed config object)
     if byo.enabled(cfg):  # the user's own models instead of a zoo cell
         return byo.run_job(cfg)
     start = time.perf_counter()
@@ -251,6 +249,7 @@ def _run_job(cfg: DictConfig) -> JobResult:
     except TrainingDivergedError as exc:
         diverged = str(exc)
         log.warning("%s: %s", cell, exc)
+    sweep = cfg.name  # every row carries it: read from the config once (an omegaconf read costs ~30 us)
     new_rows: list[dict[str, Any]] = []
     for pair, tasks in planned:
         todo = [t for t in tasks if t["row_key"] not in done]
@@ -260,13 +259,13 @@ def _run_job(cfg: DictConfig) -> JobResult:
             with torch_threads(threads):
                 arrays_a, arrays_b = cache.representations(pair.a), cache.representations(pair.b)
         except TrainingDivergedError as exc:
-            new_rows += [_row(task, _directed(pair, task), cfg, key, cache.device, status="undefined", error=str(exc))
+            new_rows += [_row(task, _directed(pair, task), sweep, key, cache.device, status="undefined", error=str(exc))
                          for task in todo]
             continue
         # no per-job bars under the sweep command, which shows one progress line for all jobs
         quiet = len(todo) < 20 or bool(os.environ.get("SIMBENCH_PROGRESS_DIR"))
         for task in tqdm(todo, desc=f"{pair.pair_type} pair", leave=False, disable=quiet, mininterval=1.0):
-            new_rows.append(_compute_row(task, pair, arrays_a, arrays_b, cache, cfg, key))
+            new_rows.append(_compute_row(task, pair, arrays_a, arrays_b, cache, sweep, key))
 
     todo = [t for t in group_tasks if t["row_key"] not in done]
     if todo:
@@ -275,10 +274,10 @@ def _run_job(cfg: DictConfig) -> JobResult:
             with torch_threads(threads):
                 group_arrays = [cache.representations(v) for v in group]
         except TrainingDivergedError as exc:
-            new_rows += [_row(t, pair, cfg, key, cache.device, status="undefined", error=str(exc), n_models=len(group))
+            new_rows += [_row(t, pair, sweep, key, cache.device, status="undefined", error=str(exc), n_models=len(group))
                          for t in todo]
         else:
-            new_rows += [_compute_row(t, pair, group_arrays[0], group_arrays[-1], cache, cfg, key, group_arrays)
+            new_rows += [_compute_row(t, pair, group_arrays[0], group_arrays[-1], cache, sweep, key, group_arrays)
                          for t in todo]
 
     n_expected = len(expected)
@@ -607,7 +606,7 @@ def _directed(pair: Pair, task: dict[str, Any]) -> Pair:
 
 
 def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dict, cache: ZooCache,
-                 cfg: DictConfig, key: str, group_arrays: list[dict] | None = None) -> dict[str, Any]:
+                 sweep: str, key: str, group_arrays: list[dict] | None = None) -> dict[str, Any]:
     name, la, lb = task["measure"], task["layer_a"], task["layer_b"]
     if task["swap"]:
         arrays_a, arrays_b = arrays_b, arrays_a
@@ -639,23 +638,11 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
             status, error = "error", f"significance: {type(exc).__name__}: {exc}"
     shape_a = np.shape(inputs[0]) if isinstance(inputs[0], np.ndarray) else ()
     shape_b = np.shape(inputs[-1]) if isinstance(inputs[-1], np.ndarray) else ()
-    return _row(task, pair, cfg, key, cache.device, status=status, error=error, value=value, runtime=runtime,
+    return _row(task, pair, sweep, key, cache.device, status=status, error=error, value=value, runtime=runtime,
                 n_models=len(group_arrays) if group_arrays else 2, significance=significance,
                 n=int(shape_a[0]) if shape_a else int(arrays_a["labels"].shape[0]),
                 d_a=int(shape_a[1]) if len(shape_a) == 2 else -1, d_b=int(shape_b[1]) if len(shape_b) == 2 else -1,
                 accuracy_a=_probe_accuracy(arrays_a), accuracy_b=_probe_accuracy(arrays_b))
-
-
-_last_cfg: tuple[DictConfig, Any] | None = None
-
-
-def _sweep_name(cfg: DictConfig) -> Any:
-    """``cfg.name``, read from the job's config once per job (see :func:`_run_job`) rather than per result
-    row (an omegaconf attribute read costs ~30 us; a job writes up to thousands of rows)."""
-    global _last_cfg
-    if _last_cfg is None or _last_cfg[0] is not cfg:
-        _last_cfg = (cfg, cfg.name)
-    return _last_cfg[1]
 
 
 #: logits id -> (logits, labels, accuracy) for :func:`_probe_accuracy`; holding the arrays keeps their ids
@@ -692,7 +679,7 @@ def compute_status(name: str, inputs: tuple, kwargs: dict[str, Any]) -> tuple[st
     return status, error, value, time.perf_counter() - t0
 
 
-def _row(task: dict[str, Any], pair: Pair, cfg: DictConfig, key: str, device: str, *, status: str, error: str,
+def _row(task: dict[str, Any], pair: Pair, sweep: str, key: str, device: str, *, status: str, error: str,
          value: float = float("nan"), runtime: float = 0.0, n: int = -1, d_a: int = -1, d_b: int = -1,
          accuracy_a: float = float("nan"), accuracy_b: float = float("nan"), n_models: int = 2,
          significance: dict[str, float] | None = None) -> dict[str, Any]:
@@ -703,7 +690,7 @@ def _row(task: dict[str, Any], pair: Pair, cfg: DictConfig, key: str, device: st
     a, b = pair.a, pair.b
     return {
         "row_key": task["row_key"],
-        "sweep": _sweep_name(cfg),
+        "sweep": sweep,
         "job_key": key,
         "pair_type": pair.pair_type,
         "model_a": a.key,
