@@ -1387,9 +1387,8 @@ def _overlap_by_covariances(X: torch.Tensor, Y: torch.Tensor, center: bool) -> f
     b, low_b = one_sided("eigenspace_overlap.cholesky", Y, lambda: side(Y), center=center)
     if low_b is None:
         return None
-    lows = (low_a, low_b)
-    half = scipy.linalg.solve_triangular(lows[0], a.T @ b, lower=True, check_finite=False)
-    whole = scipy.linalg.solve_triangular(lows[1], half.T, lower=True, check_finite=False)
+    half = scipy.linalg.solve_triangular(low_a, a.T @ b, lower=True, check_finite=False)
+    whole = scipy.linalg.solve_triangular(low_b, half.T, lower=True, check_finite=False)
     return float(np.einsum("ij,ij->", whole, whole)) / max(a.shape[1], b.shape[1])
 
 
