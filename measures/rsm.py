@@ -410,6 +410,17 @@ def _squared_distance_float32_bound(sq_norms: np.ndarray, d: int) -> float:
     return 1.05 * ((d + 8) * u32 + 3 * (d + 4) * u64) * 2.0 * float(sq_norms.max()) + d * 2.0**-136
 
 
+def _pair_squared_distances(x: np.ndarray, sq: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """‖x_i‖² + ‖x_j‖² − 2⟨x_i, x_j⟩ for the listed pairs (i[t], j[t]), in ``x``'s dtype (``sq``: the
+    squared row norms in that dtype), gathered 4096 pairs at a time so the gathered rows stay in cache.
+    (``neighbours.pair_values`` scores a list per row; these are flat pair lists.)"""
+    out = np.empty(i.size, dtype=x.dtype)
+    for s in range(0, i.size, 4096):
+        p, q = i[s:s + 4096], j[s:s + 4096]
+        out[s:s + 4096] = sq[p] + sq[q] - 2.0 * np.einsum("ij,ij->i", x[p], x[q])
+    return out
+
+
 def _upper_order_statistics_float32(x: np.ndarray, wanted: list[int]) -> dict[int, float] | None:
     """The k-th smallest (0-based k in ``wanted``, sorted, close together) of the N(N−1)/2 squared
     distances d'_ij (i < j, of :func:`_squared_distance_float32_bound`) of the rows of ``x`` (entries
@@ -444,10 +455,7 @@ def _upper_order_statistics_float32(x: np.ndarray, wanted: list[int]) -> dict[in
     first = rng.integers(0, n, size)
     second = rng.integers(0, n - 1, size)
     second += second >= first  # a uniform pair i ≠ j: a uniform entry of the triangle
-    sample = np.empty(size, dtype=np.float32)
-    for s in range(0, size, 4096):
-        p, q = first[s:s + 4096], second[s:s + 4096]
-        sample[s:s + 4096] = sq32[p] + sq32[q] - 2.0 * np.einsum("ij,ij->i", x32[p], x32[q])
+    sample = _pair_squared_distances(x32, sq32, first, second)
     sample.sort()
     spread = 3.0 / math.sqrt(size)  # 6 standard deviations (0.5/√size) of a sample quantile
     lo = sample[max(0, int((wanted[0] / m - spread) * size))]
@@ -489,10 +497,7 @@ def _upper_order_statistics_float32(x: np.ndarray, wanted: list[int]) -> dict[in
     local = [k - nb for k in wanted]
     if i.size > _FLOAT32_CANDIDATES or local[0] < 0 or local[-1] >= i.size:
         return None
-    exact = np.empty(i.size)
-    for s in range(0, i.size, 4096):
-        p, q = i[s:s + 4096], j[s:s + 4096]
-        exact[s:s + 4096] = sq[p] + sq[q] - 2.0 * np.einsum("ij,ij->i", x[p], x[q])
+    exact = _pair_squared_distances(x, sq, i, j)
     np.maximum(exact, 0.0, out=exact)
     exact.partition(local)
     result = {k: float(exact[k - nb]) for k in wanted}
