@@ -218,9 +218,7 @@ def _call(info: MeasureInfo, impl: Callable[..., Any], args: tuple, kwargs: dict
                 f"valid parameters: {sorted(info.params) or 'none'}"
             )
     squares: list[float | None] = []
-    inputs = _validation.plain_pair(info, args, squares)
-    if inputs is None:
-        inputs = _validation.validate(info, args, squares)
+    inputs = _validation.validate(info, args, squares)
     if info.inputs == "models":
         _validation.check_probe(info.name, kwargs.get("probe"))
     if info.requires_labels:

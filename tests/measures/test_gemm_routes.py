@@ -293,35 +293,43 @@ def test_column_sums_match_exact_sums(shape: tuple[int, int], layout: str) -> No
     np.testing.assert_allclose(got, exact, rtol=1e-13, atol=1e-13 * np.abs(a).sum(axis=0).max())
 
 
-def test_plain_pair_agrees_with_validate_and_declines_the_rest() -> None:
-    """The one-step validation of two plain CPU float64 tensors gives ``validate``'s tensors and Σx²
-    (for ``rescale_extreme``), and declines (None) every input ``validate`` would convert or reject."""
+def test_plain_pair_agrees_with_the_general_route_and_declines_the_rest() -> None:
+    """``validate``'s one-step route for two plain CPU float64 tensors gives the general route's tensors
+    and Σx² (for ``rescale_extreme``), and declines (None) every input the general route would convert
+    or reject; ``validate`` returns what the general route returns either way."""
     from measures import _validation
 
     info = measures.info("cka_linear")
     x, y = (torch.from_numpy(a) for a in _pair(50, 6, 4))
     squares: list = []
-    got = _validation.plain_pair(info, (x, y), squares)
+    got = _validation._plain_pair(info, (x, y), squares)
     reference: list = []
-    expected = _validation.validate(info, (x, y), reference)
+    expected = _validation._matrix_pair(info, (x, y), reference)
     assert got is not None and all(torch.equal(g, e) and g.data_ptr() == e.data_ptr() for g, e in zip(got, expected))
-    assert got[0] is not x and got[1] is not y  # fresh views, as validate's (the memo's key lives on them)
+    assert got[0] is not x and got[1] is not y  # fresh views, as the general route's (the memo's key lives on them)
     assert squares == pytest.approx(reference, rel=1e-14)
     assert squares[0] == pytest.approx(float((x * x).sum()), rel=1e-13)
+    through: list = []
+    assert all(torch.equal(g, e) for g, e in zip(_validation.validate(info, (x, y), through), expected))
+    assert through == squares
     bad = x.clone()
     bad[3, 2] = math.nan
     declined = {
         "numpy": (x.numpy(), y), "float32": (x.float(), y), "1-D": (x[:, 0], y), "rows": (x[:10], y),
         "autograd": (x.clone().requires_grad_(), y), "strided": (x.T.contiguous().T, y), "NaN": (bad, y),
-        "no columns": (x[:, :0], y), "three inputs": (x, y, y),
+        "no columns": (x[:, :0], y),
     }
     for what, args in declined.items():
         squares = []
-        assert _validation.plain_pair(info, args, squares) is None, what
+        assert _validation._plain_pair(info, args, squares) is None, what
         assert squares == [], what
+    with pytest.raises(ValueError, match="takes 2 input"):
+        _validation.validate(info, (x, y, y))
+    with pytest.raises(ValueError, match="NaN"):
+        _validation.validate(info, (bad, y))
     # a measure that checks finiteness itself gets no Σx² (and no pass)
     squares = []
-    got = _validation.plain_pair(measures.info("magnitude_difference"), (bad, y), squares)
+    got = _validation._plain_pair(measures.info("magnitude_difference"), (bad, y), squares)
     assert got is not None and got[0].data_ptr() == bad.data_ptr() and squares == [None, None]
 
 
