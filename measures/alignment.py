@@ -147,6 +147,25 @@ def _centred_residual_numpy(X: torch.Tensor, Y: torch.Tensor, unit: bool) -> tor
     return None if squared is None else torch.tensor(math.sqrt(squared), dtype=torch.float64)
 
 
+def _raw_residual_numpy(X: torch.Tensor, Y: torch.Tensor, unit: bool) -> torch.Tensor | None:
+    """The Procrustes residual of the raw (uncentred) inputs, scaled to unit norm if ``unit``, without
+    N x D copies: one pass each for ‖X‖², ‖Y‖² and one cross product (unit norm divides the D1 x D2
+    product, not the inputs). CPU float64 inputs with N ≥ max(D1, D2); None where the general route must
+    run (squared norms outside (2·numel·1e-200, 0.25e200), i.e. a zero input or extreme magnitudes that
+    the power-of-two rescaling handles, or a pair too close for the formula).
+    """
+    if not (on_numpy(X, Y) and X.dtype == torch.float64 and X.shape[0] >= max(X.shape[1], Y.shape[1])):
+        return None
+    sx, sy = _squared_norm(X), _squared_norm(Y)
+    if not all(2.0 * t.numel() * 1e-200 < v < 0.25e200 for t, v in ((X, sx), (Y, sy))):
+        return None
+    cross = X.numpy().T @ Y.numpy()
+    if unit:
+        cross /= math.sqrt(sx) * math.sqrt(sy)
+    squared = _squared_residual_from_cross(torch.from_numpy(cross), 2.0 if unit else sx + sy)
+    return None if squared is None else torch.tensor(math.sqrt(squared), dtype=torch.float64)
+
+
 def _unit(name: str, x: torch.Tensor, which: int, center: bool) -> torch.Tensor:
     """Centred (optionally) and scaled to unit Frobenius norm; a constant input has no shape to compare."""
     x = centred(x) if center else x / power_of_two_scale(x)
@@ -169,7 +188,7 @@ def _angle_from_chord(d: torch.Tensor) -> torch.Tensor:
 def _procrustes(name: str, X: torch.Tensor, Y: torch.Tensor, center: bool, normalize: bool, form: str) -> torch.Tensor:
     check_choice(name, "form", form, ("euclidean", "squared", "angular", "one_minus_nu"))
     unit = normalize or form in ("angular", "one_minus_nu")
-    d = _centred_residual_numpy(X, Y, unit) if center else None
+    d = _centred_residual_numpy(X, Y, unit) if center else _raw_residual_numpy(X, Y, unit)
     if d is None and unit:
         # The angular and 1 − ν forms depend on ν alone, which does not depend on the inputs' scale.
         d = _orthogonal_residual(_unit(name, X, 1, center), _unit(name, Y, 2, center))

@@ -291,6 +291,11 @@ def test_uncentred_angular_procrustes_equals_scipy_rotation():
         expected = math.acos(min(float(np.sum((a @ q) * b)), 1.0))
         value = measures.compute("procrustes_angular", x, y, center=False)
         assert value == pytest.approx(expected, rel=1e-12)
+        # ReSi's plain orthogonal_procrustes: neither centred nor scaled
+        xr, yr = pad_pair(x, y)
+        qr, _ = orthogonal_procrustes(xr, yr)
+        assert measures.compute("procrustes_orthogonal", x, y, center=False, normalize=False) == pytest.approx(
+            np.linalg.norm(xr @ qr - yr), rel=1e-12)
         assert value != pytest.approx(measures.compute("procrustes_angular", x, y), rel=1e-3)
     with pytest.raises(UndefinedMeasureError, match="all zeros"):
         measures.compute("procrustes_angular", np.zeros((40, 3)), x, center=False)

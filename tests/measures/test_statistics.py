@@ -97,6 +97,8 @@ def test_concentricity_nrmse_formula():
     expected = literal_nrmse(alpha, beta)
     assert measures.compute("concentricity_difference", x, y, form="nrmse") == pytest.approx(expected, abs=1e-15)
     assert measures.compute("concentricity_difference", x, x, form="nrmse") == 0.0
+    # tiny magnitudes (row squares underflow) take the rescaled route: the same cosines up to round-off
+    assert measures.compute("concentricity_difference", 1e-170 * x, y, form="nrmse") == pytest.approx(expected)
     with pytest.raises(UndefinedMeasureError, match="zero row"):
         measures.compute("concentricity_difference", np.vstack([x[:-1], np.zeros((1, 6))]), y, form="nrmse")
     with pytest.raises(UndefinedMeasureError, match="mean instance is zero"):
