@@ -26,7 +26,6 @@ import torch
 
 from measures._kernels import on_numpy
 from measures._registry import UndefinedMeasureError, register
-from measures._validation import require_finite
 
 REFERENCE_SURVEY = "Klabunde, Schumacher, Strohmaier, Lemmerich. Similarity of Neural Network Models (survey), §5"
 GROUND_METRICS = ("zero_one", "ordinal")
@@ -94,7 +93,6 @@ def _class_counts(predictions: torch.Tensor, n_classes: int) -> torch.Tensor:
     min_rows=1,
     reference="Madani et al. 2004; Fort, Hu, Lakshminarayanan 2019 (churn); Klabunde et al. survey §5.2",
     cost="O(N·C)",
-    checks_finite=True,
 )
 def disagreement(O_a: torch.Tensor, O_b: torch.Tensor) -> float:
     """Prediction disagreement (churn): the fraction of inputs whose predicted classes differ.
@@ -103,33 +101,9 @@ def disagreement(O_a: torch.Tensor, O_b: torch.Tensor) -> float:
     class (torch/numpy argmax). Range [0, 1]; 0 means identical predictions; symmetric; a metric
     (normalised Hamming distance of the prediction vectors). Works on logits or probabilities.
     """
-    if on_numpy(O_a, O_b):
-        return _disagreement_numpy(O_a, O_b)
-    require_finite("disagreement", O_a, "input 1", float(O_a.sum()))
-    require_finite("disagreement", O_b, "input 2", float(O_b.sum()))
+    if on_numpy(O_a, O_b):  # numpy's argmax: ~7x torch's on the CPU (2000 x 256: 0.16 against 1.1 ms)
+        return float(np.count_nonzero(O_a.numpy().argmax(axis=1) != O_b.numpy().argmax(axis=1))) / O_a.shape[0]
     return (O_a.argmax(dim=1) != O_b.argmax(dim=1)).double().mean()
-
-
-def _disagreement_numpy(O_a: torch.Tensor, O_b: torch.Tensor) -> float:
-    """``disagreement`` on CPU inputs with one read of each from memory (``checks_finite``).
-
-    numpy's argmax is ~7x torch's here (2000 x 256: 0.16 against 1.1 ms). Validation's finiteness pass
-    is fused: by row blocks of ~1 MiB, each block's argmax reads it from memory and its sum (finite
-    only if every entry is, see ``require_finite``) re-reads it from the cache.
-    """
-    a, b = O_a.numpy(), O_b.numpy()
-    n, c = a.shape
-    rows = max(1, (1 << 17) // max(c, b.shape[1]))
-    differ, total_a, total_b = 0, 0.0, 0.0
-    with np.errstate(over="ignore", invalid="ignore"):
-        for start in range(0, n, rows):
-            block_a, block_b = a[start:start + rows], b[start:start + rows]
-            differ += int(np.count_nonzero(block_a.argmax(axis=1) != block_b.argmax(axis=1)))
-            total_a += float(block_a.sum())
-            total_b += float(block_b.sum())
-    require_finite("disagreement", O_a, "input 1", total_a)
-    require_finite("disagreement", O_b, "input 2", total_b)
-    return differ / n
 
 
 @register(
