@@ -625,6 +625,16 @@ def test_rsm_norm_difference_spectral_properties(xy):
         expected, rel=1e-8)
 
 
+def test_rsm_norm_difference_spectral_of_a_rank_two_difference():
+    """One moved instance: D_X − D_Y is non-zero in one row and column only (rank 2), where Lanczos meets
+    an invariant subspace after two steps."""
+    x = np.random.default_rng(6).standard_normal((120, 5))
+    y = x.copy()
+    y[7] += 3.0
+    expected = scipy.linalg.svdvals(squareform(pdist(x)) - squareform(pdist(y)))[0]
+    assert measures.compute("rsm_norm_difference", x, y, norm="spectral") == pytest.approx(expected, rel=1e-12)
+
+
 def test_largest_abs_eigenvalue_with_nearly_tied_ends():
     """The Lanczos helper on symmetric matrices whose largest |λ| is nearly tied between both ends of the
     spectrum (only the upper triangle is filled), against LAPACK's eigenvalues."""
