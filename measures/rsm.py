@@ -1179,12 +1179,17 @@ def _largest_abs_eigenvalue(matrix: np.ndarray) -> float:
     n = matrix.shape[0]
     if not matrix.any():
         return 0.0
-    if n <= _DENSE_SPECTRAL_ROWS:
+
+    def dense() -> float:
         full = np.triu(matrix)
         full += np.triu(matrix, 1).T
         return float(np.abs(scipy.linalg.eigvalsh(full, check_finite=False)).max())
+
+    if n <= _DENSE_SPECTRAL_ROWS:
+        return dense()
+    # imported on first use: scipy.sparse.linalg is a heavy import that no other measure needs
     from scipy.linalg.blas import dsymv, ssymv
-    from scipy.sparse.linalg import LinearOperator, eigsh
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
     symv = dsymv if matrix.dtype == np.float64 else ssymv
     lower_view = matrix.T  # Fortran order; its lower triangle is the matrix's filled upper one
@@ -1194,7 +1199,10 @@ def _largest_abs_eigenvalue(matrix: np.ndarray) -> float:
 
     operator = LinearOperator((n, n), matvec=product, dtype=matrix.dtype)
     start = np.random.default_rng(0).standard_normal(n).astype(matrix.dtype)
-    return float(np.abs(eigsh(operator, k=1, which="LM", v0=start, tol=0, return_eigenvectors=False)).max())
+    try:
+        return float(np.abs(eigsh(operator, k=1, which="LM", v0=start, tol=0, return_eigenvectors=False)).max())
+    except ArpackNoConvergence:  # never seen here; the dense O(N³) eigenvalues still give the exact value
+        return dense()
 
 
 def _distance_difference_spectral_norm(x: torch.Tensor, y: torch.Tensor) -> float:

@@ -648,6 +648,20 @@ def test_largest_abs_eigenvalue_with_nearly_tied_ends():
     assert measures.rsm._largest_abs_eigenvalue(np.zeros((100, 100))) == 0.0
 
 
+def test_largest_abs_eigenvalue_falls_back_to_dense_eigenvalues(monkeypatch):
+    """Should ARPACK not converge, the dense eigenvalues give the value."""
+    import scipy.sparse.linalg
+
+    def no_convergence(*args, **kwargs):
+        raise scipy.sparse.linalg.ArpackNoConvergence("forced", np.zeros(0), np.zeros((0, 0)))
+
+    monkeypatch.setattr(scipy.sparse.linalg, "eigsh", no_convergence)
+    a = np.random.default_rng(10).standard_normal((100, 100))
+    a += a.T
+    assert measures.rsm._largest_abs_eigenvalue(np.triu(a)) == pytest.approx(
+        np.abs(np.linalg.eigvalsh(a)).max(), rel=1e-12)
+
+
 def test_rsm_norm_difference_bad_norm(xy):
     with pytest.raises(ValueError, match="rsm_norm_difference.*norm must be one of"):
         measures.compute("rsm_norm_difference", *xy, norm="nuclear")
