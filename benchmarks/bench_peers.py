@@ -31,7 +31,9 @@ rounds interleave all implementations (round r times every implementation once b
 
 Values are checked: a peer whose value differs from ours by more than ``--rtol`` (relative) is shown
 as ``differs`` and left out of the ratios. The last lines print the geometric mean of ReSi/ours
-(cold) over the matched measures and, per measure, the fastest peer.
+(cold) over the matched cases of rounds 1-5 and over all of them (with the sixth round's
+``SIXTH_ROUND``: ReSi functions matched by a parameter, e.g. ``rsm_norm_difference[spectral]``), and
+the smallest fastest-peer/ours ratio. ``--measures`` takes measure names or row labels.
 """
 
 from __future__ import annotations
@@ -67,6 +69,20 @@ class Case:
     params: dict = field(default_factory=dict)
     #: peer label -> (function of numpy X, Y, transform of our value to the peer's convention)
     peers: dict[str, tuple[PeerFn, Callable[[float], float]]] = field(default_factory=dict)
+    #: the row's name in the table (the measure, with its parameters where one measure has several rows)
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.measure
+
+
+#: The ReSi cases of the sixth round (ReSi functions matched by a parameter): the table prints the
+#: geometric mean over the earlier 20 cases and over all of them.
+SIXTH_ROUND = frozenset({
+    "magnitude_difference[nrmse]", "concentricity_difference[nrmse]", "rsm_norm_difference[spectral]",
+    "procrustes_angular[center=False]", "procrustes_permutation[angular]", "aligned_cosine[permutation]",
+    "procrustes_orthogonal[raw]", "rsm_norm_difference[frobenius_upper]", "rsa[euclidean]", "disagreement",
+})
 
 
 def clear_caches() -> None:
@@ -87,26 +103,27 @@ def _load_resi(path: str) -> types.ModuleType:
     sub.__path__ = [os.path.join(path, "repsim", "measures")]
     sys.modules["repsim"], sys.modules["repsim.measures"] = pkg, sub
     names = ("cka", "procrustes", "correlation_match", "distance_correlation", "eigenspace_overlap", "gulp",
-             "linear_regression", "rsa", "statistics", "nearest_neighbor", "cca")
+             "linear_regression", "rsa", "statistics", "nearest_neighbor", "cca", "rsm_norm_difference",
+             "output_similarity")
     return types.SimpleNamespace(**{n: importlib.import_module(f"repsim.measures.{n}") for n in names})
 
 
-def resi_cases(path: str) -> dict[str, tuple[PeerFn, Callable[[float], float], dict]]:
-    """our measure -> (ReSi function, transform of our value, our params), where ReSi's definition matches."""
+def resi_cases(path: str) -> dict[str, tuple[str, PeerFn, Callable[[float], float], dict]]:
+    """row label -> (our measure, ReSi function, transform of our value, our params), where ReSi's
+    definition matches. The label is the measure's name, with its parameters where a measure has
+    several rows (:data:`SIXTH_ROUND`)."""
     r = _load_resi(path)
     from loguru import logger  # ReSi's dependency; its INFO lines would interleave with the table
 
     logger.remove()
-    nn, nd = r.nearest_neighbor, "nd"
-    return {
+    nn, nd, proc, stats = r.nearest_neighbor, "nd", r.procrustes, r.statistics
+    cases = {
         "cka_linear": (lambda x, y: r.cka.centered_kernel_alignment(x, y, nd), _same, {}),
-        "procrustes_orthogonal": (
-            lambda x, y: r.procrustes.orthogonal_procrustes_centered_and_normalized(x, y, nd), _same, {}),
-        "procrustes_angular": (
-            lambda x, y: r.procrustes.orthogonal_angular_shape_metric_centered(x, y, nd), _same, {}),
-        "procrustes_size_shape": (lambda x, y: r.procrustes.procrustes_size_and_shape_distance(x, y, nd), _same, {}),
-        "procrustes_permutation": (lambda x, y: r.procrustes.permutation_procrustes(x, y, nd), _same, {}),
-        "aligned_cosine": (lambda x, y: r.procrustes.aligned_cossim(x, y, nd), _same, {}),
+        "procrustes_orthogonal": (lambda x, y: proc.orthogonal_procrustes_centered_and_normalized(x, y, nd), _same, {}),
+        "procrustes_angular": (lambda x, y: proc.orthogonal_angular_shape_metric_centered(x, y, nd), _same, {}),
+        "procrustes_size_shape": (lambda x, y: proc.procrustes_size_and_shape_distance(x, y, nd), _same, {}),
+        "procrustes_permutation": (lambda x, y: proc.permutation_procrustes(x, y, nd), _same, {}),
+        "aligned_cosine": (lambda x, y: proc.aligned_cossim(x, y, nd), _same, {}),
         "correlation_match_hard": (
             lambda x, y: r.correlation_match.hard_correlation_match(x, y, nd, n_jobs=1), _same, {}),
         "correlation_match_soft": (
@@ -120,10 +137,10 @@ def resi_cases(path: str) -> dict[str, tuple[PeerFn, Callable[[float], float], d
         # ReSi's LinearRegression(R, R') predicts R from R'.
         "linear_regression": (lambda x, y: r.linear_regression.linear_reg(x, y, nd), _same, {"predictor": "y"}),
         "rsa": (lambda x, y: r.rsa.representational_similarity_analysis(x, y, nd, n_jobs=1), _same, {}),
-        "magnitude_difference": (lambda x, y: r.statistics.magnitude_difference(x, y, nd), _same, {}),
-        "concentricity_difference": (lambda x, y: r.statistics.concentricity_difference(x, y, nd), _same, {}),
+        "magnitude_difference": (lambda x, y: stats.magnitude_difference(x, y, nd), _same, {}),
+        "concentricity_difference": (lambda x, y: stats.concentricity_difference(x, y, nd), _same, {}),
         "uniformity_difference": (
-            lambda x, y: r.statistics.uniformity_difference(x, y, nd, n_jobs=1), _same, {"include_diagonal": True}),
+            lambda x, y: stats.uniformity_difference(x, y, nd, n_jobs=1), _same, {"include_diagonal": True}),
         "knn_jaccard": (lambda x, y: nn.jaccard_similarity(x, y, nd, n_jobs=1), _same, {}),
         "rank_similarity": (lambda x, y: nn.rank_similarity(x, y, nd, n_jobs=1), _same, {}),
         "joint_rank_jaccard": (lambda x, y: nn.joint_rank_jaccard_similarity(x, y, nd, n_jobs=1), _same, {}),
@@ -131,6 +148,42 @@ def resi_cases(path: str) -> dict[str, tuple[PeerFn, Callable[[float], float], d
             lambda x, y: nn.second_order_cosine_similarity(x, y, nd, n_jobs=1, n_jobs_neighbors=1), _same,
             {"entries": "distance"}),
     }
+    out = {label: (label, fn, transform, params) for label, (fn, transform, params) in cases.items()}
+    # Sixth round: ReSi functions whose definition one of our measures gives with a parameter.
+    out.update({
+        "magnitude_difference[nrmse]": (
+            "magnitude_difference", lambda x, y: stats.magnitude_nrmse(x, y, nd), _same, {"form": "nrmse"}),
+        "concentricity_difference[nrmse]": (
+            "concentricity_difference", lambda x, y: stats.concentricity_nrmse(x, y, nd), _same, {"form": "nrmse"}),
+        "rsm_norm_difference[spectral]": (
+            "rsm_norm_difference", lambda x, y: r.rsm_norm_difference.rsm_norm_diff(x, y, nd, n_jobs=1), _same,
+            {"norm": "spectral"}),
+        "procrustes_angular[center=False]": (
+            "procrustes_angular", lambda x, y: proc.orthogonal_angular_shape_metric(x, y, nd), _same,
+            {"center": False}),
+        "procrustes_permutation[angular]": (
+            "procrustes_permutation", lambda x, y: proc.permutation_angular_shape_metric(x, y, nd), _same,
+            {"form": "angular"}),
+        "aligned_cosine[permutation]": (
+            "aligned_cosine", lambda x, y: proc.permutation_aligned_cossim(x, y), _same, {"alignment": "permutation"}),
+        # ReSi's plain orthogonal_procrustes (neither centred nor scaled; a function, not in its CLASSES)
+        "procrustes_orthogonal[raw]": (
+            "procrustes_orthogonal", lambda x, y: proc.orthogonal_procrustes(x, y, nd), _same,
+            {"center": False, "normalize": False}),
+        # ReSi's RSA with a Euclidean outer is the 2-norm of the difference of the condensed RDMs
+        "rsm_norm_difference[frobenius_upper]": (
+            "rsm_norm_difference",
+            lambda x, y: r.rsa.representational_similarity_analysis(x, y, nd, inner="euclidean", outer="euclidean",
+                                                                    n_jobs=1),
+            _same, {"norm": "frobenius_upper"}),
+        "rsa[euclidean]": (
+            "rsa", lambda x, y: r.rsa.representational_similarity_analysis(x, y, nd, inner="euclidean", n_jobs=1),
+            _same, {"inner": "euclidean"}),
+        # a functional measure: the inputs read as N x D scores (the argmax per row)
+        "disagreement": ("disagreement", lambda x, y: float(r.output_similarity.Disagreement()(x, y)), _same, {}),
+    })
+    assert SIXTH_ROUND <= set(out), sorted(SIXTH_ROUND - set(out))
+    return out
 
 
 def other_peers(args: argparse.Namespace) -> dict[str, list[tuple[str, PeerFn, Callable[[float], float]]]]:
@@ -243,15 +296,15 @@ def main(argv: list[str] | None = None) -> None:
     resi = resi_cases(args.resi) if args.resi else {}
     others = other_peers(args)
     cases: dict[str, Case] = {}
-    for name, (fn, transform, params) in resi.items():
-        cases[name] = Case(name, params, {"ReSi": (fn, transform)})
+    for label, (name, fn, transform, params) in resi.items():
+        cases[label] = Case(name, params, {"ReSi": (fn, transform)}, label)
     for name, peers in others.items():
         case = cases.setdefault(name, Case(name))
         for label, fn, transform in peers:
             case.peers[label] = (fn, transform)
     if args.measures:
         wanted = args.measures.split(",")
-        cases = {k: v for k, v in cases.items() if k in wanted}
+        cases = {k: v for k, v in cases.items() if k in wanted or v.measure in wanted}
 
     print(f"torch {torch.__version__}, numpy {np.__version__}, one thread, CPU time, min of {args.repeats} "
           f"interleaved rounds; peers: {', '.join(sorted({p for c in cases.values() for p in c.peers}))}\n")
@@ -280,37 +333,37 @@ def main(argv: list[str] | None = None) -> None:
 
         def time_ours(case: Case, r: int) -> None:
             """Our cold call (every cache cleared, CPU caches flushed) and our warm call (X seen before)."""
-            for _ in range(calls(case.measure, "cold")):
+            for _ in range(calls(case.label, "cold")):
                 clear_caches()
                 evict_cpu_caches(args.evict_cache_mb)
                 seconds, value = cpu_time(lambda: measures.compute(case.measure, xt, yt, **case.params))
-                best[case.measure, "cold"] = min(best.get((case.measure, "cold"), math.inf), seconds)
-                values[case.measure, "ours"] = value
+                best[case.label, "cold"] = min(best.get((case.label, "cold"), math.inf), seconds)
+                values[case.label, "ours"] = value
             # warm: X seen before (with another partner), the partner fresh
             clear_caches()
             measures.compute(case.measure, xt, torch.from_numpy(partners[r - 1]), **case.params)
             yr = torch.from_numpy(partners[r])
             seconds, _ = cpu_time(lambda: measures.compute(case.measure, xt, yr, **case.params))
-            best[case.measure, "warm"] = min(best.get((case.measure, "warm"), math.inf), seconds)
+            best[case.label, "warm"] = min(best.get((case.label, "warm"), math.inf), seconds)
 
         def time_peers(case: Case, r: int) -> None:
             """Each peer's call on the numpy inputs, CPU caches flushed before each."""
             for label, (fn, _) in case.peers.items():
-                if (case.measure, label) in slow:
+                if (case.label, label) in slow:
                     continue
                 try:
-                    for _ in range(calls(case.measure, label)):
+                    for _ in range(calls(case.label, label)):
                         evict_cpu_caches(args.evict_cache_mb)
                         seconds, value = cpu_time(lambda: fn(x, y))
-                        best[case.measure, label] = min(best.get((case.measure, label), math.inf), seconds)
+                        best[case.label, label] = min(best.get((case.label, label), math.inf), seconds)
                 except Exception as exc:  # a peer that fails is reported, not fatal
-                    values[case.measure, label] = math.nan
-                    print(f"  {case.measure} / {label} failed: {type(exc).__name__}: {str(exc)[:100]}")
-                    slow.add((case.measure, label))
+                    values[case.label, label] = math.nan
+                    print(f"  {case.label} / {label} failed: {type(exc).__name__}: {str(exc)[:100]}")
+                    slow.add((case.label, label))
                     continue
-                values[case.measure, label] = value
+                values[case.label, label] = value
                 if seconds > args.max_peer_seconds:
-                    slow.add((case.measure, label))
+                    slow.add((case.label, label))
 
         for r in range(args.repeats):
             for case in cases.values():
@@ -327,36 +380,38 @@ def main(argv: list[str] | None = None) -> None:
         print("|---|---|---|---|---|---|---|")
         resi_ratios, worst = [], []
         for case in cases.values():
-            ours_cold, ours_warm = best[case.measure, "cold"], best[case.measure, "warm"]
-            ours_value = values[case.measure, "ours"]
+            ours_cold, ours_warm = best[case.label, "cold"], best[case.label, "warm"]
+            ours_value = values[case.label, "ours"]
             cells, fastest = {}, math.inf
             for label, (_, transform) in case.peers.items():
-                if (case.measure, label) not in best:
+                if (case.label, label) not in best:
                     cells[label] = "failed"
                     continue
                 expected = transform(ours_value)
-                got = values[case.measure, label]
+                got = values[case.label, label]
                 agree = abs(got - expected) <= args.rtol * max(abs(expected), abs(got), 1e-12) + 1e-12
-                t = best[case.measure, label]
-                once = " (1 run)" if (case.measure, label) in slow else ""
+                t = best[case.label, label]
+                once = " (1 run)" if (case.label, label) in slow else ""
                 cells[label] = f"{t:.3g}{once}" if agree else f"{t:.3g} differs ({got:.6g} vs {expected:.6g})"
                 if agree:
                     fastest = min(fastest, t)
                     if label == "ReSi":
-                        resi_ratios.append(t / ours_cold)
+                        resi_ratios.append((t / ours_cold, case.label in SIXTH_ROUND))
             resi_cell = cells.pop("ReSi", "—")
-            ratio = (f"{best[case.measure, 'ReSi'] / ours_cold:.2f}"
+            ratio = (f"{best[case.label, 'ReSi'] / ours_cold:.2f}"
                      if "ReSi" in case.peers and "differs" not in resi_cell and resi_cell != "failed" else "—")
             other = "; ".join(f"{k} {v}" for k, v in cells.items()) or "—"
             fast = f"{fastest / ours_cold:.2f}" if math.isfinite(fastest) else "—"
             if math.isfinite(fastest):
-                worst.append((fastest / ours_cold, case.measure))
+                worst.append((fastest / ours_cold, case.label))
             print(f"| {case.measure} {case.params or ''} | {ours_cold:.3g} | {ours_warm:.3g} | {resi_cell} | {ratio} "
                   f"| {other} | {fast} |")
-        if resi_ratios:
-            geo = math.exp(sum(math.log(v) for v in resi_ratios) / len(resi_ratios))
-            print(f"\nGeometric mean ReSi/ours (cold) over {len(resi_ratios)} matched measures at {n}x{d}: "
-                  f"**{geo:.2f}x**")
+        earlier = [v for v, new in resi_ratios if not new]
+        for kept, what in ((earlier, "the earlier (rounds 1-5)"), ([v for v, _ in resi_ratios], "all")):
+            if kept:
+                geo = math.exp(sum(math.log(v) for v in kept) / len(kept))
+                print(f"\nGeometric mean ReSi/ours (cold) over {what} {len(kept)} matched cases at {n}x{d}: "
+                      f"**{geo:.2f}x**")
         if worst:
             ratio, name = min(worst)
             print(f"Smallest fastest-peer/ours ratio: {ratio:.2f} ({name})")

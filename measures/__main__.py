@@ -83,7 +83,10 @@ CONVENTIONS = [
     ("cca_r2", "centring", "columns centred",
      "the Google Colab's cca() does not centre"),
     ("rsm_norm_difference", "matrix norm", "Frobenius norm of the RSM difference",
-     "ReSi passes full matrices to np.linalg.norm(ord=2), i.e. the spectral norm"),
+     "ReSi passes full matrices to np.linalg.norm(ord=2), i.e. the spectral norm: norm='spectral'"),
+    ("magnitude_difference", "statistic compared", "norm of the mean instance",
+     "ReSi's magnitude_nrmse (per-instance NRMSE of the row norms) is form='nrmse': 1/2 × the share of rows whose "
+     "norms differ; likewise concentricity_nrmse"),
     ("rsa", "inner and outer functions", "1 − Pearson RDM, Spearman comparison",
      "rsatoolbox's 'euclidean' RDM is squared Euclidean / D; its compare() defaults to cosine"),
     ("cka_rbf", "bandwidth rule", "σ = fraction × median pairwise distance (see parameters)",

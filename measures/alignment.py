@@ -147,6 +147,25 @@ def _centred_residual_numpy(X: torch.Tensor, Y: torch.Tensor, unit: bool) -> tor
     return None if squared is None else torch.tensor(math.sqrt(squared), dtype=torch.float64)
 
 
+def _raw_residual_numpy(X: torch.Tensor, Y: torch.Tensor, unit: bool) -> torch.Tensor | None:
+    """The Procrustes residual of the raw (uncentred) inputs, scaled to unit norm if ``unit``, without
+    N x D copies: one pass each for ‖X‖², ‖Y‖² and one cross product (unit norm divides the D1 x D2
+    product, not the inputs). CPU float64 inputs with N ≥ max(D1, D2); None where the general route must
+    run (squared norms outside (2·numel·1e-200, 0.25e200), i.e. a zero input or extreme magnitudes that
+    the power-of-two rescaling handles, or a pair too close for the formula).
+    """
+    if not (on_numpy(X, Y) and X.dtype == torch.float64 and X.shape[0] >= max(X.shape[1], Y.shape[1])):
+        return None
+    sx, sy = _squared_norm(X), _squared_norm(Y)
+    if not all(2.0 * t.numel() * 1e-200 < v < 0.25e200 for t, v in ((X, sx), (Y, sy))):
+        return None
+    cross = X.numpy().T @ Y.numpy()
+    if unit:
+        cross /= math.sqrt(sx) * math.sqrt(sy)
+    squared = _squared_residual_from_cross(torch.from_numpy(cross), 2.0 if unit else sx + sy)
+    return None if squared is None else torch.tensor(math.sqrt(squared), dtype=torch.float64)
+
+
 def _unit(name: str, x: torch.Tensor, which: int, center: bool) -> torch.Tensor:
     """Centred (optionally) and scaled to unit Frobenius norm; a constant input has no shape to compare."""
     x = centred(x) if center else x / power_of_two_scale(x)
@@ -169,7 +188,7 @@ def _angle_from_chord(d: torch.Tensor) -> torch.Tensor:
 def _procrustes(name: str, X: torch.Tensor, Y: torch.Tensor, center: bool, normalize: bool, form: str) -> torch.Tensor:
     check_choice(name, "form", form, ("euclidean", "squared", "angular", "one_minus_nu"))
     unit = normalize or form in ("angular", "one_minus_nu")
-    d = _centred_residual_numpy(X, Y, unit) if center else None
+    d = _centred_residual_numpy(X, Y, unit) if center else _raw_residual_numpy(X, Y, unit)
     if d is None and unit:
         # The angular and 1 − ν forms depend on ν alone, which does not depend on the inputs' scale.
         d = _orthogonal_residual(_unit(name, X, 1, center), _unit(name, Y, 2, center))
@@ -233,16 +252,21 @@ def procrustes_orthogonal(
     reference=_WILLIAMS_2021,
     cost=_PROCRUSTES_COST,
 )
-def procrustes_angular(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+def procrustes_angular(X: torch.Tensor, Y: torch.Tensor, *, center: bool = True) -> torch.Tensor:
     """Angular Procrustes distance (Riemannian shape distance) between the centred representations.
 
     Formula: θ = arccos ν, ν = ‖X̂ᵀŶ‖_* with X̂ = X̃/‖X̃‖_F, Ŷ = Ỹ/‖Ỹ‖_F (narrower side zero-padded).
     Range [0, π/2]; 0 means identical up to rotation, translation and scale; symmetric; a metric.
     Invariances: orthogonal maps, permutations, isotropic scaling, translations; not invertible linear
     maps. Equals ``shape_metric`` with alpha = 1, netrep's ``LinearMetric(alpha=1)`` and ReSi's
-    AngShape. Raises ``UndefinedMeasureError`` for a constant input.
+    AngShape (``orthogonal_angular_shape_metric_centered``). Raises ``UndefinedMeasureError`` for a
+    constant input.
+
+    ``center=False`` compares the raw inputs scaled to unit Frobenius norm, X̂ = X/‖X‖_F (ReSi's
+    ``orthogonal_angular_shape_metric``, the non-centred variant): still a metric with the same range,
+    but no longer translation invariant; an all-zero input raises ``UndefinedMeasureError``.
     """
-    return _procrustes("procrustes_angular", X, Y, True, True, "angular")
+    return _procrustes("procrustes_angular", X, Y, center, True, "angular")
 
 
 @register(
@@ -386,7 +410,7 @@ def _matched_squared_distance(x: torch.Tensor, y: torch.Tensor, rows: np.ndarray
     reference="Klabunde et al. survey (permutation Procrustes; ReSi PermProc); Kuhn 1955 (Hungarian algorithm)",
     cost="O(N·D1·D2 + D³): one cross product and a linear sum assignment",
 )
-def procrustes_permutation(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+def procrustes_permutation(X: torch.Tensor, Y: torch.Tensor, *, form: str = "euclidean") -> torch.Tensor:
     """Permutation Procrustes distance: the Frobenius distance after the best matching of neurons.
 
     Formula: d = min_P ‖XP − Y‖_F over permutation matrices P (narrower side zero-padded, so the
@@ -396,12 +420,32 @@ def procrustes_permutation(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     cancellation for near-identical inputs, d(X, X) = 0 exactly). Range [0, ∞); 0 means
     identical up to a neuron permutation; symmetric; a metric. Invariant to permutations only: no
     centring and no scaling (ReSi's convention), so not to translation, scaling or rotation.
+
+    ``form="angular"``: the permutation angular shape metric θ = arccos(max_P ⟨X̂P, Ŷ⟩_F) of the inputs
+    scaled to unit Frobenius norm, X̂ = X/‖X‖_F, Ŷ = Y/‖Y‖_F (not centred; ReSi's
+    ``permutation_angular_shape_metric``). The matching is the same (scaling does not change it), and
+    θ = 2 arcsin(d̂/2) from the chord d̂ = min_P ‖X̂P − Ŷ‖_F, well conditioned near 0. Range [0, π] (the
+    best matched inner product can be negative, e.g. Y = −X); a metric (the angle between points on
+    the unit sphere, minimised over a group of isometries); invariant to permutations and isotropic
+    scaling; an all-zero input raises ``UndefinedMeasureError``.
     """
+    check_choice("procrustes_permutation", "form", form, ("euclidean", "angular"))
     scale, total = _scale_from_squares(X, Y)
     x, y = (X / scale, Y / scale) if scale != 1.0 else (X, Y)
     cross = mm(x.T, y).cpu().numpy()
     rows, cols = linear_sum_assignment(cross, maximize=True)
-    return math.sqrt(_matched_squared_distance(x, y, rows, cols, cross, total)) * scale
+    if form == "euclidean":
+        return math.sqrt(_matched_squared_distance(x, y, rows, cols, cross, total)) * scale
+    # Unit norms: X̂ᵀŶ = XᵀY / (‖X‖‖Y‖); the squared chord 2 − 2⟨X̂P, Ŷ⟩ comes from the same routine.
+    sx, sy = _squared_norm(x), _squared_norm(y)
+    for which, value in ((1, sx), (2, sy)):
+        if value == 0.0:
+            raise UndefinedMeasureError(f"procrustes_permutation: input {which} is all zeros; it has no direction")
+    nx, ny = math.sqrt(sx), math.sqrt(sy)
+    squared = 2.0 - 2.0 * float(cross[rows, cols].sum()) / (nx * ny)
+    if not squared >= 2e-3:  # near-identical pair: the unit-norm columns' differences (no cancellation)
+        squared = _matched_squared_distance(x / nx, y / ny, rows, cols, cross / (nx * ny), 2.0)
+    return 2.0 * math.asin(min(math.sqrt(max(squared, 0.0)) / 2.0, 1.0))
 
 
 @register(
@@ -538,7 +582,7 @@ def linear_regression(X: torch.Tensor, Y: torch.Tensor, *, predictor: str = "x")
     "Change. ACL 2016",
     cost=_PROCRUSTES_COST,
 )
-def aligned_cosine(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+def aligned_cosine(X: torch.Tensor, Y: torch.Tensor, *, alignment: str = "orthogonal") -> torch.Tensor:
     """Aligned cosine similarity: mean row-wise cosine after orthogonal Procrustes alignment.
 
     Formula: with Q* = argmin_{Q orthogonal} ‖XQ − Y‖_F (SVD XᵀY = USVᵀ, Q* = UVᵀ, narrower side
@@ -551,7 +595,17 @@ def aligned_cosine(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     either sign); they are dropped (Q* restricted to the numerically non-null singular pairs), which is
     the average over those choices and changes nothing when XᵀY has full rank. Zero rows are skipped
     (ReSi warns); ``UndefinedMeasureError`` if every row is skipped.
+
+    ``alignment="permutation"``: the columns are matched by a permutation instead (the P maximising
+    tr(PᵀXᵀY), ``scipy.optimize.linear_sum_assignment``; unequal widths: min(D1, D2) matched pairs,
+    the unmatched columns add 0 to each row's inner product but count in its norm), then the same mean
+    row-wise cosine: ReSi's ``permutation_aligned_cossim``. Same range and zero-row rule; invariant to
+    permutations and isotropic scaling only (not orthogonal maps). Ties in the matching (equal sums,
+    measure zero for continuous data) may change the cosines; the first optimum found is used.
     """
+    check_choice("aligned_cosine", "alignment", alignment, ("orthogonal", "permutation"))
+    if alignment == "permutation":
+        return _permutation_aligned_cosine(X, Y)
     fast = _aligned_cosine_numpy(X, Y)
     if fast is not None:
         return fast
@@ -569,6 +623,40 @@ def aligned_cosine(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     else:
         inner = (mm(x, u[:, :rank]) * mm(y, vh[:rank].T)).sum(dim=1)
         norms = torch.linalg.vector_norm(x, dim=1) * torch.linalg.vector_norm(y, dim=1)
+    valid = norms > 0
+    if not valid.any():
+        raise UndefinedMeasureError("aligned_cosine: every row pair has an all-zero row; no cosine is defined")
+    return (inner[valid] / norms[valid]).clamp(-1.0, 1.0).mean()
+
+
+def _permutation_aligned_cosine(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """``aligned_cosine`` with the columns matched by a permutation: one cross product, a linear sum
+    assignment, and one pass over each input for the matched inner products (plus one for the row norms).
+
+    CPU float64 inputs whose row squares neither overflow nor underflow (``_aligned_cosine_numpy``'s
+    test) are used as they are; otherwise both are divided by a power of two first (cosines and the
+    matching ignore it).
+    """
+    if on_numpy(X, Y) and X.dtype == torch.float64:
+        a, b = X.numpy(), Y.numpy()
+        squares_a, squares_b = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)
+        if all(sq.max() <= 1e300 and ((sq >= 1e-280) | (sq == 0.0)).all() for sq in (squares_a, squares_b)):
+            rows, cols = linear_sum_assignment(a.T @ b, maximize=True)
+            # LSA returns the rows sorted: with D1 ≤ D2 they are every column of X, which needs no copy
+            matched_a = a if rows.size == a.shape[1] else a[:, rows]
+            inner = torch.from_numpy(np.einsum("ij,ij->i", matched_a, b[:, cols]))
+            norms = torch.from_numpy(np.sqrt(squares_a) * np.sqrt(squares_b))
+            return _mean_valid_cosine(inner, norms)
+    scale = power_of_two_scale(X, Y)
+    x, y = X / scale, Y / scale
+    rows, cols = linear_sum_assignment(mm(x.T, y).cpu().numpy(), maximize=True)
+    rows_t, cols_t = torch.as_tensor(rows, device=x.device), torch.as_tensor(cols, device=x.device)
+    inner = (x[:, rows_t] * y[:, cols_t]).sum(dim=1)
+    return _mean_valid_cosine(inner, torch.linalg.vector_norm(x, dim=1) * torch.linalg.vector_norm(y, dim=1))
+
+
+def _mean_valid_cosine(inner: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
+    """Mean of inner / norms over the rows with non-zero norms (no row pair with an all-zero row)."""
     valid = norms > 0
     if not valid.any():
         raise UndefinedMeasureError("aligned_cosine: every row pair has an all-zero row; no cosine is defined")

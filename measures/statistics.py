@@ -16,6 +16,7 @@ from measures._kernels import column_sums, mm, on_numpy
 from measures._memo import one_sided
 from measures._registry import UndefinedMeasureError, register
 from measures._validation import center_columns, require_finite
+from measures.cca import check_choice, power_of_two_scale
 from measures.neighbours import BLOCK_ELEMENTS, nearest_neighbours, pair_values, prepare_rows, scale_to_unit, unit_rows
 
 
@@ -57,16 +58,33 @@ def _magnitude_scaled(x: torch.Tensor, what: str) -> float:
     cost="O(N·D)",
     checks_finite=True,
 )
-def magnitude_difference(X: torch.Tensor, Y: torch.Tensor) -> float:
+def magnitude_difference(X: torch.Tensor, Y: torch.Tensor, *, form: str = "difference") -> float:
     """Absolute difference of the Euclidean norms of the two mean instances.
 
     Formula: D = |‖x̄‖₂ - ‖ȳ‖₂| with x̄ = (1/N) Σ_i x_i. Range [0, ∞); 0 means equal magnitudes (not
     equal representations); symmetric; not a metric. Invariant to permutation and orthogonal maps; not
     to isotropic scaling, translation or invertible linear maps. Widths may differ.
-    Conventions: the norm of the mean instance (Wang et al.); ReSi also has a per-instance NRMSE variant,
-    which is not this measure. The mean is taken after an exact power-of-two rescaling, so huge entries
-    do not overflow; a magnitude beyond the float range raises ``UndefinedMeasureError``.
+    Conventions: the norm of the mean instance (Wang et al.). The mean is taken after an exact
+    power-of-two rescaling, so huge entries do not overflow; a magnitude beyond the float range raises
+    ``UndefinedMeasureError``.
+
+    ``form="nrmse"``: ReSi's ``magnitude_nrmse``, the mean over instances of the normalised RMSE of the
+    two instance norms a_i = ‖x_i‖, b_i = ‖y_i‖ about their mean m_i = (a_i + b_i)/2:
+    NRMSE_i = √(((a_i − m_i)² + (b_i − m_i)²)/2) / |a_i − b_i| (Wang et al. normalise by the range
+    max − min over the compared embeddings; for two it is |a_i − b_i|), with 0/0 = 0. For two values the
+    RMSE is exactly |a_i − b_i|/2, so NRMSE_i = 1/2 whenever a_i ≠ b_i: the value is
+    (1/2)·#{i : ‖x_i‖ ≠ ‖y_i‖}/N, evaluated exactly like that on the computed norms (ReSi's literal
+    formula adds round-off: up to ~0.2 for an instance whose norms differ in the last digits). Range
+    [0, 1/2]; 0 iff every instance keeps its norm. It is a step function: any pair of inputs whose
+    instance norms all differ scores 1/2, and norms equal in exact arithmetic (an orthogonal map or a
+    permutation of one side) can differ by round-off and count as different. The metadata's invariances
+    are those of the default form. Rows are squared and summed in float64 as they are, or, where a
+    square overflows or underflows, after one power-of-two rescaling common to both inputs (exact, so
+    equal norms stay equal).
     """
+    check_choice("magnitude_difference", "form", form, ("difference", "nrmse"))
+    if form == "nrmse":
+        return _nrmse_of_pairs(*_instance_norms("magnitude_difference", X, Y))
     magnitudes = [None, None]
     try:
         # Validation hands over CPU inputs as float64: ``.numpy()`` succeeds exactly for those without
@@ -85,6 +103,34 @@ def magnitude_difference(X: torch.Tensor, Y: torch.Tensor) -> float:
     if not math.isfinite(difference):
         raise UndefinedMeasureError("magnitude_difference: a magnitude exceeds the floating-point range")
     return difference
+
+
+def _nrmse_of_pairs(a: torch.Tensor, b: torch.Tensor) -> float:
+    """(1/N) Σ_i √(((a_i − m_i)² + (b_i − m_i)²)/2) / |a_i − b_i| with m_i = (a_i + b_i)/2 and 0/0 = 0.
+
+    The RMSE of two values about their mean is |a_i − b_i|/2 exactly, so each term is 1/2 where
+    a_i ≠ b_i and 0 where they are equal: the mean is half the share of unequal pairs (no division, no
+    round-off of the literal formula).
+    """
+    return 0.5 * float((a != b).sum()) / a.shape[0]
+
+
+def _instance_norms(name: str, X: torch.Tensor, Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """‖x_i‖ and ‖y_i‖ for every row, with validation's finiteness check fused into the row squares
+    (``checks_finite``). CPU inputs: one pass each (numpy row squares); where a square of a non-zero
+    row overflows or underflows (or another device), the norms of both inputs divided by one common power
+    of two (exact: equal norms stay equal)."""
+    if on_numpy(X, Y):
+        squares = [np.einsum("ij,ij->i", z.numpy(), z.numpy()) for z in (X, Y)]
+        for z, sq, what in ((X, squares[0], "input 1"), (Y, squares[1], "input 2")):
+            require_finite(name, z, what, float(sq.sum()))
+        if all(sq.size == 0 or (sq.max() <= 1e300 and sq.min() >= 1e-280) for sq in squares):
+            return torch.from_numpy(np.sqrt(squares[0])), torch.from_numpy(np.sqrt(squares[1]))
+    else:
+        require_finite(name, X, "input 1", float(X.sum()))
+        require_finite(name, Y, "input 2", float(Y.sum()))
+    scale = power_of_two_scale(X, Y)
+    return torch.linalg.vector_norm(X / scale, dim=1), torch.linalg.vector_norm(Y / scale, dim=1)
 
 
 def _concentricity(name: str, x: torch.Tensor, what: str) -> torch.Tensor:
@@ -132,7 +178,41 @@ def _concentricity(name: str, x: torch.Tensor, what: str) -> torch.Tensor:
                         raise UndefinedMeasureError(
                             f"{name}: the mean instance is zero (to rounding), its direction is undefined")
                 return torch.tensor(float(mean @ weighted) / (mean_norm * n), dtype=x.dtype)
-    scaled, _ = scale_to_unit(x)  # concentricity is scale-invariant; this keeps the mean finite
+    return _instance_concentricities(name, x).mean()
+
+
+def _instance_concentricities_numpy(x: torch.Tensor) -> torch.Tensor | None:
+    """cos(x_i, x̄) for every row of a CPU float64 input in two passes over it: the column sums, then by
+    row blocks of ~4 MiB (cached for both) each row's squared norm and its product with x̄. None where
+    the scaled route must decide (a square outside [1e-280, 1e300]: zero rows, extreme magnitudes; a
+    mean within 1e6 times that route's zero-mean noise bound, which uses max|x| ≤ max_i ‖x_i‖)."""
+    if not (on_numpy(x) and x.dtype == torch.float64 and x.numel()):
+        return None
+    a = x.numpy()
+    n, d = a.shape
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = column_sums(a)
+        mean /= n
+        rows = max(1, (1 << 19) // d)
+        squares, dots = np.empty(n), np.empty(n)
+        for start in range(0, n, rows):
+            block = a[start:start + rows]
+            squares[start:start + rows] = np.matmul(block[:, None, :], block[:, :, None]).reshape(-1)
+            dots[start:start + rows] = block @ mean
+    if not (squares.min() >= 1e-280 and squares.max() <= 1e300):
+        return None
+    mean_norm = float(np.linalg.norm(mean))
+    noise = math.sqrt(d) * n * np.finfo(np.float64).eps * math.sqrt(float(squares.max()))
+    if not mean_norm > 1e6 * noise:
+        return None
+    return torch.from_numpy(dots / (np.sqrt(squares) * mean_norm))
+
+
+def _instance_concentricities(name: str, x: torch.Tensor) -> torch.Tensor:
+    """cos(x_i, x̄) for every row (N values), after an exact power-of-two rescaling (cosines ignore it;
+    it keeps the mean finite). Zero rows and a mean instance that is zero up to rounding raise."""
+    n, d = x.shape
+    scaled, _ = scale_to_unit(x)
     mean = scaled.mean(dim=0)
     # Summing N entries of magnitude ≤ 1 leaves a rounding error of up to about N·eps per column:
     # a mean instance no larger than that has no direction (e.g. column-centred inputs).
@@ -140,7 +220,7 @@ def _concentricity(name: str, x: torch.Tensor, what: str) -> torch.Tensor:
     if torch.linalg.vector_norm(mean) <= noise:
         raise UndefinedMeasureError(f"{name}: the mean instance is zero (to rounding), its direction is undefined")
     direction = mean / torch.linalg.vector_norm(mean)
-    return mm(unit_rows(name, scaled), direction[:, None]).mean()
+    return mm(unit_rows(name, scaled), direction[:, None])[:, 0]
 
 
 @register(
@@ -154,7 +234,7 @@ def _concentricity(name: str, x: torch.Tensor, what: str) -> torch.Tensor:
     cost="O(N·D)",
     checks_finite=True,
 )
-def concentricity_difference(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+def concentricity_difference(X: torch.Tensor, Y: torch.Tensor, *, form: str = "difference") -> torch.Tensor | float:
     """Absolute difference of the mean cosine similarity between each instance and the mean instance.
 
     Formula: D = |c(X) - c(Y)| with c(X) = (1/N) Σ_i cos(x_i, x̄). Range [0, 2] (each c lies in
@@ -163,8 +243,27 @@ def concentricity_difference(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     Conventions: a zero row has no cosine and a mean instance that is zero up to rounding
     (‖x̄‖ ≤ √D·N·eps·max|x|, e.g. column-centred data) has no direction: both raise
     ``UndefinedMeasureError``.
+
+    ``form="nrmse"``: ReSi's ``concentricity_nrmse``, the mean over instances of the normalised RMSE of
+    the two per-instance concentricities α_i = cos(x_i, x̄), β_i = cos(y_i, ȳ) about their mean,
+    NRMSE_i = √(((α_i − m_i)² + (β_i − m_i)²)/2) / |α_i − β_i| with m_i = (α_i + β_i)/2 and 0/0 = 0.
+    As for ``magnitude_difference(form="nrmse")`` every term is 1/2 where α_i ≠ β_i and 0 where equal,
+    so the value is (1/2)·#{i : α_i ≠ β_i}/N on the computed cosines: range [0, 1/2], a step function
+    that scores 1/2 for any pair whose per-instance cosines all differ (round-off included). Same zero-row
+    and zero-mean rules; O(N·D); the metadata's invariances are those of the default form.
     """
     name = "concentricity_difference"
+    check_choice(name, "form", form, ("difference", "nrmse"))
+    if form == "nrmse":
+        values = []
+        for z, what in ((X, "input 1"), (Y, "input 2")):
+            cosines = _instance_concentricities_numpy(z)
+            # a fast result proves every entry finite (its row squares are); else validation's own test
+            if cosines is None:
+                require_finite(name, z, what, float(z.sum()))
+                cosines = _instance_concentricities(name, z)
+            values.append(cosines)
+        return _nrmse_of_pairs(*values)
     return (_concentricity(name, X, "input 1") - _concentricity(name, Y, "input 2")).abs()
 
 

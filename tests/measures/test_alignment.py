@@ -253,6 +253,54 @@ def test_permutation_procrustes_with_tied_columns():
     )
 
 
+def brute_force_permutation_angle(x: np.ndarray, y: np.ndarray) -> float:
+    """arccos of the best matched Frobenius inner product of the unit-norm inputs, over every permutation."""
+    a, b = pad_pair(x / np.linalg.norm(x), y / np.linalg.norm(y))
+    best = max(float(np.sum(a[:, list(p)] * b)) for p in itertools.permutations(range(a.shape[1])))
+    return math.acos(min(max(best, -1.0), 1.0))
+
+
+@pytest.mark.parametrize("widths", [(5, 5), (5, 3), (2, 5)])
+def test_permutation_angular_shape_metric_brute_force(widths):
+    """form="angular" (ReSi's permutation_angular_shape_metric) against every permutation."""
+    rng = np.random.default_rng(33)
+    for _ in range(5):
+        x, y = rng.standard_normal((12, widths[0])) + 0.3, rng.standard_normal((12, widths[1]))
+        assert measures.compute("procrustes_permutation", x, y, form="angular") == pytest.approx(
+            brute_force_permutation_angle(x, y), rel=1e-12)
+    x = rng.standard_normal((30, 6))
+    perm = rng.permutation(6)
+    assert measures.compute("procrustes_permutation", x, 2.5 * x[:, perm], form="angular") == pytest.approx(
+        0.0, abs=1e-7)
+    # one column: the only matching gives cos = −1, the angle π
+    assert measures.compute("procrustes_permutation", x[:, :1], -x[:, :1], form="angular") == pytest.approx(math.pi)
+    with pytest.raises(UndefinedMeasureError, match="all zeros"):
+        measures.compute("procrustes_permutation", np.zeros_like(x), x, form="angular")
+    with pytest.raises(ValueError, match="procrustes_permutation.*form must be one of"):
+        measures.compute("procrustes_permutation", x, x, form="squared")
+
+
+def test_uncentred_angular_procrustes_equals_scipy_rotation():
+    """center=False (ReSi's orthogonal_angular_shape_metric): arccos ⟨X̂Q, Ŷ⟩ with Q from
+    scipy.linalg.orthogonal_procrustes on the unit-Frobenius raw inputs; differs from the centred default."""
+    rng = np.random.default_rng(34)
+    for d1, d2 in ((6, 6), (4, 7), (9, 3)):
+        x, y = rng.standard_normal((40, d1)) + 1.0, rng.standard_normal((40, d2)) + 0.5
+        a, b = pad_pair(x / np.linalg.norm(x), y / np.linalg.norm(y))
+        q, _ = orthogonal_procrustes(a, b)
+        expected = math.acos(min(float(np.sum((a @ q) * b)), 1.0))
+        value = measures.compute("procrustes_angular", x, y, center=False)
+        assert value == pytest.approx(expected, rel=1e-12)
+        # ReSi's plain orthogonal_procrustes: neither centred nor scaled
+        xr, yr = pad_pair(x, y)
+        qr, _ = orthogonal_procrustes(xr, yr)
+        assert measures.compute("procrustes_orthogonal", x, y, center=False, normalize=False) == pytest.approx(
+            np.linalg.norm(xr @ qr - yr), rel=1e-12)
+        assert value != pytest.approx(measures.compute("procrustes_angular", x, y), rel=1e-3)
+    with pytest.raises(UndefinedMeasureError, match="all zeros"):
+        measures.compute("procrustes_angular", np.zeros((40, 3)), x, center=False)
+
+
 def soft_matching_lp(x: np.ndarray, y: np.ndarray) -> float:
     """The transport LP solved by scipy's HiGHS: min Σ P_ij ‖x_i - y_j‖², rows 1/D1, columns 1/D2."""
     d1, d2 = x.shape[1], y.shape[1]
@@ -393,6 +441,41 @@ def test_aligned_cosine_closed_forms(pair):
     assert measures.compute("aligned_cosine", x2, y2) == pytest.approx(expected, abs=1e-12)
     both_signs = [np.mean((a * a + s * b * c) / norms) for s in (1, -1)]
     assert expected == pytest.approx(np.mean(both_signs), abs=1e-12)
+
+
+def permutation_aligned_cosine_oracle(x: np.ndarray, y: np.ndarray) -> float:
+    """Mean row cosine after the column permutation maximising the matched sum, found over every permutation."""
+    a, b = pad_pair(x, y)
+    best = max(itertools.permutations(range(a.shape[1])), key=lambda p: float(np.sum(a[:, list(p)] * b)))
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    keep = norms > 0
+    return float(np.mean(np.sum(a[:, list(best)] * b, axis=1)[keep] / norms[keep]))
+
+
+@pytest.mark.parametrize("widths", [(5, 5), (6, 3), (2, 6)])
+def test_permutation_aligned_cosine_brute_force(widths):
+    """alignment="permutation" (ReSi's permutation_aligned_cossim) against every permutation, zero rows skipped,
+    on the numpy route and the torch route (autograd input)."""
+    rng = np.random.default_rng(39)
+    for _ in range(4):
+        x, y = rng.standard_normal((25, widths[0])) + 0.2, rng.standard_normal((25, widths[1]))
+        x[3] = 0.0
+        expected = permutation_aligned_cosine_oracle(x, y)
+        assert measures.compute("aligned_cosine", x, y, alignment="permutation") == pytest.approx(expected, abs=1e-12)
+        via_torch = measures.compute("aligned_cosine", torch.tensor(x, requires_grad=True), torch.tensor(y),
+                                     alignment="permutation")
+        assert via_torch == pytest.approx(expected, abs=1e-12)
+    x = rng.standard_normal((30, 7))
+    assert measures.compute("aligned_cosine", x, 4.0 * x[:, rng.permutation(7)], alignment="permutation") == (
+        pytest.approx(1.0, abs=1e-12))
+    # extreme magnitudes take the rescaled route and give the same number
+    z = rng.standard_normal((30, 5))
+    assert measures.compute("aligned_cosine", 1e-170 * x, z, alignment="permutation") == pytest.approx(
+        measures.compute("aligned_cosine", x, z, alignment="permutation"), abs=1e-12)
+    with pytest.raises(UndefinedMeasureError, match="all-zero"):
+        measures.compute("aligned_cosine", np.zeros_like(x), x, alignment="permutation")
+    with pytest.raises(ValueError, match="aligned_cosine.*alignment must be one of"):
+        measures.compute("aligned_cosine", x, x, alignment="affine")
 
 
 # --- correlation matching -------------------------------------------------------------------------------

@@ -587,6 +587,86 @@ def test_rsm_norm_difference_scale_and_magnitudes(xy):
     assert measures.compute("rsm_norm_difference", x, x + 7.0) == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(5, 3, 2), (40, 6, 6), (90, 7, 12), (150, 20, 5), (30, 40, 25)])
+def test_rsm_norm_difference_spectral_equals_dense_svd(shape):
+    """norm="spectral" (ReSi's np.linalg.norm(S - S', ord=2)) against LAPACK's singular values of the full
+    difference (scipy.spatial distances; the Gram difference formed directly), below and above the
+    dense/Lanczos switch and with 2D ≥ N for the linear RSM."""
+    n, d1, d2 = shape
+    rng = np.random.default_rng(n)
+    x, y = rng.standard_normal((n, d1)) + 2.0, 0.5 * rng.standard_normal((n, d2)) - 1.0
+    diff = squareform(pdist(x)) - squareform(pdist(y))
+    assert measures.compute("rsm_norm_difference", x, y, norm="spectral") == pytest.approx(
+        scipy.linalg.svdvals(diff)[0], rel=1e-12)
+    assert measures.compute("rsm_norm_difference", x, y, inner="linear", norm="spectral") == pytest.approx(
+        scipy.linalg.svdvals(x @ x.T - y @ y.T)[0], rel=1e-12)
+    # the same number from torch (autograd inputs take the torch route)
+    value = measures.compute("rsm_norm_difference", torch.tensor(x, requires_grad=True), torch.tensor(y),
+                             norm="spectral")
+    assert value == pytest.approx(scipy.linalg.svdvals(diff)[0], rel=1e-12)
+
+
+def test_rsm_norm_difference_spectral_properties(xy):
+    x, y = xy
+    spectral = measures.compute("rsm_norm_difference", x, y, norm="spectral")
+    frobenius = measures.compute("rsm_norm_difference", x, y)
+    assert frobenius / math.sqrt(len(x)) <= spectral <= frobenius
+    assert measures.compute("rsm_norm_difference", 3.0 * x, 3.0 * y, norm="spectral") == pytest.approx(
+        3.0 * spectral, rel=1e-12)
+    assert measures.compute("rsm_norm_difference", 1e200 * x, 1e200 * y, norm="spectral") == pytest.approx(
+        1e200 * spectral, rel=1e-10)
+    assert measures.compute("rsm_norm_difference", x, x, norm="spectral") == 0.0
+    assert measures.compute("rsm_norm_difference", x, x + 7.0, norm="spectral") == pytest.approx(0.0, abs=1e-12)
+    # linear RSM: XXᵀ − YYᵀ for X ≈ Y has no cancellation in the ½(UVᵀ + VUᵀ) form
+    near = x + 1e-9 * np.random.default_rng(5).standard_normal(x.shape)
+    t = near - x  # exact (Sterbenz)
+    expected = scipy.linalg.svdvals(near @ t.T + t @ x.T)[0]  # (x+t)(x+t)ᵀ − xxᵀ, factored by hand
+    assert measures.compute("rsm_norm_difference", near, x, inner="linear", norm="spectral") == pytest.approx(
+        expected, rel=1e-8)
+
+
+def test_rsm_norm_difference_spectral_of_a_rank_two_difference():
+    """One moved instance: D_X − D_Y is non-zero in one row and column only (rank 2), where Lanczos meets
+    an invariant subspace after two steps."""
+    x = np.random.default_rng(6).standard_normal((120, 5))
+    y = x.copy()
+    y[7] += 3.0
+    expected = scipy.linalg.svdvals(squareform(pdist(x)) - squareform(pdist(y)))[0]
+    assert measures.compute("rsm_norm_difference", x, y, norm="spectral") == pytest.approx(expected, rel=1e-12)
+
+
+def test_largest_abs_eigenvalue_with_nearly_tied_ends():
+    """The Lanczos helper on symmetric matrices whose largest |λ| is nearly tied between both ends of the
+    spectrum (only the upper triangle is filled), against LAPACK's eigenvalues."""
+    rng = np.random.default_rng(9)
+    q = np.linalg.qr(rng.standard_normal((200, 200)))[0]
+    for top in (5.0, -5.0):
+        eigenvalues = np.concatenate([[top, -top * (1 - 1e-6)], rng.uniform(-4.5, 4.5, 198)])
+        full = (q * eigenvalues) @ q.T
+        upper = np.triu(full)
+        assert measures.rsm._largest_abs_eigenvalue(upper) == pytest.approx(5.0, rel=1e-12)
+    assert measures.rsm._largest_abs_eigenvalue(np.zeros((100, 100))) == 0.0
+
+
+def test_largest_abs_eigenvalue_falls_back_to_dense_eigenvalues(monkeypatch):
+    """Should ARPACK not converge, the dense eigenvalues give the value."""
+    import scipy.sparse.linalg
+
+    def no_convergence(*args, **kwargs):
+        raise scipy.sparse.linalg.ArpackNoConvergence("forced", np.zeros(0), np.zeros((0, 0)))
+
+    monkeypatch.setattr(scipy.sparse.linalg, "eigsh", no_convergence)
+    a = np.random.default_rng(10).standard_normal((100, 100))
+    a += a.T
+    assert measures.rsm._largest_abs_eigenvalue(np.triu(a)) == pytest.approx(
+        np.abs(np.linalg.eigvalsh(a)).max(), rel=1e-12)
+
+
+def test_rsm_norm_difference_bad_norm(xy):
+    with pytest.raises(ValueError, match="rsm_norm_difference.*norm must be one of"):
+        measures.compute("rsm_norm_difference", *xy, norm="nuclear")
+
+
 # --- distance_correlation -------------------------------------------------------------------------------------
 
 

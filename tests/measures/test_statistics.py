@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -46,6 +47,62 @@ def test_magnitude_constructed_and_extreme_magnitudes():
 
 
 # ---------------------------------------------------------------- concentricity
+
+
+def literal_nrmse(a: np.ndarray, b: np.ndarray) -> float:
+    """The per-instance NRMSE formula term by term, exactly: with m = (a + b)/2, the squared ratio
+    ((a − m)² + (b − m)²)/2 / (a − b)² in rational arithmetic (0/0 = 0), its square root taken in floats."""
+    from fractions import Fraction
+
+    terms = []
+    for ai, bi in zip(a.tolist(), b.tolist()):
+        fa, fb = Fraction(ai), Fraction(bi)
+        if fa == fb:
+            terms.append(0.0)
+            continue
+        mean = (fa + fb) / 2
+        terms.append(math.sqrt(((fa - mean) ** 2 + (fb - mean) ** 2) / 2 / (fa - fb) ** 2))
+    return float(np.mean(terms))
+
+
+def test_magnitude_nrmse_formula():
+    """form="nrmse" (ReSi's magnitude_nrmse) against the literal formula on the instance norms, with some
+    instances of equal norm (0 terms: sign flips and zero rows)."""
+    rng = np.random.default_rng(12)
+    x, y = rng.standard_normal((60, 5)), rng.standard_normal((60, 5))
+    # same norms, bit for bit in any summation order: signs flipped (a permutation of the entries would
+    # keep the norm in exact arithmetic only; its round-off may differ, which this step function sees)
+    y[:20] = -x[:20]
+    y[20:25] = 0.0
+    x[20:25] = 0.0  # zero rows on both sides: equal norms
+    norms_x, norms_y = np.linalg.norm(x, axis=1), np.linalg.norm(y, axis=1)
+    expected = literal_nrmse(norms_x, norms_y)
+    assert measures.compute("magnitude_difference", x, y, form="nrmse") == pytest.approx(expected, abs=1e-15)
+    assert expected == pytest.approx(0.5 * np.mean(norms_x != norms_y), abs=1e-15)
+    assert measures.compute("magnitude_difference", x, x, form="nrmse") == 0.0
+    assert measures.compute("magnitude_difference", 1e200 * x, 1e200 * y, form="nrmse") == pytest.approx(expected)
+    assert measures.compute("magnitude_difference", 1e-170 * x, 1e-170 * y, form="nrmse") == pytest.approx(expected)
+    # one fixed point of the step function: every norm differs, 1/2 whatever the inputs
+    assert measures.compute("magnitude_difference", x[25:], 2.0 * x[25:], form="nrmse") == 0.5
+    with pytest.raises(ValueError, match="magnitude_difference.*form must be one of"):
+        measures.compute("magnitude_difference", x, y, form="rmse")
+
+
+def test_concentricity_nrmse_formula():
+    """form="nrmse" (ReSi's concentricity_nrmse) against the literal formula on cos(x_i, x̄) from sklearn."""
+    rng = np.random.default_rng(13)
+    x, y = rng.standard_normal((50, 6)) + 1.0, rng.standard_normal((50, 4)) + 0.5
+    alpha = cosine_similarity(x, x.mean(axis=0, keepdims=True))[:, 0]
+    beta = cosine_similarity(y, y.mean(axis=0, keepdims=True))[:, 0]
+    expected = literal_nrmse(alpha, beta)
+    assert measures.compute("concentricity_difference", x, y, form="nrmse") == pytest.approx(expected, abs=1e-15)
+    assert measures.compute("concentricity_difference", x, x, form="nrmse") == 0.0
+    # tiny magnitudes (row squares underflow) take the rescaled route: the same cosines up to round-off
+    assert measures.compute("concentricity_difference", 1e-170 * x, y, form="nrmse") == pytest.approx(expected)
+    with pytest.raises(UndefinedMeasureError, match="zero row"):
+        measures.compute("concentricity_difference", np.vstack([x[:-1], np.zeros((1, 6))]), y, form="nrmse")
+    with pytest.raises(UndefinedMeasureError, match="mean instance is zero"):
+        measures.compute("concentricity_difference", x - x.mean(axis=0), y, form="nrmse")
 
 
 def test_concentricity_numpy_closed_form():
