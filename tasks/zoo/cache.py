@@ -23,7 +23,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -56,6 +56,18 @@ TRAINING_VERSION = "1"
 #: measures ask for both models of every row (~10,000 loads in the default benchmark, 2-13 ms each).
 LOADED_MODELS = 64
 _loaded: OrderedDict[tuple, tuple[tuple[int, int, int], torch.nn.Module]] = OrderedDict()
+
+
+#: Datasets made from their config alone kept per process, and the versions of them that interventions
+#: prepare (shortcut markers): each job makes its own ZooCache, and a worker runs many jobs on the same data
+#: (generating the language domain's sentences takes ~0.2 s; the markers ~1.5 ms, asked for by every
+#: functional measure's row).
+KEPT_DATASETS = 32
+_datasets: OrderedDict[tuple, datasets.Dataset] = OrderedDict()
+
+
+def _load(data_cfg: dict[str, Any]) -> datasets.Dataset:
+    return datasets.load(data_cfg["name"], **{k: v for k, v in data_cfg.items() if k != "name"})
 
 
 #: data-config keys that say where files are, not what the data is: never part of a key
@@ -139,20 +151,39 @@ class ZooCache:
     def __init__(self, root: Path, device: str = "cpu"):
         self.root = Path(root)
         self.device = device
-        self._data: dict[str, datasets.Dataset] = {}
+        self._files: dict[tuple, datasets.Dataset] = {}
         self.trained = 0
         self.extracted = 0
 
     def dataset(self, data_cfg: dict[str, Any]) -> datasets.Dataset:
-        key = content_key(data_cfg)
-        if key not in self._data:
-            cfg = dict(data_cfg)
-            self._data[key] = datasets.load(cfg.pop("name"), **cfg)
-        return self._data[key]
+        """The dataset of ``data_cfg`` (loaded once, see :meth:`_kept`; callers share it and must not change
+        its arrays)."""
+        return self._kept(data_cfg, ("data", content_key(data_cfg)), lambda: _load(data_cfg))
 
     def data_for(self, spec: ModelSpec) -> datasets.Dataset:
-        """The dataset as the model of ``spec`` sees it (interventions that change inputs applied)."""
-        return prepare_data(self.dataset(spec.data), spec.intervention, spec.seed)
+        """The dataset as the model of ``spec`` sees it (interventions that change inputs applied), made
+        once like :meth:`dataset`."""
+        data = self.dataset(spec.data)
+        if spec.intervention.get("shortcut") is None:
+            return prepare_data(data, spec.intervention, spec.seed)  # the dataset itself
+        key = ("prepared", content_key(spec.data), content_key(spec.intervention), spec.seed)
+        return self._kept(spec.data, key, lambda: prepare_data(data, spec.intervention, spec.seed))
+
+    def _kept(self, data_cfg: dict[str, Any], key: tuple, make: Callable[[], datasets.Dataset]) -> datasets.Dataset:
+        """``make()``, or what it returned for ``key`` before: data made from its config alone (generated or
+        bundled with a package) once per process (:data:`KEPT_DATASETS`, least recently used dropped), data
+        read from files (its config has a location key such as ``root``) once per ZooCache."""
+        if any(k in data_cfg for k in LOCATION_KEYS):
+            if key not in self._files:
+                self._files[key] = make()
+            return self._files[key]
+        if key in _datasets:
+            _datasets.move_to_end(key)
+            return _datasets[key]
+        data = _datasets[key] = make()
+        while len(_datasets) > KEPT_DATASETS:
+            _datasets.popitem(last=False)
+        return data
 
     def build(self, spec: ModelSpec) -> torch.nn.Sequential:
         data = self.data_for(spec)
