@@ -58,6 +58,23 @@ LOADED_MODELS = 64
 _loaded: OrderedDict[tuple, tuple[tuple[int, int, int], torch.nn.Module]] = OrderedDict()
 
 
+#: Bytes of representation arrays kept per process by :meth:`ZooCache.representations` (each job reads its
+#: model's and every partner's file, ~1-7 ms each with the CRC check; a group job has up to 14 partners).
+KEPT_REPRESENTATION_BYTES = 256 * 2**20
+_arrays: OrderedDict[str, tuple[tuple[int, int, int], dict[str, np.ndarray], int]] = OrderedDict()
+
+
+def _keep_arrays(path: str, signature: tuple[int, int, int] | None, arrays: dict[str, np.ndarray]) -> None:
+    """Keep ``arrays``, read from (or just written to) the file with ``signature``, for later calls."""
+    _arrays.pop(path, None)
+    size = sum(a.nbytes for a in arrays.values())
+    if signature is None or size > KEPT_REPRESENTATION_BYTES:
+        return
+    _arrays[path] = (signature, dict(arrays), size)
+    while sum(entry[2] for entry in _arrays.values()) > KEPT_REPRESENTATION_BYTES:
+        _arrays.popitem(last=False)
+
+
 #: Datasets made from their config alone kept per process, and the versions of them that interventions
 #: prepare (shortcut markers): each job makes its own ZooCache, and a worker runs many jobs on the same data
 #: (generating the language domain's sentences takes ~0.2 s; the markers ~1.5 ms, asked for by every
@@ -308,23 +325,34 @@ class ZooCache:
 
         Keys: ``rep/<layer>`` (N x D, conv maps flattened channel-major), ``pre/<layer>`` (the
         affine output feeding each ReLU, flattened), ``logits``, ``probabilities``, ``labels``.
+
+        The arrays of an unchanged file are kept in this process (:data:`KEPT_REPRESENTATION_BYTES`, keyed by
+        the file's path, size, mtime and inode), so a job that compares its model with many partners, and
+        the later jobs of a worker, read and check each file once; callers share the arrays (as the rows of
+        one pair always have) and must not change them.
         """
         path = self.root / "representations" / f"{variant.key}.npz"
+        signature = _file_signature(path)
+        kept = _arrays.get(str(path))
+        if signature is not None and kept is not None and kept[0] == signature:
+            _arrays.move_to_end(str(path))
+            return dict(kept[1])
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = read_arrays(path)
-        if arrays is not None:
-            return arrays
-        with FileLock(str(path) + ".lock"):
-            arrays = read_arrays(path)
-            if arrays is None:
-                if path.exists():
-                    log.warning("repairing damaged representation file %s (unreadable or failed its CRCs): "
-                                "extracting it again", path)
-                model = self.variant_model(variant)
-                arrays = extract(model, self.data_for(variant.model))
-                write_arrays(arrays, path)
-                self.extracted += 1
-        return arrays
+        if arrays is None:
+            with FileLock(str(path) + ".lock"):
+                arrays = read_arrays(path)
+                if arrays is None:
+                    if path.exists():
+                        log.warning("repairing damaged representation file %s (unreadable or failed its CRCs): "
+                                    "extracting it again", path)
+                    model = self.variant_model(variant)
+                    arrays = extract(model, self.data_for(variant.model))
+                    write_arrays(arrays, path)
+                    self.extracted += 1
+                signature = _file_signature(path)
+        _keep_arrays(str(path), signature, arrays)
+        return dict(arrays)
 
     def variant_model(self, variant: Variant) -> torch.nn.Sequential:
         """The model of ``variant`` (its trained model, perturbed when ``variant.scale`` > 0).
