@@ -7,7 +7,7 @@ import math
 import numbers
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -109,7 +109,7 @@ class FlatAdam:
     whole buffer once per tensor); call it when training ends.
     """
 
-    def __init__(self, params: Any, lr: float, weight_decay: float = 0.0):
+    def __init__(self, params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.0):
         self.params = [p for p in params if p.requires_grad]
         self.lr, self.weight_decay = lr, weight_decay
         groups: dict[tuple[torch.dtype, torch.device], list[nn.Parameter]] = {}
@@ -138,12 +138,15 @@ class FlatAdam:
         self.optimizer = torch.optim.Adam([f for f, _, _ in self._flat] + loose, lr=lr, weight_decay=weight_decay)
         self._per_parameter: torch.optim.Adam | None = None
 
-    def zero_grad(self) -> None:
-        """Drop every parameter's gradient (``set_to_none``, as :func:`train` did with Adam's own)."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop every parameter's gradient (a step gathers new ones; zeroed gradients are not supported)."""
+        if not set_to_none:
+            raise ValueError("FlatAdam.zero_grad: only set_to_none=True is supported")
         for p in self.params:
             p.grad = None
 
     def step(self) -> None:
+        """One Adam step of every parameter with a gradient, as ``torch.optim.Adam.step`` takes it."""
         if self._per_parameter is None and any(p.grad is None for p in self.params):
             self._split()
         if self._per_parameter is not None:
@@ -243,7 +246,8 @@ def train(model: nn.Module, data: Dataset, *, seed: int, epochs: int, batch_size
     noise_gen = torch.Generator().manual_seed(streams["augmentation"])
     x_train, y_train = torch.from_numpy(data.x_train).to(device), torch.from_numpy(y).to(device)
     order = torch.Generator().manual_seed(streams["data_order"])
-    # on the CPU the same Adam steps on one flat buffer (FlatAdam: same weights, ~40x fewer operations)
+    # on the CPU the same Adam steps on one flat buffer (FlatAdam: the same weights, ~9 operations per step
+    # instead of ~9 per parameter tensor)
     flat = torch.device(device).type == "cpu"
     optimizer = (FlatAdam if flat else torch.optim.Adam)(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
@@ -262,7 +266,7 @@ def train(model: nn.Module, data: Dataset, *, seed: int, epochs: int, batch_size
             perm = torch.randperm(x_train.shape[0], generator=order).to(device)
             for start in range(0, x_train.shape[0], batch_size):
                 idx = perm[start : start + batch_size]
-                optimizer.zero_grad() if flat else optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(model(augment(x_train[idx], sigma_max, noise_gen)), y_train[idx])
                 if not torch.isfinite(loss):
                     # Adam would carry NaN into every weight; the model is recorded as diverged instead

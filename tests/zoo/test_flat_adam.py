@@ -28,7 +28,7 @@ def assert_same_bits(a: nn.Module, b: nn.Module) -> None:
 def run_steps(model: nn.Module, optimiser, batches: list[tuple[torch.Tensor, torch.Tensor]], flat: bool) -> None:
     loss_fn = nn.CrossEntropyLoss()
     for x, y in batches:
-        optimiser.zero_grad() if flat else optimiser.zero_grad(set_to_none=True)
+        optimiser.zero_grad(set_to_none=True)
         loss_fn(model(x), y).backward()
         optimiser.step()
     if flat:
