@@ -23,7 +23,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -56,6 +56,35 @@ TRAINING_VERSION = "1"
 #: measures ask for both models of every row (~10,000 loads in the default benchmark, 2-13 ms each).
 LOADED_MODELS = 64
 _loaded: OrderedDict[tuple, tuple[tuple[int, int, int], torch.nn.Module]] = OrderedDict()
+
+
+#: Bytes of representation arrays kept per process by :meth:`ZooCache.representations` (each job reads its
+#: model's and every partner's file, ~1-7 ms each with the CRC check; a group job has up to 14 partners).
+KEPT_REPRESENTATION_BYTES = 256 * 2**20
+_arrays: OrderedDict[str, tuple[tuple[int, int, int], dict[str, np.ndarray], int]] = OrderedDict()
+
+
+def _keep_arrays(path: str, signature: tuple[int, int, int] | None, arrays: dict[str, np.ndarray]) -> None:
+    """Keep ``arrays``, read from (or just written to) the file with ``signature``, for later calls."""
+    _arrays.pop(path, None)
+    size = sum(a.nbytes for a in arrays.values())
+    if signature is None or size > KEPT_REPRESENTATION_BYTES:
+        return
+    _arrays[path] = (signature, dict(arrays), size)
+    while sum(entry[2] for entry in _arrays.values()) > KEPT_REPRESENTATION_BYTES:
+        _arrays.popitem(last=False)
+
+
+#: Datasets made from their config alone kept per process, and the versions of them that interventions
+#: prepare (shortcut markers): each job makes its own ZooCache, and a worker runs many jobs on the same data
+#: (generating the language domain's sentences takes ~0.2 s; the markers ~1.5 ms, asked for by every
+#: functional measure's row).
+KEPT_DATASETS = 32
+_datasets: OrderedDict[tuple, datasets.Dataset] = OrderedDict()
+
+
+def _load(data_cfg: dict[str, Any]) -> datasets.Dataset:
+    return datasets.load(data_cfg["name"], **{k: v for k, v in data_cfg.items() if k != "name"})
 
 
 #: data-config keys that say where files are, not what the data is: never part of a key
@@ -139,20 +168,39 @@ class ZooCache:
     def __init__(self, root: Path, device: str = "cpu"):
         self.root = Path(root)
         self.device = device
-        self._data: dict[str, datasets.Dataset] = {}
+        self._files: dict[tuple, datasets.Dataset] = {}
         self.trained = 0
         self.extracted = 0
 
     def dataset(self, data_cfg: dict[str, Any]) -> datasets.Dataset:
-        key = content_key(data_cfg)
-        if key not in self._data:
-            cfg = dict(data_cfg)
-            self._data[key] = datasets.load(cfg.pop("name"), **cfg)
-        return self._data[key]
+        """The dataset of ``data_cfg`` (loaded once, see :meth:`_kept`; callers share it and must not change
+        its arrays)."""
+        return self._kept(data_cfg, ("data", content_key(data_cfg)), lambda: _load(data_cfg))
 
     def data_for(self, spec: ModelSpec) -> datasets.Dataset:
-        """The dataset as the model of ``spec`` sees it (interventions that change inputs applied)."""
-        return prepare_data(self.dataset(spec.data), spec.intervention, spec.seed)
+        """The dataset as the model of ``spec`` sees it (interventions that change inputs applied), made
+        once like :meth:`dataset`."""
+        data = self.dataset(spec.data)
+        if spec.intervention.get("shortcut") is None:
+            return prepare_data(data, spec.intervention, spec.seed)  # the dataset itself
+        key = ("prepared", content_key(spec.data), content_key(spec.intervention), spec.seed)
+        return self._kept(spec.data, key, lambda: prepare_data(data, spec.intervention, spec.seed))
+
+    def _kept(self, data_cfg: dict[str, Any], key: tuple, make: Callable[[], datasets.Dataset]) -> datasets.Dataset:
+        """``make()``, or what it returned for ``key`` before: data made from its config alone (generated or
+        bundled with a package) once per process (:data:`KEPT_DATASETS`, least recently used dropped), data
+        read from files (its config has a location key such as ``root``) once per ZooCache."""
+        if any(k in data_cfg for k in LOCATION_KEYS):
+            if key not in self._files:
+                self._files[key] = make()
+            return self._files[key]
+        if key in _datasets:
+            _datasets.move_to_end(key)
+            return _datasets[key]
+        data = _datasets[key] = make()
+        while len(_datasets) > KEPT_DATASETS:
+            _datasets.popitem(last=False)
+        return data
 
     def build(self, spec: ModelSpec) -> torch.nn.Sequential:
         data = self.data_for(spec)
@@ -277,23 +325,34 @@ class ZooCache:
 
         Keys: ``rep/<layer>`` (N x D, conv maps flattened channel-major), ``pre/<layer>`` (the
         affine output feeding each ReLU, flattened), ``logits``, ``probabilities``, ``labels``.
+
+        The arrays of an unchanged file are kept in this process (:data:`KEPT_REPRESENTATION_BYTES`, keyed by
+        the file's path, size, mtime and inode), so a job that compares its model with many partners, and
+        the later jobs of a worker, read and check each file once; callers share the arrays (as the rows of
+        one pair always have) and must not change them.
         """
         path = self.root / "representations" / f"{variant.key}.npz"
+        signature = _file_signature(path)
+        kept = _arrays.get(str(path))
+        if signature is not None and kept is not None and kept[0] == signature:
+            _arrays.move_to_end(str(path))
+            return dict(kept[1])
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = read_arrays(path)
-        if arrays is not None:
-            return arrays
-        with FileLock(str(path) + ".lock"):
-            arrays = read_arrays(path)
-            if arrays is None:
-                if path.exists():
-                    log.warning("repairing damaged representation file %s (unreadable or failed its CRCs): "
-                                "extracting it again", path)
-                model = self.variant_model(variant)
-                arrays = extract(model, self.data_for(variant.model))
-                write_arrays(arrays, path)
-                self.extracted += 1
-        return arrays
+        if arrays is None:
+            with FileLock(str(path) + ".lock"):
+                arrays = read_arrays(path)
+                if arrays is None:
+                    if path.exists():
+                        log.warning("repairing damaged representation file %s (unreadable or failed its CRCs): "
+                                    "extracting it again", path)
+                    model = self.variant_model(variant)
+                    arrays = extract(model, self.data_for(variant.model))
+                    write_arrays(arrays, path)
+                    self.extracted += 1
+                signature = _file_signature(path)
+        _keep_arrays(str(path), signature, arrays)
+        return dict(arrays)
 
     def variant_model(self, variant: Variant) -> torch.nn.Sequential:
         """The model of ``variant`` (its trained model, perturbed when ``variant.scale`` > 0).
