@@ -262,10 +262,12 @@ def _run_job(cfg: DictConfig) -> JobResult:
             new_rows += [_row(task, _directed(pair, task), sweep, key, cache.device, status="undefined", error=str(exc))
                          for task in todo]
             continue
+        # every row of the pair carries both models' probe accuracies: computed once per pair, not per row
+        accuracies = (_probe_accuracy(arrays_a), _probe_accuracy(arrays_b))
         # no per-job bars under the sweep command, which shows one progress line for all jobs
         quiet = len(todo) < 20 or bool(os.environ.get("SIMBENCH_PROGRESS_DIR"))
         for task in tqdm(todo, desc=f"{pair.pair_type} pair", leave=False, disable=quiet, mininterval=1.0):
-            new_rows.append(_compute_row(task, pair, arrays_a, arrays_b, cache, sweep, key))
+            new_rows.append(_compute_row(task, pair, arrays_a, arrays_b, accuracies, cache, sweep, key))
 
     todo = [t for t in group_tasks if t["row_key"] not in done]
     if todo:
@@ -277,7 +279,9 @@ def _run_job(cfg: DictConfig) -> JobResult:
             new_rows += [_row(t, pair, sweep, key, cache.device, status="undefined", error=str(exc), n_models=len(group))
                          for t in todo]
         else:
-            new_rows += [_compute_row(t, pair, group_arrays[0], group_arrays[-1], cache, sweep, key, group_arrays)
+            accuracies = (_probe_accuracy(group_arrays[0]), _probe_accuracy(group_arrays[-1]))
+            new_rows += [_compute_row(t, pair, group_arrays[0], group_arrays[-1], accuracies, cache, sweep, key,
+                                      group_arrays)
                          for t in todo]
 
     n_expected = len(expected)
@@ -605,11 +609,15 @@ def _directed(pair: Pair, task: dict[str, Any]) -> Pair:
     return Pair(pair.pair_type, pair.b, pair.a) if task["swap"] else pair
 
 
-def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dict, cache: ZooCache,
-                 sweep: str, key: str, group_arrays: list[dict] | None = None) -> dict[str, Any]:
+def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dict, accuracies: tuple[float, float],
+                 cache: ZooCache, sweep: str, key: str, group_arrays: list[dict] | None = None) -> dict[str, Any]:
+    """The result row of ``task`` on the pair's loaded arrays; ``accuracies`` are the probe accuracies
+    of ``arrays_a`` and ``arrays_b`` (:func:`_probe_accuracy`, computed once per pair by the caller)."""
     name, la, lb = task["measure"], task["layer_a"], task["layer_b"]
+    accuracy_a, accuracy_b = accuracies
     if task["swap"]:
         arrays_a, arrays_b = arrays_b, arrays_a
+        accuracy_a, accuracy_b = accuracy_b, accuracy_a
     pair = _directed(pair, task)
     info = measures.info(name)
     kwargs = {k: v for k, v in task["params"].items() if k not in ("probe", "labels")}
@@ -642,26 +650,13 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
                 n_models=len(group_arrays) if group_arrays else 2, significance=significance,
                 n=int(shape_a[0]) if shape_a else int(arrays_a["labels"].shape[0]),
                 d_a=int(shape_a[1]) if len(shape_a) == 2 else -1, d_b=int(shape_b[1]) if len(shape_b) == 2 else -1,
-                accuracy_a=_probe_accuracy(arrays_a), accuracy_b=_probe_accuracy(arrays_b))
-
-
-#: logits id -> (logits, labels, accuracy) for :func:`_probe_accuracy`; holding the arrays keeps their ids
-#: from being reused while they are in here
-_accuracies: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+                accuracy_a=accuracy_a, accuracy_b=accuracy_b)
 
 
 def _probe_accuracy(arrays: dict[str, np.ndarray]) -> float:
-    """Probe-set accuracy of a variant's extracted outputs, computed once per loaded set of arrays (a
-    result row carries both models' accuracies; a job writes hundreds of rows per pair)."""
-    logits, labels = arrays["logits"], arrays["labels"]
-    hit = _accuracies.get(id(logits))
-    if hit is not None and hit[0] is logits and hit[1] is labels:
-        return hit[2]
-    accuracy = float((logits.argmax(1) == labels).mean())
-    if len(_accuracies) >= 64:
-        _accuracies.clear()
-    _accuracies[id(logits)] = (logits, labels, accuracy)
-    return accuracy
+    """Probe-set accuracy of a variant's extracted outputs (the share of probe inputs whose largest
+    logit is the label)."""
+    return float((arrays["logits"].argmax(1) == arrays["labels"]).mean())
 
 
 def compute_status(name: str, inputs: tuple, kwargs: dict[str, Any]) -> tuple[str, str, float, float]:

@@ -8,10 +8,12 @@ shard. When the jobs have returned, the shards are collected into ``scores.parqu
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import dataclasses
 import functools
+import gc
 import hashlib
 import logging
 import os
@@ -670,8 +672,34 @@ def _pool_job(cfg: DictConfig, log_file: Path) -> None:
     except Exception:
         log.exception("job failed: %s", log_file.parent)
         raise
+    _freeze_long_lived()
     if os.environ.get(PROGRESS_DIR):
         tempfile.mkstemp(dir=os.environ[PROGRESS_DIR], suffix=".done")
+
+
+#: whether this process has moved its long-lived objects out of the garbage collector's sight
+_frozen = False
+
+
+def _freeze_long_lived() -> None:
+    """After a pool worker's first job: collect, then ``gc.freeze()`` every object still alive (once).
+
+    Why: joblib's loky worker calls ``gc.collect()`` after every task (at most once a second; without
+    psutil it has no memory check to do instead), and a full collection walks every tracked object:
+    ~480,000 once torch, pandas, Hydra, the zoo and the measures are imported (most of them during the
+    first job), 0.2-0.4 s per job, which left each worker idle ~0.23 s between jobs on the default
+    benchmark (~8 % of its time). Frozen objects are never examined or collected again; they are the
+    imported modules' classes, functions and tables, which live as long as the process, plus what the
+    first job left in the in-process caches, which is freed by reference counting when evicted. Objects
+    created later, e.g. each job's config with its parent links, are collected as before. They are
+    unfrozen at exit, so that the interpreter's shutdown frees them as it would otherwise (extension
+    types, e.g. triton's through nanobind, report frozen instances as leaked)."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
+        atexit.register(gc.unfreeze)
 
 
 def _materialiser(cells: list[DictConfig]) -> Callable[[str], None]:

@@ -362,12 +362,21 @@ ROUND_OFF = 1e-9  # a drift at most this (relative to the measure's scale) is ro
 def delete_components(x: np.ndarray, k: int) -> np.ndarray:
     """Remove the k lowest-variance principal directions of the centred representation (the mean is
     kept), i.e. project onto the span of the remaining rank(X) − k leading directions."""
+    return deletion_series(x, [k])[k]
+
+
+def deletion_series(x: np.ndarray, ks: list[int]) -> dict[int, np.ndarray]:
+    """:func:`delete_components` for every k in ``ks`` from one SVD of the centred ``x`` (it does not
+    depend on k: one SVD per representation instead of one per k, the same arrays bit for bit)."""
     mean = x.mean(axis=0)
-    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    centred = x - mean
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
     rank = int((s > s[0] * 1e-10).sum()) if s.size else 0
-    keep = max(rank - k, 0)
-    v = vt[:keep]
-    return (x - mean) @ v.T @ v + mean
+    deleted = {}
+    for k in ks:
+        v = vt[:max(rank - k, 0)]
+        deleted[k] = centred @ v.T @ v + mean
+    return deleted
 
 
 def probe_accuracy(x: np.ndarray, labels: np.ndarray) -> float:
@@ -398,7 +407,7 @@ def pc_deletion(ctx: AnalysisContext) -> AnalysisResult:
         x, labels = arrays[f"rep/{layer}"][keep].astype(np.float64), arrays["labels"][keep]
         rank = np.linalg.matrix_rank(x - x.mean(0))
         ks = sorted({int(round(f * rank)) for f in np.linspace(0, 1, 9)} - {rank}) or [0]
-        deleted = {k: delete_components(x, k) for k in ks}
+        deleted = deletion_series(x, ks)
         acc = np.array([probe_accuracy(deleted[k], labels) for k in ks])
         for measure in sorted(chosen):
             info = measures.info(measure)

@@ -364,7 +364,8 @@ def test_cross_barcode_same_bars_as_ripser_on_the_a_first_matrix(rng):
 
 def test_first_of_each_row_keeps_the_rows_numpy_unique_keeps(rng):
     """geometry_score's witness deduplication against np.unique(axis=0, return_index=True): repeated rows,
-    -0.0 against +0.0, rows equal but for one entry, one row, all rows equal."""
+    -0.0 against +0.0, rows equal but for one entry, one row, all rows equal, distinct rows (all sums
+    distinct), distinct rows with equal sums (permuted entries)."""
     from measures.topology import _first_of_each_row
 
     base = rng.integers(0, 3, size=(60, 5)).astype(float)  # few values: many repeated rows
@@ -372,6 +373,7 @@ def test_first_of_each_row_keeps_the_rows_numpy_unique_keeps(rng):
     base[9] = np.where(base[3] == 0, -0.0, base[3])  # row 3 with its zeros negative: equal as values
     assert (base[3] == 0).any() and np.signbit(base[9]).any()
     base[11] = base[3] + np.array([0, 0, 0, 0, 1e-300])
-    for rows in (base, base[:1], np.zeros((8, 4)), np.vstack([np.zeros(4), -np.zeros(4)]), rng.standard_normal((40, 6))):
+    for rows in (base, base[:1], np.zeros((8, 4)), np.vstack([np.zeros(4), -np.zeros(4)]), rng.standard_normal((40, 6)),
+                 np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [2.0, 1.0, 3.0], [3.0, 2.0, 1.0]])):
         _, first = np.unique(rows, axis=0, return_index=True)
         np.testing.assert_array_equal(_first_of_each_row(rows), np.sort(first))

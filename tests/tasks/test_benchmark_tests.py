@@ -29,6 +29,7 @@ from tasks.storage import write_arrays
 from tasks.base import AnalysisContext
 from tasks.benchmark_tests import (
     delete_components,
+    deletion_series,
     group_separation,
     layer_identification,
     layer_monotonicity,
@@ -464,6 +465,21 @@ def test_deleting_components_matches_a_pca_reconstruction():
     for k in range(1, 6):
         pca = PCA(n_components=6 - k, svd_solver="full").fit(x)
         np.testing.assert_allclose(delete_components(x, k), pca.inverse_transform(pca.transform(x)), atol=1e-9)
+
+
+def test_deletion_series_matches_a_pca_reconstruction_for_every_k():
+    """One call for several k (one SVD) gives, for each k, sklearn's PCA reconstruction with rank − k
+    components; k = 0 is the input and k >= rank the mean."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(45, 4)) @ rng.normal(size=(4, 7)) + 3.0  # rank 4
+    series = deletion_series(x, [0, 1, 2, 3, 4, 6])
+    assert sorted(series) == [0, 1, 2, 3, 4, 6]
+    np.testing.assert_allclose(series[0], x, atol=1e-9)
+    for k in (1, 2, 3):
+        pca = PCA(n_components=4 - k, svd_solver="full").fit(x)
+        np.testing.assert_allclose(series[k], pca.inverse_transform(pca.transform(x)), atol=1e-9)
+    for k in (4, 6):
+        np.testing.assert_allclose(series[k], np.tile(x.mean(0), (45, 1)), atol=1e-9)
 
 
 def test_deleting_components_of_a_rank_deficient_representation():
