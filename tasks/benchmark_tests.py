@@ -27,6 +27,7 @@ Every statistic gets a seeded percentile bootstrap interval over models (seeds),
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Callable
 
 import matplotlib
@@ -35,7 +36,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
+from scipy.stats import ConstantInputWarning, spearmanr  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import cross_val_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
@@ -424,7 +425,10 @@ def pc_deletion(ctx: AnalysisContext) -> AnalysisResult:
             # the statistics depend on which BLAS path summed the products.
             drift[drift <= ROUND_OFF * max(1.0, float(np.nanmax(np.abs(values), initial=0.0)))] = 0.0
             acc_drop = acc[0] - acc
-            sensitivity = spearmanr(acc_drop, drift, nan_policy="omit").statistic if np.isfinite(drift).sum() > 2 else np.nan
+            with warnings.catch_warnings():  # a constant drift (no reaction at all) has no rank correlation: NaN
+                warnings.simplefilter("ignore", ConstantInputWarning)
+                sensitivity = (spearmanr(acc_drop, drift, nan_policy="omit").statistic
+                               if np.isfinite(drift).sum() > 2 else np.nan)
             span = np.nanmax(drift) if np.isfinite(drift).any() else np.nan
             react = next((ks[i] / rank for i in range(len(ks)) if span > 0 and drift[i] >= 0.1 * span), np.nan)
             acc_react = next((ks[i] / rank for i in range(len(ks)) if acc_drop[i] >= 0.05), np.nan)
@@ -528,7 +532,7 @@ def ranks(ctx: AnalysisContext) -> AnalysisResult:
         + f"Position in the rank order by family (1 = best of {len(full)}; ties share the mean position):\n\n"
         + _markdown(families))
     _plot_ranks(ranked, table, ctx)
-    ranked["domain"] = ranked["arch"].map(arch_domains(ctx.scores)).fillna("unknown")
+    ranked["domain"] = ranked["arch"].map(arch_domains(ctx.scores)).astype(object).fillna("unknown")
     by_domain = _ranks_by_domain(ranked, table, ctx)
     evaluations = pd.concat([
         table.melt(id_vars=["measure"], value_vars=["rank_score", "rank_score_ci_low", "rank_score_ci_high",
