@@ -52,27 +52,45 @@ EXTRACT_BATCH = 4096
 TRAINING_VERSION = "1"
 
 
+class _Kept(OrderedDict):
+    """Values kept in this process, least recently used dropped first, within a budget: ``budget()`` (read
+    at each insertion) of ``size(value)`` units (1 per value by default). Each entry holds the signature
+    it was kept under (e.g. its file's :func:`_file_signature`; None where the key says it all), and
+    :meth:`fetch` returns it only under the same signature."""
+
+    def __init__(self, budget: Callable[[], int], size: Callable[[Any], int] = lambda value: 1):
+        super().__init__()
+        self._budget, self._size = budget, size
+
+    def fetch(self, key: Any, signature: Any = None) -> Any:
+        """The value kept under ``key`` and ``signature`` (now the most recently used), or None."""
+        entry = self.get(key)
+        if entry is None or entry[0] != signature:
+            return None
+        self.move_to_end(key)
+        return entry[1]
+
+    def keep(self, key: Any, signature: Any, value: Any) -> None:
+        """Keep ``value`` (unless it alone exceeds the budget), dropping the least recently used beyond it."""
+        self.pop(key, None)
+        size = self._size(value)
+        if size > self._budget():
+            return
+        self[key] = (signature, value, size)
+        while sum(entry[2] for entry in self.values()) > self._budget():
+            self.popitem(last=False)
+
+
 #: Loaded (and perturbed) models kept per process for :meth:`ZooCache.variant_model`: the functional
 #: measures ask for both models of every row (~10,000 loads in the default benchmark, 2-13 ms each).
 LOADED_MODELS = 64
-_loaded: OrderedDict[tuple, tuple[tuple[int, int, int], torch.nn.Module]] = OrderedDict()
+_loaded = _Kept(lambda: LOADED_MODELS)
 
 
 #: Bytes of representation arrays kept per process by :meth:`ZooCache.representations` (each job reads its
 #: model's and every partner's file, ~1-7 ms each with the CRC check; a group job has up to 14 partners).
 KEPT_REPRESENTATION_BYTES = 256 * 2**20
-_arrays: OrderedDict[str, tuple[tuple[int, int, int], dict[str, np.ndarray], int]] = OrderedDict()
-
-
-def _keep_arrays(path: str, signature: tuple[int, int, int] | None, arrays: dict[str, np.ndarray]) -> None:
-    """Keep ``arrays``, read from (or just written to) the file with ``signature``, for later calls."""
-    _arrays.pop(path, None)
-    size = sum(a.nbytes for a in arrays.values())
-    if signature is None or size > KEPT_REPRESENTATION_BYTES:
-        return
-    _arrays[path] = (signature, dict(arrays), size)
-    while sum(entry[2] for entry in _arrays.values()) > KEPT_REPRESENTATION_BYTES:
-        _arrays.popitem(last=False)
+_arrays = _Kept(lambda: KEPT_REPRESENTATION_BYTES, size=lambda arrays: sum(a.nbytes for a in arrays.values()))
 
 
 #: Datasets made from their config alone kept per process, and the versions of them that interventions
@@ -80,7 +98,7 @@ def _keep_arrays(path: str, signature: tuple[int, int, int] | None, arrays: dict
 #: (generating the language domain's sentences takes ~0.2 s; the markers ~1.5 ms, asked for by every
 #: functional measure's row).
 KEPT_DATASETS = 32
-_datasets: OrderedDict[tuple, datasets.Dataset] = OrderedDict()
+_datasets = _Kept(lambda: KEPT_DATASETS)
 
 
 def _load(data_cfg: dict[str, Any]) -> datasets.Dataset:
@@ -194,12 +212,10 @@ class ZooCache:
             if key not in self._files:
                 self._files[key] = make()
             return self._files[key]
-        if key in _datasets:
-            _datasets.move_to_end(key)
-            return _datasets[key]
-        data = _datasets[key] = make()
-        while len(_datasets) > KEPT_DATASETS:
-            _datasets.popitem(last=False)
+        data = _datasets.fetch(key)
+        if data is None:
+            data = make()
+            _datasets.keep(key, None, data)
         return data
 
     def build(self, spec: ModelSpec) -> torch.nn.Sequential:
@@ -333,10 +349,9 @@ class ZooCache:
         """
         path = self.root / "representations" / f"{variant.key}.npz"
         signature = _file_signature(path)
-        kept = _arrays.get(str(path))
-        if signature is not None and kept is not None and kept[0] == signature:
-            _arrays.move_to_end(str(path))
-            return dict(kept[1])
+        kept = _arrays.fetch(str(path), signature) if signature is not None else None
+        if kept is not None:
+            return dict(kept)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = read_arrays(path)
         if arrays is None:
@@ -351,7 +366,10 @@ class ZooCache:
                     write_arrays(arrays, path)
                     self.extracted += 1
                 signature = _file_signature(path)
-        _keep_arrays(str(path), signature, arrays)
+        if signature is None:  # not on disk (an unwritable cache): nothing to check a kept copy against
+            _arrays.pop(str(path), None)
+        else:
+            _arrays.keep(str(path), signature, dict(arrays))
         return dict(arrays)
 
     def variant_model(self, variant: Variant) -> torch.nn.Sequential:
@@ -365,17 +383,15 @@ class ZooCache:
         memo = (str(path), variant.scale if variant.scale > 0 else 0.0, variant.perturb_seed if variant.scale > 0 else 0,
                 str(self.device))
         before = _file_signature(path)
-        if before is not None and memo in _loaded and _loaded[memo][0] == before:
-            _loaded.move_to_end(memo)
-            return copy.deepcopy(_loaded[memo][1])
+        kept = _loaded.fetch(memo, before) if before is not None else None
+        if kept is not None:
+            return copy.deepcopy(kept)
         model = self.model(variant.model)
         if variant.scale > 0:
             model = perturb(model, variant.scale, perturbation_seed(variant.model.seed, variant.perturb_seed))
             check_finite_weights(model, f"the weight perturbation of scale {variant.scale!r} overflowed")
         if before is not None and _file_signature(path) == before:  # loaded from this very file (not trained)
-            _loaded[memo] = (before, copy.deepcopy(model))
-            while len(_loaded) > LOADED_MODELS:
-                _loaded.popitem(last=False)
+            _loaded.keep(memo, before, copy.deepcopy(model))
         return model
 
 
