@@ -132,7 +132,7 @@ def _check_probabilities(measure: str, t: torch.Tensor, what: str) -> None:
 
 def _plain_pair(info: "MeasureInfo", args: Sequence[Any], squares: list) -> tuple[torch.Tensor, torch.Tensor] | None:
     """:func:`validate`'s result for the common case, two CPU float64 N x D tensors without autograd
-    that pass every check, in one step; None for anything else (``validate``'s general route,
+    (representations, or outputs over the same C >= 2 classes) that pass every check, in one step; None for anything else (``validate``'s general route,
     :func:`_matrix_pair`, then runs and raises the errors).
 
     Why: with cold CPU caches (a measure's first call on a pair) each Python call of the general route
@@ -157,6 +157,8 @@ def _plain_pair(info: "MeasureInfo", args: Sequence[Any], squares: list) -> tupl
     n, width_a = na.shape
     if n != nb.shape[0] or n < info.min_rows or not width_a or not nb.shape[1]:
         return None
+    if info.inputs == "outputs" and (nb.shape[1] != width_a or width_a < 2):
+        return None  # outputs cover the same classes, at least two
     if info.checks_finite:
         squares.extend((None, None))
         return a.detach(), b.detach()
@@ -206,7 +208,7 @@ def validate(info: "MeasureInfo", args: Sequence[Any], squares: list | None = No
     if len(args) != expected:
         raise ValueError(f"measure {name!r}: takes {expected} input(s) ({kind}), got {len(args)}")
 
-    if kind == "representations":
+    if kind in ("representations", "outputs"):
         found: list = []
         plain = _plain_pair(info, args, found)
         if plain is not None:

@@ -33,6 +33,16 @@ def test_non_finite(name, bad, rng):
         a = [layer.copy() for layer in args[0]]
         a[1][2, 1] = bad
         raises(name, "NaN or Inf", a, args[1], **kwargs)
+    elif measures.info(name).inputs == "outputs" and bad == -np.inf:
+        # Score outputs: −Inf below a finite row maximum is a masked class (probability 0), accepted; the
+        # value is the one with a finite score in its place below every other (argmax-only measures).
+        b = args[1].copy()
+        b[3, 0] = bad
+        finite = args[1].copy()
+        finite[3, 0] = finite.min() - 1.0
+        assert measures.compute(name, args[0], b, **kwargs) == measures.compute(name, args[0], finite, **kwargs)
+        b[3, :] = bad  # a row without a finite maximum has no prediction
+        raises(name, "NaN or Inf", args[0], b, **kwargs)
     else:
         b = args[1].copy()
         b[3, 0] = bad

@@ -59,6 +59,55 @@ def test_disagreement_bounds_by_error_rates(rng):
         assert abs(err_a - err_b) - 1e-12 <= dis <= min(err_a + err_b, 1.0) + 1e-12
 
 
+SCORE_MEASURES = measures.names(inputs="outputs")
+
+
+@pytest.mark.parametrize("route", ["numpy", "autograd", "float32"])
+@pytest.mark.parametrize("name", SCORE_MEASURES)
+def test_score_outputs_finiteness_on_every_route(name, route, rng):
+    """The argmax-fused finiteness check (numpy route for CPU float64, torch route for autograd tensors,
+    float32 through validation's conversion): NaN anywhere in a row (also below its maximum), +Inf, and a
+    row of −Inf raise; −Inf below a finite maximum (a masked class) gives the value of a finite stand-in,
+    checked against sklearn's accuracy and kappa or numpy's argmax."""
+    import torch
+
+    n, c = 60, 5
+    a, b = rng.normal(size=(n, c)), rng.normal(size=(n, c))
+    labels = rng.integers(0, c, size=n)
+    kwargs = {"labels": labels} if measures.info(name).requires_labels else {}
+
+    def wrap(x):
+        t = torch.from_numpy(x)
+        if route == "autograd":
+            return t.clone().requires_grad_(True)
+        return t.float() if route == "float32" else t
+
+    for row, col, bad in ((3, 0, np.nan), (3, int(b[3].argmax()), np.nan), (5, 1, np.inf), (7, None, -np.inf)):
+        bb = b.copy()
+        if col is None:
+            bb[row, :] = bad
+        else:
+            bb[row, col] = bad
+        with pytest.raises(ValueError, match=f"{name!r}.*NaN or Inf"):
+            measures.compute(name, wrap(a), wrap(bb), **kwargs)
+    masked = b.copy()
+    rows = np.arange(n)
+    low = np.where(masked.argmax(1) != 0, 0, 1)  # one non-maximal class per row masked
+    masked[rows, low] = -np.inf
+    pa, pb = a.argmax(1), masked.argmax(1)
+    expected = {
+        "disagreement": np.mean(pa != pb),
+        "accuracy_difference": abs(accuracy_score(labels, pa) - accuracy_score(labels, pb)),
+        "cohens_kappa": cohen_kappa_score(pa, pb),
+    }
+    value = measures.compute(name, wrap(a), wrap(masked), **kwargs)
+    stand_in = masked.copy()
+    stand_in[rows, low] = b.min() - 1.0
+    assert value == pytest.approx(measures.compute(name, a, stand_in, **kwargs), abs=1e-12)
+    if name in expected:
+        assert value == pytest.approx(expected[name], abs=1e-12)
+
+
 def test_accuracy_difference_matches_sklearn(rng):
     a, b = random_pair(rng)
     labels = rng.integers(0, a.shape[1], size=a.shape[0])
