@@ -62,11 +62,11 @@ def test_disagreement_bounds_by_error_rates(rng):
 SCORE_MEASURES = measures.names(inputs="outputs")
 
 
-@pytest.mark.parametrize("route", ["numpy", "autograd", "float32"])
+@pytest.mark.parametrize("route", ["numpy", "strided", "autograd", "float32"])
 @pytest.mark.parametrize("name", SCORE_MEASURES)
 def test_score_outputs_finiteness_on_every_route(name, route, rng):
-    """The argmax-fused finiteness check (numpy route for CPU float64, torch route for autograd tensors,
-    float32 through validation's conversion): NaN anywhere in a row (also below its maximum), +Inf, and a
+    """The argmax-fused finiteness check (numpy route for CPU float64, C- or Fortran-ordered; torch route
+    for autograd tensors; float32 through validation's conversion): NaN anywhere in a row (also below its maximum), +Inf, and a
     row of −Inf raise; −Inf below a finite maximum (a masked class) gives the value of a finite stand-in,
     checked against sklearn's accuracy and kappa or numpy's argmax."""
     import torch
@@ -77,7 +77,7 @@ def test_score_outputs_finiteness_on_every_route(name, route, rng):
     kwargs = {"labels": labels} if measures.info(name).requires_labels else {}
 
     def wrap(x):
-        t = torch.from_numpy(x)
+        t = torch.from_numpy(np.asfortranarray(x) if route == "strided" else x)
         if route == "autograd":
             return t.clone().requires_grad_(True)
         return t.float() if route == "float32" else t
