@@ -203,9 +203,12 @@ def _float32_pass(
     return lists, torch.cat(unordered), torch.cat(candidates), unsettled_rows
 
 
-#: Columns per group of :func:`_largest`: each row's top m is found among the m groups with the largest
-#: maxima, m·GROUP entries instead of N.
-GROUP = 8
+#: Groups per row in :func:`_largest`: about this many (each row's top m is found among the m groups
+#: with the largest maxima). numpy's partition and sort of int64 rows run in SIMD registers up to 256
+#: entries (~2 ns per entry) and slow down several-fold above (a 625-entry partition at N = 5000: 7 ns).
+GROUPS = 256
+#: ... and at least this many columns per group (fewer groups than N/8 save little of the maxima pass).
+MIN_GROUP = 8
 
 
 def _ascending_codes(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -229,7 +232,8 @@ def _largest(key: np.ndarray, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     values of ``torch.topk(key, m)``.
 
     Why not ``topk`` itself: on one thread it costs ~2.5 ns per entry (10 ms for a 2000 x 2000 block);
-    this takes ~4 ms. The columns form B = ⌈N/g⌉ strided groups (group j: columns j, j + B, ...); one
+    this takes ~4 ms. The columns form B = ⌈N/g⌉ strided groups of g = max(8, ⌈N/256⌉) columns
+    (group j: columns j, j + B, ...; B ≈ 256 keeps the selections in numpy's fast short-row sorts); one
     vectorised pass takes each group's maximum, and the m groups with the largest maxima hold the row's
     top m: an entry x outside them is at most its own group's maximum, so at most the smallest chosen
     maximum, and the m chosen groups hold m entries ≥ x, so dropping x leaves the multiset of the m
@@ -239,12 +243,13 @@ def _largest(key: np.ndarray, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     Rows with fewer than 4m groups take ``topk``.
     """
     rows, n = key.shape
-    width = -(-n // GROUP)  # B, the number of groups
+    group = max(MIN_GROUP, -(-n // GROUPS))  # g, the columns per group
+    width = -(-n // group)  # B, the number of groups
     if width < 4 * m or key.dtype != np.float32:
         values, index = torch.from_numpy(key).topk(m, dim=1)
         return values, index
-    if n == GROUP * width:  # one reduction (a loop of strided maxima when the last stride is partial)
-        maxima = torch.from_numpy(key).view(rows, GROUP, width).amax(dim=1).numpy()
+    if n == group * width:  # one reduction (a loop of strided maxima when the last stride is partial)
+        maxima = torch.from_numpy(key).view(rows, group, width).amax(dim=1).numpy()
     else:
         maxima = key[:, :width].copy()
         for start in range(width, n, width):  # the last stride's columns belong to groups 0 .. n - start - 1
@@ -252,7 +257,7 @@ def _largest(key: np.ndarray, m: int) -> tuple[torch.Tensor, torch.Tensor]:
             np.maximum(maxima[:, : stop - start], key[:, start:stop], out=maxima[:, : stop - start])
     best = np.partition(_ascending_codes(maxima, np.arange(width, dtype=np.int64)), m - 1, axis=1)[:, :m]
     groups = np.sort(best & 0xFFFFFFFF, axis=1)  # ascending columns: the gather below walks each row forward
-    columns = (groups[:, None, :] + width * np.arange(GROUP)[:, None]).reshape(rows, GROUP * m)
+    columns = (groups[:, None, :] + width * np.arange(group)[:, None]).reshape(rows, group * m)
     outside = columns >= n  # the partial last stride's missing columns
     np.minimum(columns, n - 1, out=columns)
     candidates = key.ravel()[columns + (n * np.arange(rows))[:, None]]

@@ -259,11 +259,11 @@ def test_float32_pass_lattice_ties_and_duplicates_against_brute_force(monkeypatc
             np.testing.assert_array_equal(knn(x, k, metric), _lexsort_neighbours(oracle, k))
 
 
-@pytest.mark.parametrize("n", [704, 701, 360])
+@pytest.mark.parametrize("n", [704, 701, 360, 2305, 2560])
 @pytest.mark.parametrize("m", [1, 11, 26])
 def test_largest_entries_match_a_full_sort(n, m):
-    """The grouped top m of each row (strided groups, the partial last stride when 8 does not divide N,
-    and the topk fallback for short rows) against a full sort of every row: the same values in the
+    """The grouped top m of each row (strided groups of 8 columns, of ⌈N/256⌉ above N = 2048, the
+    partial last stride when the group size does not divide N, and the topk fallback for short rows) against a full sort of every row: the same values in the
     same order, columns holding those values, and the same column set wherever the m-th value is
     strictly above the (m + 1)-th. Ties everywhere (values on a grid of 1/4) and -inf entries."""
     rng = np.random.default_rng(n + m)
