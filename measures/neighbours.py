@@ -232,7 +232,7 @@ def _largest(key: np.ndarray, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     values of ``torch.topk(key, m)``.
 
     Why not ``topk`` itself: on one thread it costs ~2.5 ns per entry (10 ms for a 2000 x 2000 block);
-    this takes ~4 ms. The columns form B = ⌈N/g⌉ strided groups of g = max(8, ⌈N/256⌉) columns
+    this takes ~6 ms. The columns form B = ⌈N/g⌉ strided groups of g = max(8, ⌈N/256⌉) columns
     (group j: columns j, j + B, ...; B ≈ 256 keeps the selections in numpy's fast short-row sorts); one
     vectorised pass takes each group's maximum, and the m groups with the largest maxima hold the row's
     top m: an entry x outside them is at most its own group's maximum, so at most the smallest chosen

@@ -668,7 +668,7 @@ def _condensed(z: torch.Tensor, inner: str) -> torch.Tensor:
     if on_numpy(z):
         if sq is None:
             return torch.from_numpy(_condensed_numpy(z.numpy(), inner, None))
-        # Euclidean inners: blocks of ≤ N/8 rows (about half the GEMM of one N x N block, 16 % of
+        # Euclidean inners: blocks of ≤ N/8 rows (about half the GEMM of one N x N block, ~20 % of
         # rsa(inner="euclidean") at 2000x256). Their round-off differs from one block's, which moves no
         # exact tie: lattice rows (translated by a row, integer) give exact products in any block.
         return torch.from_numpy(_condensed_numpy(z.numpy(), inner, sq.numpy(), -(-n // 8)))
@@ -762,7 +762,7 @@ def _rows_distinct(a: np.ndarray) -> bool:
     (h: the splitmix64 finaliser, a bijection with full avalanche; s_j a fixed random salt per
     column), so N distinct hashes prove N distinct rows. False means "maybe not" (a duplicate or a
     hash collision): the caller then sorts the rows. Why: ``torch.unique(dim=0)`` sorts the rows
-    lexicographically, 5 ms at 2000 x 256 against ~1 ms here."""
+    lexicographically, 5 ms at 2000 x 256 against ~1.5 ms here."""
     n, d = a.shape
     salts = np.random.default_rng(0x5EED).integers(0, 1 << 63, size=d, dtype=np.uint64)
     rows = max(1, (1 << 15) // max(d, 1))  # 256 KiB blocks: a reused buffer, no fresh pages to fault in
