@@ -259,6 +259,36 @@ def test_float32_pass_lattice_ties_and_duplicates_against_brute_force(monkeypatc
             np.testing.assert_array_equal(knn(x, k, metric), _lexsort_neighbours(oracle, k))
 
 
+@pytest.mark.parametrize("n", [704, 701, 360, 2305, 2560])
+@pytest.mark.parametrize("m", [1, 11, 26])
+def test_largest_entries_match_a_full_sort(n, m):
+    """The grouped top m of each row (strided groups of 8 columns, of ⌈N/256⌉ above N = 2048, the
+    partial last stride when the group size does not divide N, and the topk fallback for short rows) against a full sort of every row: the same values in the
+    same order, columns holding those values, and the same column set wherever the m-th value is
+    strictly above the (m + 1)-th. Ties everywhere (values on a grid of 1/4) and -inf entries."""
+    rng = np.random.default_rng(n + m)
+    key = (np.round(rng.standard_normal((90, n)) * 4) / 4).astype(np.float32)
+    key[np.arange(90), np.arange(90)] = -np.inf
+    key[5, : n // 2] = -np.inf
+    values, index = neighbours._largest(key, m)
+    full = -np.sort(-key, axis=1)
+    np.testing.assert_array_equal(values.numpy(), full[:, :m])
+    np.testing.assert_array_equal(np.take_along_axis(key, index.numpy(), axis=1), full[:, :m])
+    assert all(len(set(row)) == m for row in index.tolist())
+    strict = full[:, m - 1] > full[:, m]
+    expected = np.sort(np.argsort(-key, axis=1, kind="stable")[:, :m], axis=1)
+    np.testing.assert_array_equal(np.sort(index.numpy(), axis=1)[strict], expected[strict])
+
+
+def test_float32_pass_lattice_ties_with_grouped_selection():
+    """A lattice large enough for the grouped top m of _largest (N = 512; exact ties at the k-th place
+    and duplicates): the (distance, index) oracle."""
+    grid = np.random.default_rng(14).integers(-2, 3, size=(512, 3)).astype(float)
+    dist = ((grid[:, None, :] - grid[None, :, :]) ** 2).sum(-1)
+    for k in (1, 10, 17):
+        np.testing.assert_array_equal(knn(grid, k, "euclidean"), _lexsort_neighbours(dist, k))
+
+
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_float32_pass_settles_random_rows_with_the_float64_lists(metric):
     """Tie-free data: most rows are settled by float32 alone, and the lists are exactly those of the

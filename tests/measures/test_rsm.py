@@ -308,6 +308,21 @@ def duplicated_floats(rng):
     return x, y
 
 
+def test_rows_distinct_agrees_with_numpy_unique():
+    """The hash check of the RDM's distinct rows says "distinct" only where np.unique(axis=0) keeps every
+    row (value equality: -0.0 equals 0.0), on distinct, duplicated, permuted-entry and signed-zero rows."""
+    rng = np.random.default_rng(8)
+    gauss = rng.standard_normal((300, 17))
+    permuted = np.vstack([np.eye(6), np.eye(6)[::-1][:, ::-1] * 2])  # rows with equal multisets of entries
+    repeated = gauss.copy()
+    repeated[200] = repeated[3]
+    zeros = np.zeros((4, 3))
+    zeros[1, 2] = -0.0
+    codes = rng.integers(0, 2, size=(40, 5)).astype(float)
+    for a in (gauss, permuted, repeated, zeros, codes, gauss[:, :1], gauss[:1]):
+        assert measures.rsm._rows_distinct(a) == (np.unique(a, axis=0).shape[0] == a.shape[0])
+
+
 @pytest.mark.parametrize("data", [tied_codes, duplicated_floats])
 @pytest.mark.parametrize("outer", ["spearman", "kendall_tau_a", "kendall_tau_b"])
 def test_rsa_rank_outers_handle_ties_like_scipy(outer, data):
