@@ -717,12 +717,16 @@ def _start_pool(n_jobs: int) -> None:
 
 
 def _import_job_code() -> None:
-    """In a pool worker: import what every job needs (the job code and every measure module), then wait
-    a little so that each worker takes one of these calls."""
+    """In a pool worker: import what every job needs (the job code, every measure module, and torch's
+    compiler stack, which ``torch.use_deterministic_algorithms`` and the first optimizer step import:
+    ~1.4 s of CPU in each worker's first job otherwise), then wait a little so that each worker takes
+    one of these calls."""
     import measures
     import runners.job  # noqa: F401
 
     measures.names()
+    with contextlib.suppress(ImportError):
+        import torch._dynamo  # noqa: F401
     time.sleep(0.3)
 
 
