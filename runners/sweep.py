@@ -669,11 +669,14 @@ def run_cells(sweep: Plan) -> int:
             todo.append((cfg, log_root / part / str(i) / "simbench.log"))
     print(f"[simbench] {len(todo)} job(s) of {sweep.n_jobs} to run, {sweep.pool_size} at a time (one pool for "
           f"{'its one part' if len(sweep.parts) == 1 else f'all {len(sweep.parts)} parts'})", flush=True)
+    # the progress folder is passed with each job: the workers may have started before it existed
+    progress = os.environ.get(PROGRESS_DIR)
     # this process waits while the jobs run: it imports the analyses and reads their code meanwhile
     threading.Thread(target=_prepare_analyses, name="simbench-analyses-import", daemon=True).start()
     try:
         # batch_size=1: joblib would otherwise batch quick jobs together, and a batch at the end is a tail
-        Parallel(n_jobs=sweep.pool_size, backend="loky", batch_size=1)(delayed(_pool_job)(cfg, log) for cfg, log in todo)
+        Parallel(n_jobs=sweep.pool_size, backend="loky", batch_size=1)(
+            delayed(_pool_job)(cfg, log, progress) for cfg, log in todo)
     except Exception as exc:  # the job's own traceback is in its log and on stderr
         print(f"[simbench] a job failed ({type(exc).__name__}: {exc}); finished jobs are saved: rerun to resume",
               file=sys.stderr, flush=True)
@@ -730,8 +733,9 @@ def _import_job_code() -> None:
     time.sleep(0.3)
 
 
-def _pool_job(cfg: DictConfig, log_file: Path) -> None:
-    """One job in a worker of :func:`run_cells`: its log to stdout and its own file (Hydra's format)."""
+def _pool_job(cfg: DictConfig, log_file: Path, progress: str | None = None) -> None:
+    """One job in a worker of :func:`run_cells`: its log to stdout and its own file (Hydra's format); a
+    finished job leaves a file in the folder ``progress`` (the sweep's progress line counts them)."""
     from runners.job import run_job
 
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -750,8 +754,8 @@ def _pool_job(cfg: DictConfig, log_file: Path) -> None:
         log.exception("job failed: %s", log_file.parent)
         raise
     _freeze_long_lived()
-    if os.environ.get(PROGRESS_DIR):
-        tempfile.mkstemp(dir=os.environ[PROGRESS_DIR], suffix=".done")
+    if progress:
+        os.close(tempfile.mkstemp(dir=progress, suffix=".done")[0])
 
 
 #: whether this process has moved its long-lived objects out of the garbage collector's sight
