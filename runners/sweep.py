@@ -830,8 +830,9 @@ def exit_now(code: int) -> None:
     :func:`cli` is called inside another program."""
     stop_pool()
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream: nothing left to tell it
+            stream.flush()
     os._exit(code)
 
 
