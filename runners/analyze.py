@@ -252,10 +252,14 @@ def _store(sweep_dir: Path, name: str, key: str, result: AnalysisResult, outputs
     write_json({"key": key, "sha256": hashlib.sha256(data).hexdigest(), "outputs": outputs}, folder / f"{name}.json")
 
 
-#: independent analyses that took longest on the default benchmark (seconds of one core: pc_deletion 15,
-#: invariance 10, group_separation 9, sample_size 6): started first, so that neither process is left
-#: with a long one at the end
-_LONGEST_FIRST = ("pc_deletion", "invariance", "group_separation", "sample_size")
+#: the independent analyses, longest first, by their seconds on the default benchmark's two workers
+#: (pc_deletion 8.6, group_separation 8.6, invariance 7.6, sample_size 5.4, output_correlation 2.8,
+#: layer_identification 2.7, then 1.0-1.8 each): each process takes the next longest when it is free,
+#: so neither is left with a long one at the end (with only the four longest ordered, the rest in the
+#: registry's order, one process ended ~2.5 s after the other)
+_LONGEST_FIRST = ("pc_deletion", "group_separation", "invariance", "sample_size", "output_correlation",
+                  "layer_identification", "representation_robustness", "seed_variability", "layer_monotonicity",
+                  "measure_agreement", "robustness", "cross_model", "stop_searching")
 #: processes that run the independent analyses (1: one after the other in this process) ...
 ANALYSIS_PROCESSES = 2
 #: ... on scores of at least this many rows: on a small sweep (a smoke test, seconds of analyses) starting

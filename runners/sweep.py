@@ -35,6 +35,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from measures._suggest import suggest
@@ -99,8 +100,13 @@ def part_overrides(overrides: list[str]) -> list[str]:
     return [o for o in overrides if not o.lstrip("+~").startswith(composite_keys)]
 
 
-def plan(overrides: list[str]) -> Plan:
-    """Compose and validate the config of every job the sweep will launch; raise on the first bad one."""
+def plan(overrides: list[str], warm: Callable[[int], None] | None = None) -> Plan:
+    """Compose and validate the config of every job the sweep will launch; raise on the first bad one.
+
+    ``warm``: for a composite sweep on a pool (see :func:`run_cells`), called once with the pool's size
+    when the sweep is sure to launch jobs: at once when its folder holds no result shard yet (a first
+    run), otherwise when a planned part has a pending job. The pool's workers then start and import the
+    job code while the remaining parts are planned (see :func:`_start_pool`)."""
     from runners.config import validate_config
 
     plain = [o for o in overrides if not _is_sweep(o)]
@@ -114,7 +120,16 @@ def plan(overrides: list[str]) -> Plan:
     parts = list(master.get("parts") or [])
     if parts:
         others = part_overrides(overrides)
-        plans = [plan([f"sweep={part}", f"name={master.name}", *others]) for part in parts]
+        size = _pool_size(master.hydra.launcher)
+        if warm is not None and size and not _has_shards(Path(to_absolute_path(str(master.results_dir))) / master.name):
+            warm(size)
+            warm = None
+        plans = []
+        for part in parts:
+            plans.append(plan([f"sweep={part}", f"name={master.name}", *others]))
+            if warm is not None and size and plans[-1].pending:
+                warm(size)
+                warm = None
         from runners.job import results_root
 
         return Plan(sweep_dir=results_root(master) / master.name, n_jobs=sum(p.n_jobs for p in plans), parts=parts,
@@ -155,6 +170,15 @@ def plan(overrides: list[str]) -> Plan:
     return Plan(sweep_dir=results_root(master) / master.name, n_jobs=len(jobs), parts=[], launcher=launcher,
                 job_keys=keys, pending=sum(flags), cells=cells, cell_pending=flags,
                 launcher_cfg=master.hydra.launcher)
+
+
+def _has_shards(sweep_dir: Path) -> bool:
+    """Whether the sweep folder holds a result shard (a finished or begun job)."""
+    try:
+        with os.scandir(sweep_dir / "shards") as entries:
+            return any(entry.name.endswith(".parquet") for entry in entries)
+    except OSError:  # no folder yet
+        return False
 
 
 class Composer:
@@ -529,7 +553,7 @@ def cli(argv: list[str]) -> int:
     for note in notes:
         print(f"[simbench] {note}", flush=True)
     try:
-        sweep = plan(overrides)
+        sweep = plan(overrides, warm=_start_pool)
     except ConfigError as exc:
         print(f"Invalid configuration: {exc}", file=sys.stderr)
         return 2
@@ -634,6 +658,8 @@ def run_cells(sweep: Plan) -> int:
     """
     from joblib import Parallel, delayed
 
+    if _warming is not None:
+        _warming.join()  # the same pool (same arguments): its workers have imported the job code meanwhile
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S") + f"-{time.time_ns() // 1000 % 1_000_000:06d}"
     log_root = sweep.sweep_dir.parent / "logs" / sweep.sweep_dir.name / "pool" / stamp
     todo, index = [], {}
@@ -643,9 +669,14 @@ def run_cells(sweep: Plan) -> int:
             todo.append((cfg, log_root / part / str(i) / "simbench.log"))
     print(f"[simbench] {len(todo)} job(s) of {sweep.n_jobs} to run, {sweep.pool_size} at a time (one pool for "
           f"{'its one part' if len(sweep.parts) == 1 else f'all {len(sweep.parts)} parts'})", flush=True)
+    # the progress folder is passed with each job: the workers may have started before it existed
+    progress = os.environ.get(PROGRESS_DIR)
+    # this process waits while the jobs run: it imports the analyses and reads their code meanwhile
+    threading.Thread(target=_prepare_analyses, name="simbench-analyses-import", daemon=True).start()
     try:
         # batch_size=1: joblib would otherwise batch quick jobs together, and a batch at the end is a tail
-        Parallel(n_jobs=sweep.pool_size, backend="loky", batch_size=1)(delayed(_pool_job)(cfg, log) for cfg, log in todo)
+        Parallel(n_jobs=sweep.pool_size, backend="loky", batch_size=1)(
+            delayed(_pool_job)(cfg, log, progress) for cfg, log in todo)
     except Exception as exc:  # the job's own traceback is in its log and on stderr
         print(f"[simbench] a job failed ({type(exc).__name__}: {exc}); finished jobs are saved: rerun to resume",
               file=sys.stderr, flush=True)
@@ -653,8 +684,58 @@ def run_cells(sweep: Plan) -> int:
     return 0
 
 
-def _pool_job(cfg: DictConfig, log_file: Path) -> None:
-    """One job in a worker of :func:`run_cells`: its log to stdout and its own file (Hydra's format)."""
+def _prepare_analyses() -> None:
+    """Import the analysis tasks (matplotlib, the task modules) and parse their modules' imports (the
+    analyses' code keys, ``runners.analyze.code_version``), which the sweep needs after its last job (~1 s
+    on one core there, with the other core idle); nothing is computed that depends on the results. A
+    failure here is only a lost head start."""
+    with contextlib.suppress(Exception):
+        from runners.analyze import code_version, measures_version
+        from tasks.base import load_analyses
+
+        measures_version()
+        for task in load_analyses().values():
+            code_version(task.__module__)
+
+
+_warming: threading.Thread | None = None
+
+
+def _start_pool(n_jobs: int) -> None:
+    """Start the pool of :func:`run_cells` (joblib's reusable loky executor, with the arguments
+    ``run_cells`` gives it, so that it is reused) in a background thread and have each worker import the
+    job code (torch, the zoo, every measure module: ~3 s of CPU each), while this process plans on one
+    core; otherwise the workers do it after the plan, before the first job, with this process waiting.
+    A failure here only loses the head start (``run_cells`` starts the pool itself)."""
+    global _warming
+
+    def start() -> None:
+        from joblib import Parallel, delayed
+
+        with contextlib.suppress(Exception):
+            Parallel(n_jobs=n_jobs, backend="loky", batch_size=1)(delayed(_import_job_code)() for _ in range(n_jobs))
+
+    _warming = threading.Thread(target=start, name="simbench-pool-start", daemon=True)
+    _warming.start()
+
+
+def _import_job_code() -> None:
+    """In a pool worker: import what every job needs (the job code, every measure module, and torch's
+    compiler stack, which ``torch.use_deterministic_algorithms`` and the first optimizer step import:
+    ~1.4 s of CPU in each worker's first job otherwise), then wait a little so that each worker takes
+    one of these calls."""
+    import measures
+    import runners.job  # noqa: F401
+
+    measures.names()
+    with contextlib.suppress(ImportError):
+        import torch._dynamo  # noqa: F401
+    time.sleep(0.3)
+
+
+def _pool_job(cfg: DictConfig, log_file: Path, progress: str | None = None) -> None:
+    """One job in a worker of :func:`run_cells`: its log to stdout and its own file (Hydra's format); a
+    finished job leaves a file in the folder ``progress`` (the sweep's progress line counts them)."""
     from runners.job import run_job
 
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -673,8 +754,8 @@ def _pool_job(cfg: DictConfig, log_file: Path) -> None:
         log.exception("job failed: %s", log_file.parent)
         raise
     _freeze_long_lived()
-    if os.environ.get(PROGRESS_DIR):
-        tempfile.mkstemp(dir=os.environ[PROGRESS_DIR], suffix=".done")
+    if progress:
+        os.close(tempfile.mkstemp(dir=progress, suffix=".done")[0])
 
 
 #: whether this process has moved its long-lived objects out of the garbage collector's sight
@@ -725,5 +806,35 @@ def _materialiser(cells: list[DictConfig]) -> Callable[[str], None]:
     return materialise
 
 
+def stop_pool() -> None:
+    """End the job pool's worker processes (joblib's reusable loky executor, which the analyses reuse), if
+    one was started: they are idle once the sweep has collected and analysed, and hold nothing to save
+    (every file is written atomically, the in-memory caches are rebuilt by the next process). Killed, a
+    worker skips the interpreter's teardown of its caches and ~480,000 frozen objects, which took ~2 s
+    (both workers, after the last line) when loky's exit handler asked them to end normally."""
+    from joblib.externals.loky import reusable_executor
+
+    executor = reusable_executor._executor
+    if executor is None:
+        return
+    if hasattr(executor, "terminate"):  # joblib's executor: also removes its temporary memmapping folders
+        executor.terminate(kill_workers=True)
+    else:
+        executor.shutdown(wait=True, kill_workers=True)
+
+
+def exit_now(code: int) -> None:
+    """End this command with ``code`` once its work is done: stop the pool's workers, flush the logs and
+    the standard streams, then leave without the interpreter's teardown (~0.6 s of freeing torch, pandas
+    and matplotlib modules that nothing reads again). Only for the command-line entry point, never where
+    :func:`cli` is called inside another program."""
+    stop_pool()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream: nothing left to tell it
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(cli(sys.argv[1:]))
+    exit_now(cli(sys.argv[1:]))

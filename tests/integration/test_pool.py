@@ -7,6 +7,7 @@ launches nothing."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,6 +47,8 @@ def test_composite_in_one_pool_matches_part_by_part(tmp_path):
     wait_for(lambda: not session_alive(stopped.pid), 30, "the pool's workers to end")
     proc = _run(pooled, *pool)
     assert "one pool for all 2 parts" in proc.stdout
+    # the workers start during the plan, before the progress folder exists: each job is told where it is
+    assert re.search(r"jobs (\d+)/\1 done", proc.stderr), proc.stderr[-2000:]
     assert "part 1/2" not in proc.stdout  # no part-by-part subprocesses
     expected = _scores(by_part)
     assert len(expected) > 0 and expected["domain"].nunique() == 2
