@@ -65,17 +65,22 @@ def test_variant_triangle_inequality(name, params, invariances, metric, bounds):
 
 def test_disagreement_numpy_route():
     """disagreement (ReSi's Disagreement) on the numpy route against a plain comparison of argmaxes, float32
-    too; a NaN or an Inf anywhere still raises, and huge finite entries (Σx² overflows) do not."""
+    too; a NaN or +Inf anywhere still raises, −Inf below a row's maximum is a masked class, and huge finite
+    entries (the sum of the row maxima overflows) do not raise."""
     rng = np.random.default_rng(14)
     a, b = rng.standard_normal((3000, 200)), rng.standard_normal((3000, 200))
     b[::3] = a[::3]
     expected = float(np.mean(a.argmax(axis=1) != b.argmax(axis=1)))
     assert measures.compute("disagreement", a, b) == expected
     assert measures.compute("disagreement", a.astype(np.float32), b.astype(np.float32)) == expected
-    for bad in (np.nan, -np.inf):
+    for bad in (np.nan, np.inf):
         c = b.copy()
         c[2900, 7] = bad
         with pytest.raises(ValueError, match="disagreement.*input 2 contains 1 NaN or Inf"):
             measures.compute("disagreement", a, c)
+    c = b.copy()
+    low = int(b[2900].argmin())
+    c[2900, low] = -np.inf  # a masked class: the row's prediction is unchanged
+    assert measures.compute("disagreement", a, c) == expected
     huge = a * 1e307  # finite entries whose block sums overflow: the exact test lets them through
     assert measures.compute("disagreement", huge, b) == expected
