@@ -79,15 +79,17 @@ def _predicted_classes(name: str, O_a: torch.Tensor, O_b: torch.Tensor, *, as_nu
         n, c = arrays[0].shape
         row_starts = np.arange(0, n * c, c)
         preds = []
-        for i, a in enumerate(arrays):
-            p = a.argmax(axis=1)
-            # The row maxima, gathered right after this input's argmax while its rows are still in the CPU
-            # caches, by flat index (``take``: ~10 µs less than ``a[rows, p]`` at 2000 x 256); a finite sum
-            # proves them all finite, a non-finite one (or an overflow of finite maxima) is tested exactly.
-            top = a.take(p + row_starts) if a.flags.c_contiguous else a[np.arange(n), p]
-            if not math.isfinite(np.add.reduce(top)) and not np.isfinite(top).all():
-                _raise_non_finite_scores(name, torch.from_numpy(a), f"input {i + 1}")
-            preds.append(p)
+        with np.errstate(over="ignore", invalid="ignore"):  # the exact test settles a non-finite sum
+            for i, a in enumerate(arrays):
+                p = a.argmax(axis=1)
+                # The row maxima, gathered right after this input's argmax while its rows are still in the
+                # CPU caches, by flat index (``take``: ~10 µs less than ``a[rows, p]`` at 2000 x 256); a
+                # finite sum proves them all finite, a non-finite one (or an overflow of finite maxima) is
+                # tested exactly.
+                top = a.take(p + row_starts) if a.flags.c_contiguous else a[np.arange(n), p]
+                if not math.isfinite(np.add.reduce(top)) and not np.isfinite(top).all():
+                    _raise_non_finite_scores(name, torch.from_numpy(a), f"input {i + 1}")
+                preds.append(p)
         return tuple(preds) if as_numpy else tuple(torch.from_numpy(p) for p in preds)
     preds = []
     for i, O in enumerate((O_a, O_b)):

@@ -89,7 +89,7 @@ PAPER_BUILD_TIME = "37 s"
 CLAIMS = [
     Claim("Rank scores with 95% bootstrap intervals, the number of significant pairwise differences, best and "
           "worst measure (ranks table and figure)", "Results", "uv run python -m runners.sweep",
-          "5 min 13 s", "README (empty cache)"),
+          "5 min 18 s", "README (empty cache)"),
     Claim("Mean position of each family in the rank order (families table)", "Results",
           "uv run python -m runners.sweep", "same run", "README"),
     Claim("Layer identification accuracy of the CCA family, the RSM family and linear CKA", "Results",
