@@ -132,8 +132,9 @@ def _check_probabilities(measure: str, t: torch.Tensor, what: str) -> None:
 
 def _plain_pair(info: "MeasureInfo", args: Sequence[Any], squares: list) -> tuple[torch.Tensor, torch.Tensor] | None:
     """:func:`validate`'s result for the common case, two CPU float64 N x D tensors without autograd
-    (representations, or outputs over the same C >= 2 classes) that pass every check, in one step; None for anything else (``validate``'s general route,
-    :func:`_matrix_pair`, then runs and raises the errors).
+    (representations, or outputs over the same C >= 2 classes) that pass every check, in one step; None
+    for anything else (``validate``'s general route, :func:`_matrix_pair`, then runs and raises the
+    errors).
 
     Why: with cold CPU caches (a measure's first call on a pair) each Python call of the general route
     costs cache misses; its ~10 calls cost ~30 µs at 2000x256, more than ``magnitude_difference``'s
