@@ -814,7 +814,10 @@ def stop_pool() -> None:
     (both workers, after the last line) when loky's exit handler asked them to end normally."""
     from joblib.externals.loky import reusable_executor
 
-    executor = reusable_executor._executor
+    # loky's module-level reference to the executor it reuses (read, not created: the public
+    # ``get_reusable_executor()`` would start a pool where none runs). It is private; should a joblib
+    # release rename it, nothing is stopped here and the workers end at exit as they did before.
+    executor = getattr(reusable_executor, "_executor", None)
     if executor is None:
         return
     if hasattr(executor, "terminate"):  # joblib's executor: also removes its temporary memmapping folders

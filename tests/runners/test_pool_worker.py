@@ -54,3 +54,31 @@ def test_pool_worker_freezes_once_after_its_first_job_and_still_collects_new_cyc
     assert proc.stdout.split()[0] == "ok", proc.stdout
     # unfrozen at exit: extension types (triton's, through nanobind) report no leaked instances
     assert "leaked" not in proc.stderr, proc.stderr[-3000:]
+
+
+STOP_SCRIPT = textwrap.dedent(
+    """
+    import os, time
+    from joblib import Parallel, delayed
+    import runners.sweep as sweep
+
+    sweep.stop_pool()  # no pool yet: nothing to stop, and none is started
+    from joblib.externals.loky import reusable_executor
+    assert getattr(reusable_executor, "_executor", None) is None
+    pids = set(Parallel(n_jobs=2, backend="loky")(delayed(os.getpid)() for _ in range(4)))
+    assert pids and os.getpid() not in pids
+    sweep.stop_pool()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") and
+                                               open(f"/proc/{p}/stat").read().split()[2] != "Z" for p in pids):
+        time.sleep(0.05)
+    alive = [p for p in pids if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+    print("ok" if not alive else f"alive {alive}")
+    """
+)
+
+
+def test_stop_pool_ends_the_loky_workers_and_starts_none_where_none_runs():
+    proc = subprocess.run([sys.executable, "-c", STOP_SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-1:] == ["ok"], proc.stdout
