@@ -368,15 +368,27 @@ def delete_components(x: np.ndarray, k: int) -> np.ndarray:
 
 def deletion_series(x: np.ndarray, ks: list[int]) -> dict[int, np.ndarray]:
     """:func:`delete_components` for every k in ``ks`` from one SVD of the centred ``x`` (it does not
-    depend on k: one SVD per representation instead of one per k, the same arrays bit for bit)."""
+    depend on k: one SVD per representation instead of one per k, the same arrays bit for bit).
+
+    Constant columns (dead ReLU units) stay exactly constant. In exact arithmetic the right singular
+    vectors have zeros there (a zero column of the centred input is outside its row space), but the
+    SVD returns ~1e-17 instead, and the reconstruction gave such a unit ~1e-14 of spread: enough for a
+    correlation-based measure (which scores a constant unit 0) to see an O(1) correlation of noise, so
+    that e.g. ``correlation_match_soft`` of X against its own reconstruction with nothing deleted was
+    0.83 instead of 0.80, and the drift curves depended on which BLAS kernel summed the round-off.
+    """
     mean = x.mean(axis=0)
+    constant = (x == x[:1]).all(axis=0) if x.shape[0] else np.zeros(x.shape[1], dtype=bool)
     centred = x - mean
+    centred[:, constant] = 0.0
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    vt[:, constant] = 0.0
     rank = int((s > s[0] * 1e-10).sum()) if s.size else 0
     deleted = {}
     for k in ks:
         v = vt[:max(rank - k, 0)]
         deleted[k] = centred @ v.T @ v + mean
+        deleted[k][:, constant] = x[0, constant]
     return deleted
 
 

@@ -501,6 +501,27 @@ def test_deleting_no_component_is_the_identity_and_all_leaves_the_mean():
         np.testing.assert_allclose(delete_components(x, k), np.tile(x.mean(0), (30, 1)), atol=1e-10)
 
 
+def test_deleting_components_keeps_constant_units_exactly_constant():
+    """Dead ReLU units (all zeros) and other constant units come back exactly constant for every k (in
+    exact arithmetic they are outside the row space of the centred input); the live units still match
+    sklearn's PCA reconstruction. Round-off spread there made correlation-based measures see O(1)
+    correlations of noise: correlation_match_soft of X against its reconstruction with nothing deleted
+    must equal its value on (X, X), which by the measure's convention (constant units correlate 0) is
+    the share of live units, each matched with itself at correlation 1."""
+    rng = np.random.default_rng(5)
+    x = np.maximum(rng.normal(size=(300, 12)) @ rng.normal(size=(12, 30)), 0.0)
+    x[:, :6] = 0.0  # dead units
+    x[:, 6:9] = 0.7  # constant units (0.7 is not a sum of powers of two: the mean rounds)
+    rank = np.linalg.matrix_rank(x[:, 9:] - x[:, 9:].mean(0))  # 21: the ReLU breaks the product's rank 12
+    series = deletion_series(x, [0, 2, 5])
+    for k, reconstruction in series.items():
+        np.testing.assert_array_equal(reconstruction[:, :9], x[:, :9])
+        pca = PCA(n_components=rank - k, svd_solver="full").fit(x[:, 9:])
+        np.testing.assert_allclose(reconstruction[:, 9:], pca.inverse_transform(pca.transform(x[:, 9:])), atol=1e-9)
+    live = 30 - 9
+    assert measures.compute("correlation_match_soft", x, series[0]) == pytest.approx(live / 30, abs=1e-12)
+
+
 def test_deleting_components_keeps_the_leading_eigenvalues():
     """The covariance spectrum after deleting k components is the original's top rank − k eigenvalues
     (numpy's eigvalsh) followed by zeros."""
