@@ -14,7 +14,7 @@ solutions sweeps (``results/flicker/``, ``results/solutions/``), then
 3. compiles ``paper/build/paper.pdf`` with latexmk (pdflatex + bibtex; Debian: latexmk,
    texlive-latex-recommended, texlive-fonts-recommended).
 
-A missing benchmark stops the build naming the command to run (it takes about 8 minutes on 2 cores). The
+A missing benchmark stops the build naming the command to run (it takes about 4-5 minutes on 2 cores). The
 flicker and solutions sweeps (about 2 minutes each) are run by this command when their results are missing,
 unless ``--no-sweeps`` is given, in which case the build stops naming them. Nothing in ``generated/`` is
 written by hand: change a result and the PDF changes.
@@ -89,7 +89,7 @@ PAPER_BUILD_TIME = "37 s"
 CLAIMS = [
     Claim("Rank scores with 95% bootstrap intervals, the number of significant pairwise differences, best and "
           "worst measure (ranks table and figure)", "Results", "uv run python -m runners.sweep",
-          "5 min 18 s", "README (empty cache)"),
+          "3 min 34 s", "README (empty cache)"),
     Claim("Mean position of each family in the rank order (families table)", "Results",
           "uv run python -m runners.sweep", "same run", "README"),
     Claim("Layer identification accuracy of the CCA family, the RSM family and linear CKA", "Results",
@@ -133,7 +133,7 @@ def require_results(results: Path, run_sweeps: bool) -> None:
             if not missing:
                 continue
         raise MissingResults(f"the paper needs results/{sweep}/ ({', '.join(missing)} missing); run `{command}`"
-                             + ("" if runnable else " first (about 8 minutes on 2 cores)"))
+                             + ("" if runnable else " first (about 4-5 minutes on 2 cores)"))
 
 
 def _read(results: Path, sweep: str, name: str) -> pd.DataFrame:
