@@ -158,7 +158,7 @@ class FlatAdam:
                 pieces.append(p.grad)
                 if gap is not None:
                     pieces.append(gap)
-            flat.grad = torch._utils._flatten_dense_tensors(pieces)
+            flat.grad = torch.cat([piece.reshape(-1) for piece in pieces])  # the buffer's layout, gaps included
         self.optimizer.step()
 
     def _split(self) -> None:
