@@ -379,16 +379,15 @@ def deletion_series(x: np.ndarray, ks: list[int]) -> dict[int, np.ndarray]:
     """
     mean = x.mean(axis=0)
     constant = (x == x[:1]).all(axis=0) if x.shape[0] else np.zeros(x.shape[1], dtype=bool)
+    mean[constant] = x[0, constant]  # the exact mean: those centred columns are exact zeros
     centred = x - mean
-    centred[:, constant] = 0.0
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    vt[:, constant] = 0.0
+    vt[:, constant] = 0.0  # exact arithmetic's zeros: every reconstruction keeps those columns at the mean
     rank = int((s > s[0] * 1e-10).sum()) if s.size else 0
     deleted = {}
     for k in ks:
         v = vt[:max(rank - k, 0)]
         deleted[k] = centred @ v.T @ v + mean
-        deleted[k][:, constant] = x[0, constant]
     return deleted
 
 
