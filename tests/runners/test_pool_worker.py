@@ -68,12 +68,14 @@ STOP_SCRIPT = textwrap.dedent(
     pids = set(Parallel(n_jobs=2, backend="loky")(delayed(os.getpid)() for _ in range(4)))
     assert pids and os.getpid() not in pids
     sweep.stop_pool()
+
+    def running():  # the workers still running (an ended, unreaped one is a zombie: state Z)
+        return [p for p in pids if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") and
-                                               open(f"/proc/{p}/stat").read().split()[2] != "Z" for p in pids):
+    while running() and time.monotonic() < deadline:
         time.sleep(0.05)
-    alive = [p for p in pids if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
-    print("ok" if not alive else f"alive {alive}")
+    print("ok" if not running() else f"alive {running()}")
     """
 )
 
