@@ -14,6 +14,10 @@ block is a copy: for N ≤ 2048 it used to be all of x, and numpy runs x @ x.T a
 update (half the flops), which doubled the apparent GEMM rate and halved the floor there.
 ``--calls 2`` times a second cold call in the same child (caches cleared again): this VM pays heavily
 for the first touch of new memory, which a long-running sweep process pays once.
+
+Measures whose cost is sorting the N(N−1)/2 entries of each input's RDM (``SORTS``: ``rsa``'s ranks) get
+a second floor, GEMM plus those sorts: ``np.sort`` of N(N−1)/2 uniform doubles in place, timed in the same
+child after the calls (on an array already touched, best of two), once per input.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import argparse
 import json
 import subprocess
 import sys
+
+#: Sorts of N(N−1)/2 entries a measure needs (one per input), beyond its GEMM: the second floor.
+SORTS = {"rsa": 2}
 
 DEFAULT_MEASURES = ("distance_correlation", "rsm_norm_difference", "cka_rbf", "rsa", "uniformity_difference",
                     "knn_jaccard", "second_order_cosine", "cknna", "riemannian_distance")
@@ -51,8 +58,17 @@ for _ in range(int(sys.argv[4])):  # every call cold (caches cleared); later cal
     t0 = time.process_time()
     value = measures.compute(name, X, Y)
     seconds.append(time.process_time() - t0)
-print(json.dumps({"seconds": seconds, "value": value, "gemm": gemm,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+sort = float("inf") if int(sys.argv[5]) else 0.0
+if sort:  # the sort floor, after the calls and their peak (its array would lend the calls touched memory)
+    _memo.clear()
+    entries = np.empty(n * (n - 1) // 2)
+    for _ in range(2):
+        rng.random(out=entries)
+        t0 = time.process_time()
+        entries.sort()
+        sort = min(sort, time.process_time() - t0)
+print(json.dumps({"seconds": seconds, "value": value, "gemm": gemm, "sort": sort, "peak_mb": peak_mb}))
 """
 
 
@@ -68,20 +84,25 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sizes = [int(v) for v in args.sizes.split(",")]
     print(f"D = {args.dim}; CPU time of one call (s) / peak resident memory of the process (MB) / time over the "
-          "flop floor 2·N²·(D1 + D2) / GEMM rate\n")
+          "flop floor 2·N²·(D1 + D2) / GEMM rate (for " + ", ".join(SORTS) + " also over GEMM + np.sort of the RDMs' "
+          "N(N−1)/2 entries, once per input)\n")
     print("| measure | " + " | ".join(f"N = {n}" for n in sizes) + " |")
     print("|---|" + "---|" * len(sizes))
     for name in args.measures.split(","):
         cells = []
         for n in sizes:
             try:
-                out = subprocess.run([sys.executable, "-c", CHILD, name, str(n), str(args.dim), str(args.calls)],
+                out = subprocess.run([sys.executable, "-c", CHILD, name, str(n), str(args.dim), str(args.calls),
+                                      str(SORTS.get(name, 0))],
                                      capture_output=True, text=True, timeout=args.timeout, check=True)
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 floor = 2.0 * n * n * 2 * args.dim / r["gemm"]
                 times = " / ".join(f"{t:.2f}" for t in r["seconds"])
                 ratios = " / ".join(f"{t / floor:.1f}" for t in r["seconds"])
-                cells.append(f"{times} s / {r['peak_mb']:.0f} MB / {ratios}x")
+                sorted_floor = floor + SORTS.get(name, 0) * r["sort"]
+                with_sorts = (" (GEMM + sorts: " + " / ".join(f"{t / sorted_floor:.1f}" for t in r["seconds"]) + "x)"
+                              if name in SORTS else "")
+                cells.append(f"{times} s / {r['peak_mb']:.0f} MB / {ratios}x{with_sorts}")
             except subprocess.TimeoutExpired:
                 cells.append(f"> {args.timeout:.0f} s")
             except subprocess.CalledProcessError as exc:

@@ -13,6 +13,7 @@ the two inputs, or of an equivalent D x D quantity. Two rules keep them cheap an
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -830,8 +831,29 @@ def _is_constant(v: torch.Tensor) -> bool:
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if on_numpy(a, b):
+        return a.new_tensor(_pearson_numpy(a.numpy(), b.numpy()))
     a, b = a - a.mean(), b - b.mean()
     return (a @ b) / (torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b))
+
+
+#: Entries per chunk of :func:`_pearson_numpy` (two 512 KiB temporaries: they stay in the L2 cache).
+_PEARSON_CHUNK = 1 << 16
+
+
+def _pearson_numpy(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's r of two vectors: Σ (a − ā)(b − b̄) / √(Σ (a − ā)² Σ (b − b̄)²), the centred entries taken
+    chunk by chunk. Why not centred copies of the whole vectors: for the N(N−1)/2 entries of two RDMs they
+    are two more M-entry buffers at the peak of ``rsa``, and on the VMs of BENCHMARKS.md new memory costs
+    more than the arithmetic (first touch)."""
+    mean_a, mean_b = a.mean(), b.mean()
+    ab = aa = bb = 0.0
+    for s in range(0, a.size, _PEARSON_CHUNK):
+        da, db = a[s:s + _PEARSON_CHUNK] - mean_a, b[s:s + _PEARSON_CHUNK] - mean_b
+        ab += float(da @ db)
+        aa += float(da @ da)
+        bb += float(db @ db)
+    return ab / (math.sqrt(aa) * math.sqrt(bb))
 
 
 def _average_ranks(v: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
@@ -877,26 +899,61 @@ def _average_ranks(v: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
     return ranks
 
 
-#: :func:`_sort_distinct_keys` sorts this many keys and up by buckets; fewer, or more than
+#: :func:`_sort_distinct_keys` may sort this many keys and up by buckets; fewer, or more than
 #: ``_BUCKET_SORT_MAX`` (N > 2896 for an RDM), go to one ``np.sort``: the radix pass over 65536 buckets
-#: slows to ~110 ns per entry at 12.5 M entries (N = 5000), where ``np.sort`` takes ~65 ns.
+#: slows to ~110 ns per entry at 12.5 M entries (N = 5000), where ``np.sort`` took ~65 ns.
 _BUCKET_SORT_MIN = 1 << 16
 _BUCKET_SORT_MAX = 1 << 22
-#: Width of the row sorts in :func:`_sort_distinct_keys`: numpy sorts up to 256 int64 entries inside
-#: SIMD registers (~2 ns per entry here, against ~55 ns per entry for one sort of 2 M; rows of 512
-#: already cost ~9 ns per entry).
+#: Width of the row sorts in :func:`_bucket_sort_keys`: numpy sorts up to 256 int64 entries inside
+#: SIMD registers (~2 ns per entry on the Zen 4 VM, against ~55 ns per entry for one sort of 2 M; rows
+#: of 512 already cost ~9 ns per entry).
 _SORT_WINDOW = 256
+#: Whether :func:`_bucket_sort_keys` beats ``np.sort`` on this CPU; None until :func:`_bucket_sort_pays`
+#: has timed both in this process.
+_BUCKET_SORT_FASTER: bool | None = None
+
+
+def _bucket_sort_pays() -> bool:
+    """Whether the bucket sort is the faster of the two here: both timed once per process on 2^20 random
+    distinct keys (thread CPU time, best of two; ~25 ms).
+
+    Both give the same array, so the choice moves only the time; it is measured because it flips between
+    the machines of BENCHMARKS.md. At 2 M keys numpy's sort took ~55 ns per entry on the Zen 4 VM (the
+    bucket sort ~23), and takes ~4.3 on the Zen 5 one (the bucket sort ~19).
+    """
+    global _BUCKET_SORT_FASTER
+    if _BUCKET_SORT_FASTER is None:
+        m = 1 << 20
+        keys = (np.random.default_rng(0).integers(0, 1 << 40, m) << 20) | np.arange(m)
+        best = {np.ndarray.sort: math.inf, _bucket_sort_keys: math.inf}
+        for _ in range(2):
+            for sort in best:
+                scratch = keys.copy()
+                start = time.thread_time()
+                sort(scratch)
+                best[sort] = min(best[sort], time.thread_time() - start)
+        _BUCKET_SORT_FASTER = best[_bucket_sort_keys] < best[np.ndarray.sort]
+    return _BUCKET_SORT_FASTER
 
 
 def _sort_distinct_keys(key: np.ndarray) -> np.ndarray:
     """The distinct non-negative int64 ``key`` in ascending order (the array ``np.sort`` gives); ``key`` is
-    scratch (sorted in place where ``np.sort`` runs: a fresh M-entry buffer costs its page faults).
+    scratch (sorted in place by ``np.sort``: a fresh M-entry buffer costs its page faults). By buckets
+    (:func:`_bucket_sort_keys`) where that is faster on this CPU (:func:`_bucket_sort_pays`)."""
+    if _BUCKET_SORT_MIN <= key.size <= _BUCKET_SORT_MAX and _bucket_sort_pays():
+        return _bucket_sort_keys(key)
+    key.sort()
+    return key
 
-    Written by hand because numpy's sort of millions of int64 is the cost of ``rsa`` (110 ms for the 2 M
-    entries of an RDM at N = 2000 on the AMD EPYC of BENCHMARKS.md, ~55 ns per entry), while its radix
-    sort of 16-bit keys (stable argsort, ~8 ns per entry) and its sorts of short rows (≤ 256 entries,
-    ~2 ns per entry) are fast. So: a 16-bit bucket digit, monotone in the key (its offset from a low
-    sample quantile, shifted right by a power of two and clipped to [0, 65535], so outliers cannot
+
+def _bucket_sort_keys(key: np.ndarray) -> np.ndarray:
+    """:func:`_sort_distinct_keys` by buckets, for ``_BUCKET_SORT_MIN`` to ``_BUCKET_SORT_MAX`` keys.
+
+    Written by hand because on some CPUs numpy's sort of millions of int64 is the cost of ``rsa`` (110 ms
+    for the 2 M entries of an RDM at N = 2000 on the Zen 4 VM of BENCHMARKS.md, ~55 ns per entry), while
+    its radix sort of 16-bit keys (stable argsort, ~8 ns per entry) and its sorts of short rows (≤ 256
+    entries, ~2 ns per entry) are fast. So: a 16-bit bucket digit, monotone in the key (its offset from a
+    low sample quantile, shifted right by a power of two and clipped to [0, 65535], so outliers cannot
     squeeze the rest into a few buckets); the stable argsort of the digits puts the keys in bucket
     order; buckets of more than W/2 entries (W = ``_SORT_WINDOW``) are sorted one by one; then rows of
     W entries are sorted, and rows of W shifted by W/2. Sorting a row of a bucket-ordered array only
@@ -904,9 +961,6 @@ def _sort_distinct_keys(key: np.ndarray) -> np.ndarray:
     inside a row of one of the two passes: afterwards every bucket is sorted.
     """
     m = key.size
-    if not _BUCKET_SORT_MIN <= m <= _BUCKET_SORT_MAX:
-        key.sort()
-        return key
     sample = key[::max(1, m >> 16)].copy()  # ~65536 keys for the range of the digits
     cut = max(1, sample.size >> 10)
     sample.partition([cut - 1, sample.size - cut])
@@ -936,80 +990,95 @@ def _sort_distinct_keys(key: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Entries per pass of :func:`_average_ranks_numpy` over its M-entry arrays: temporaries that stay in the
+#: L2 cache, and a chunk with a tie in it (the running max and min) costs only its own 64 Ki entries.
+_RANK_CHUNK = 1 << 16
+
+
 def _average_ranks_numpy(v: np.ndarray) -> np.ndarray:
-    """:func:`_average_ranks` with numpy; ``v`` is used as scratch space (its values are lost).
+    """:func:`_average_ranks` with numpy; ``v`` is used as scratch space and receives the ranks (returned).
 
     Ranks need the sorting permutation, and ``np.argsort`` / ``torch.sort`` (values and indices) take
     ~1.8x as long as numpy's value sort here. So the permutation rides along inside the sorted values:
-    each entry becomes the int64 key ⌊(v − min)·s⌋·2^b + position (b bits hold the positions, s maps the
-    range onto the remaining ≤ 52 bits; fl(v − min)·s and the floor are monotone, so the keys sort in
-    the order of the values), one sort of the keys (:func:`_sort_distinct_keys`), then the low b bits
-    are the permutation. Entries whose quantised parts coincide (a few hundred at 2 M entries) are put
-    in value order by an argsort of just those entries; only they are compared by value (different
-    quantised parts are different values), so no gather of all M values in sorted order is needed.
-    Exact ties are then averaged as in :func:`_average_ranks`.
+    each entry becomes the int64 key q(v)·2^b + position (b bits hold the positions; q(v) = round((v −
+    min)·s), s mapping the range onto the remaining ≤ 52 bits, is monotone, so the keys sort in the order
+    of the values), one sort of the keys (:func:`_sort_distinct_keys`), then the low b bits are the
+    permutation. Entries whose quantised parts coincide (a few hundred at 2 M entries) are put in value
+    order by an argsort of just those entries; only they are compared by value (different quantised
+    parts are different values), so no gather of all M values in sorted order is needed. Exact ties are
+    then averaged as in :func:`_average_ranks`.
+
+    Memory: one M-entry buffer besides ``v`` (the keys, then the permutation). The rounding happens in
+    that buffer (adding 2^52 leaves round(x) in the low mantissa bits of a double x in [0, 2^52]) and the
+    ranks are scattered into ``v`` chunk by chunk, because on the VMs of BENCHMARKS.md every M-entry buffer
+    beyond a process's earlier peak costs more than the sort (first touch of new memory).
     """
     m = v.size
     bits = max(1, (m - 1).bit_length())
     lo, hi = float(v.min()), float(v.max())
     if lo == hi:
-        return np.full(m, (m + 1) / 2.0)
+        v.fill((m + 1) / 2.0)
+        return v
     half = not math.isfinite(hi - lo)  # a range beyond float64: halve (exact, monotone) before scaling
     levels = float(1 << min(62 - bits, 52))
     key = np.subtract(v * 0.5, lo * 0.5) if half else np.subtract(v, lo)
     key *= levels / ((hi * 0.5 - lo * 0.5) if half else (hi - lo))
-    key = key.astype(np.int64)
+    key += 2.0**52  # x in [0, 2^52 (1 + ε)]: the double x + 2^52 holds round(x) above the bits of 2^52
+    key = key.view(np.int64)
+    key -= np.int64(0x4330000000000000)  # the bit pattern of 2^52: round(x) is left
     np.left_shift(key, np.int64(bits), out=key)
-    chunk = _BLOCK_ELEMENTS
+    chunk = _RANK_CHUNK
     for s in range(0, m, chunk):
         key[s:s + chunk] |= np.arange(s, min(s + chunk, m), dtype=np.int64)
     key = _sort_distinct_keys(key)
-    same = np.empty(m - 1, dtype=bool)  # neighbours in the sort with equal quantised parts
-    for s in range(0, m - 1, chunk):
-        e = min(s + chunk, m - 1)
-        np.equal(key[s:e] >> np.int64(bits), key[s + 1:e + 1] >> np.int64(bits), out=same[s:e])
-    key &= np.int64((1 << bits) - 1)
-    order = key
-    # Different quantised parts mean different values: only entries that share theirs with a
-    # neighbour in the sort need their values (gathered, put in value order, compared exactly).
+    # new_group[k]: sorted position k starts a new quantised group (later: a new tie group). Positions
+    # k, k + 1 share their quantised part iff the keys' XOR has no bit above the position bits.
     new_group = np.empty(m, dtype=bool)
     new_group[0] = True
-    np.logical_not(same, out=new_group[1:])
-    if same.any():
-        at = np.flatnonzero(same)
-        members = np.union1d(at, at + 1)
+    shared = []  # the positions k whose quantised part is that of k + 1
+    for s in range(0, m - 1, chunk):
+        e = min(s + chunk, m - 1)
+        high = np.bitwise_xor(key[s:e], key[s + 1:e + 1]) >= np.int64(1 << bits)
+        new_group[s + 1:e + 1] = high
+        shared.append(np.flatnonzero(~high) + s)
+    key &= np.int64((1 << bits) - 1)
+    order = key
+    at = np.concatenate(shared)
+    if at.size:
+        # Different quantised parts mean different values: only entries that share theirs with a
+        # neighbour in the sort need their values (gathered, put in value order, compared exactly).
+        members = np.concatenate((at, at + 1))  # sorted positions t and t + 1, each once (np.union1d's
+        members.sort()  # hashing took ~0.7 s for the ~1 M members at N = 16000)
+        members = members[np.concatenate(([True], members[1:] != members[:-1]))]
         values = v[order[members]]
         within = np.argsort(values)
         order[members] = order[members][within]
         values = values[within]
         pairs = np.flatnonzero(np.diff(members) == 1)  # members t, t + 1 adjacent in the sort
-        pairs = pairs[same[members[pairs]]]  # ... and in one quantised group
+        pairs = pairs[~new_group[members[pairs] + 1]]  # ... and in one quantised group
         new_group[members[pairs + 1]] = values[pairs + 1] != values[pairs]
-    ordered = v  # v is no longer needed: its buffer takes the ranks in sorted order, then by entry
-    ranks = np.empty_like(v)
-    if new_group.all():  # no ties: the rank is the sorted position + 1
-        for s in range(0, m, chunk):
-            ordered[s:s + chunk] = np.arange(s + 1, min(s + chunk, m) + 1, dtype=np.float64)
-    else:
-        # first + last 0-based position of each entry's tie group: a running max from the left, a
-        # running min from the right, chunk by chunk (as the torch version)
-        first = 0
-        for s in range(0, m, chunk):
-            e = min(s + chunk, m)
-            starts = np.maximum.accumulate(np.where(new_group[s:e], np.arange(s, e), first))
-            ordered[s:e] = starts
-            first = int(starts[-1])
-        last = m - 1
-        for s in reversed(range(0, m, chunk)):
-            e = min(s + chunk, m)
-            group_end = np.ones(e - s, dtype=bool)
-            group_end[: e - s - (e == m)] = new_group[s + 1:e + (e < m)]
-            ends = np.minimum.accumulate(np.where(group_end, np.arange(s, e), last)[::-1])[::-1]
-            ordered[s:e] += ends
-            last = int(ends[0])
-        ordered *= 0.5
-        ordered += 1.0
-    ranks[order] = ordered
+    ranks = v  # the values are no longer needed: their buffer takes the ranks, entry by entry
+    # Sorted position k gets (first + last)/2 + 1, first/last the 0-based bounds of its tie group: k + 1
+    # in a chunk that no tie group touches; otherwise a running max of group starts from the left, a
+    # running min of group ends from the right, and for a group that runs past the chunk, the position
+    # before the next group start.
+    first = 0
+    for s in range(0, m, chunk):
+        e = min(s + chunk, m)
+        if new_group[s:e + 1].all():  # no ties in the chunk, and the next entry starts a new group
+            ranks[order[s:e]] = np.arange(s + 1, e + 1, dtype=np.float64)
+            continue
+        pos = np.arange(s, e)
+        starts = np.maximum.accumulate(np.where(new_group[s:e], pos, first))
+        first = int(starts[-1])
+        group_end = np.ones(e - s, dtype=bool)  # position k ends its group: k = m − 1 or k + 1 starts one
+        group_end[: e - s - (e == m)] = new_group[s + 1:e + (e < m)]
+        ahead = new_group[e + 1:]
+        step = int(ahead.argmax()) if ahead.size else 0
+        last = e + step if ahead.size and ahead[step] else m - 1  # (e + 1 + step) − 1
+        ends = np.minimum.accumulate(np.where(group_end, pos, last)[::-1])[::-1]
+        starts += ends
+        ranks[order[s:e]] = starts * 0.5 + 1.0
     return ranks
 
 

@@ -474,9 +474,24 @@ def _rank_cases() -> list[np.ndarray]:
 def test_average_ranks_by_bucket_sort_equal_scipy_rankdata(monkeypatch, case):
     """The same with every key array of ≥ 4 entries sorted by buckets (rows of 8): scipy's ranks."""
     monkeypatch.setattr(measures.rsm, "_BUCKET_SORT_MIN", 4)
+    monkeypatch.setattr(measures.rsm, "_BUCKET_SORT_FASTER", True)
     monkeypatch.setattr(measures.rsm, "_SORT_WINDOW", 8)
     v = _rank_cases()[case]
     np.testing.assert_array_equal(measures.rsm._average_ranks_numpy(v.copy()), rankdata(v))
+
+
+@pytest.mark.parametrize("block", [1, 3, 64, 1000])
+@pytest.mark.parametrize("case", range(8))
+def test_average_ranks_numpy_in_chunks_equal_scipy_rankdata(monkeypatch, block, case):
+    """The rank passes chunk by chunk (written straight into the input's buffer): tie groups that span
+    one or many chunk boundaries, start or end on one, or fill whole chunks; scipy's ranks."""
+    monkeypatch.setattr(measures.rsm, "_RANK_CHUNK", block)
+    v = _rank_cases()[case][: 3000 if block < 64 else None]
+    expected = rankdata(v)
+    scratch = v.copy()
+    ranks = measures.rsm._average_ranks_numpy(scratch)
+    np.testing.assert_array_equal(ranks, expected)
+    assert ranks is scratch  # no second M-entry buffer for the ranks
 
 
 @pytest.mark.parametrize("window", [8, 256])
@@ -484,6 +499,7 @@ def test_sort_distinct_keys_equals_numpy_sort(monkeypatch, window):
     """Bucket sort against np.sort: spread and concentrated keys, outliers that would squeeze the rest
     into a few buckets, one huge bucket, buckets just above and below half a window, tiny arrays."""
     monkeypatch.setattr(measures.rsm, "_BUCKET_SORT_MIN", 4)
+    monkeypatch.setattr(measures.rsm, "_BUCKET_SORT_FASTER", True)
     monkeypatch.setattr(measures.rsm, "_SORT_WINDOW", window)
     rng = np.random.default_rng(13)
 
@@ -504,6 +520,18 @@ def test_sort_distinct_keys_equals_numpy_sort(monkeypatch, window):
         k = keys(q)
         expected = np.sort(k)
         np.testing.assert_array_equal(measures.rsm._sort_distinct_keys(k), expected)
+
+
+def test_bucket_sort_choice_is_timed_once_per_process(monkeypatch):
+    """The bucket sort runs only where it beat np.sort in this process's one timing of both."""
+    monkeypatch.setattr(measures.rsm, "_BUCKET_SORT_FASTER", None)
+    choice = measures.rsm._bucket_sort_pays()
+    assert isinstance(choice, bool) and measures.rsm._BUCKET_SORT_FASTER is choice
+    monkeypatch.setattr(measures.rsm, "_bucket_sort_keys", lambda key: pytest.fail("not timed again"))
+    assert measures.rsm._bucket_sort_pays() is choice
+    keys = np.random.default_rng(3).permutation(1 << 17).astype(np.int64)
+    monkeypatch.setattr(measures.rsm, "_BUCKET_SORT_FASTER", False)
+    np.testing.assert_array_equal(measures.rsm._sort_distinct_keys(keys.copy()), np.arange(1 << 17))
 
 
 @pytest.mark.parametrize("case", range(8))
