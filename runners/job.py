@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import subprocess
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,12 @@ from tasks.zoo.training import TrainingDivergedError
 from tasks.zoo.datasets import domain_of
 
 log = logging.getLogger(__name__)
+
+# tqdm's default write lock holds a multiprocessing semaphore, made by the first bar of a process. In a pool
+# worker that semaphore outlives the worker (``runners.sweep.stop_pool`` kills the idle workers), so Python's
+# resource tracker warned "2 leaked semaphore objects" at the end of every sweep. The bars of a job never
+# share their lock with another process: a thread lock does.
+tqdm.set_lock(threading.RLock())
 
 INTERVENTION_AXES = ("label_randomization", "shortcut", "input_noise")
 LIBRARIES = ("torch", "numpy", "scipy", "scikit-learn", "pandas", "hydra-core", "simbench")

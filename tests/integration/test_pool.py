@@ -47,6 +47,8 @@ def test_composite_in_one_pool_matches_part_by_part(tmp_path):
     wait_for(lambda: not session_alive(stopped.pid), 30, "the pool's workers to end")
     proc = _run(pooled, *pool)
     assert "one pool for all 2 parts" in proc.stdout
+    # the stopped pool leaves nothing for the resource trackers (tqdm's semaphores, joblib's folders)
+    assert "leaked" not in proc.stderr, proc.stderr[-2000:]
     # the workers start during the plan, before the progress folder exists: each job is told where it is
     assert re.search(r"jobs (\d+)/\1 done", proc.stderr), proc.stderr[-2000:]
     assert "part 1/2" not in proc.stdout  # no part-by-part subprocesses
