@@ -1008,7 +1008,8 @@ def _average_ranks_numpy(v: np.ndarray) -> np.ndarray:
     parts are different values), so no gather of all M values in sorted order is needed. Exact ties are
     then averaged as in :func:`_average_ranks`.
 
-    Memory: one M-entry buffer besides ``v`` (the keys, then the permutation). The rounding happens in
+    Memory: one M-entry int64 buffer besides ``v`` (the keys, then the permutation) and M bytes of group
+    flags. The rounding happens in
     that buffer (adding 2^52 leaves round(x) in the low mantissa bits of a double x in [0, 2^52]) and the
     ranks are scattered into ``v`` chunk by chunk, because on the VMs of BENCHMARKS.md every M-entry buffer
     beyond a process's earlier peak costs more than the sort (first touch of new memory).
