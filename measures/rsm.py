@@ -1009,10 +1009,10 @@ def _average_ranks_numpy(v: np.ndarray) -> np.ndarray:
     then averaged as in :func:`_average_ranks`.
 
     Memory: one M-entry int64 buffer besides ``v`` (the keys, then the permutation) and M bytes of group
-    flags. The rounding happens in
-    that buffer (adding 2^52 leaves round(x) in the low mantissa bits of a double x in [0, 2^52]) and the
-    ranks are scattered into ``v`` chunk by chunk, because on the VMs of BENCHMARKS.md every M-entry buffer
-    beyond a process's earlier peak costs more than the sort (first touch of new memory).
+    flags. The rounding happens in that buffer (adding 2^52 leaves round(x) in the low mantissa bits of a
+    double x in [0, 2^52]) and the ranks are scattered into ``v`` chunk by chunk, because on the VMs of
+    BENCHMARKS.md every M-entry buffer beyond a process's earlier peak costs more than the sort (first
+    touch of new memory).
     """
     m = v.size
     bits = max(1, (m - 1).bit_length())
