@@ -830,7 +830,7 @@ def exit_now(code: int) -> None:
     """End this command with ``code`` once its work is done: stop the pool's workers, then exit normally.
     Only for the command-line entry point, never where :func:`cli` is called inside another program.
 
-    Not ``os._exit``, although it saved ~0.6 s of the interpreter's teardown: skipping the exit handlers
+    Not ``os._exit``, although it saved ~1 s of the interpreter's teardown: skipping the exit handlers
     left joblib's temporary memmapping folders registered with loky's resource tracker, which warned of
     "leaked folder objects" after the last line (and removed them itself)."""
     stop_pool()
