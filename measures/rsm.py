@@ -353,9 +353,10 @@ def _kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
 _BRACKET = 1 / 64
 
 
-def _order_statistics(values: np.ndarray, wanted: list[int]) -> dict[int, float]:
+def _order_statistics(values: np.ndarray | list[np.ndarray], wanted: list[int]) -> dict[int, float]:
     """The k-th smallest entries (0-based k in ``wanted``, close together) of a float vector without
-    NaNs, exactly those of ``np.partition``; ``values`` may be reordered (scratch).
+    NaNs, exactly those of ``np.partition``; ``values`` may be reordered (scratch). ``values`` may also be
+    a list of arrays (any shapes): their entries taken together, none copied into one vector.
 
     ``np.partition`` of the 2 M squared distances at N = 2000 takes ~20 ms here. Instead, a strided
     sample of ~65536 entries gives two values a ≤ b whose ranks bracket the wanted ones by about
@@ -365,20 +366,43 @@ def _order_statistics(values: np.ndarray, wanted: list[int]) -> dict[int, float]
     """
     if not wanted:
         return {}
-    m = values.size
+    pieces = values if isinstance(values, list) else [values]
+    m = sum(p.size for p in pieces)
     if m >= 1 << 16:
-        sample = np.sort(values[::max(1, m >> 16)])
+        step = max(1, m >> 16)
+        sample = np.sort(np.concatenate([p.reshape(-1)[::step] for p in pieces]))
         s = sample.size
         lo_at = max(0, int((wanted[0] / m - _BRACKET) * s))
         hi_at = min(s - 1, int((wanted[-1] / m + _BRACKET) * s) + 1)
         a, b = sample[lo_at], sample[hi_at]
-        below = int(np.count_nonzero(values < a))
-        inside = values[(values >= a) & (values <= b)]
+        below = sum(int(np.count_nonzero(p < a)) for p in pieces)
+        inside = np.concatenate([p[(p >= a) & (p <= b)] for p in pieces])
         if below <= wanted[0] and wanted[-1] < below + inside.size:
             inside.partition([k - below for k in wanted])
             return {k: float(inside[k - below]) for k in wanted}
+    values = pieces[0].reshape(-1) if len(pieces) == 1 else np.concatenate([p.reshape(-1) for p in pieces])
     values.partition(wanted)
     return {k: float(values[k]) for k in wanted}
+
+
+def _squared_distance_row_blocks(x: np.ndarray, sq: np.ndarray, max_rows: int) -> Iterator[np.ndarray]:
+    """Row blocks of the squared distances max(0, ‖x_i‖² + ‖x_j‖² − 2x_iᵀx_j) over the upper triangle:
+    block b holds rows start..stop−1 against columns start+1..N−1 (≤ ``max_rows`` rows, ~32 MiB), so its
+    row r, column c is the pair (start + r, start + 1 + c), a pair of the triangle where c ≥ r. The
+    blocks, rows and arithmetic of :func:`_upper_triangle_centred_products` (which reuses them)."""
+    n = x.shape[0]
+    start = 0
+    while start < n - 1:
+        rows = max(1, min(n - 1 - start, _BLOCK_ELEMENTS // (n - start), max_rows))
+        stop = start + rows
+        block = x[start:stop] @ x[start + 1:].T
+        block *= -2.0
+        block += sq[start:stop, None]
+        block += sq[start + 1:]
+        np.maximum(block, 0.0, out=block)
+        yield block
+        del block  # before the next block: its memory can be reused (new memory is slow on the VMs here)
+        start = stop
 
 
 #: :func:`_upper_order_statistics_float32` samples M/1024 pairs of the M entries, clipped to this range
@@ -389,7 +413,9 @@ _FLOAT32_SAMPLE = (1 << 13, 1 << 16)
 _FLOAT32_CANDIDATES = 1 << 20
 #: ``cka_rbf`` takes its median from :func:`_upper_order_statistics_float32` when the N x N float64
 #: matrix exceeds this (N > 2896); below, the float64 median pass, whose blocks the kernel pass reuses
-#: (no second GEMM), costs less (2000x256: 0.114 s against 0.128 s a call).
+#: (no second GEMM), costs less (2000x256: 0.114 s against 0.128 s a call on the Zen 4 VM; on the
+#: Zen 5 one 0.065 against 0.073 s for a first call in a process, even at N = 3000, 0.39 against 0.27 s
+#: at N = 4000, where the kept blocks are 64 MB of new memory).
 _FLOAT32_MEDIAN_BYTES = 1 << 26
 
 
@@ -566,9 +592,21 @@ def _rbf_two_sigma_sq(
                 found = _upper_order_statistics_float32(xn, sorted({k - 1 for k in ks if k > 0}))
                 if found is not None:
                     return _median_of(found, ks, x.dtype)
-            # the upper triangle by float64 row blocks of ≤ N/8 rows (about half the GEMM)
-            upper = torch.from_numpy(
-                _condensed_numpy(xn, "sqeuclidean", np.einsum("ij,ij->i", xn, xn), -(-n // 8), kept))
+            # The upper triangle by row blocks of ≤ N/8 rows (about half the GEMM), kept as they are for
+            # the kernel pass: the order statistics are selected across the blocks (each block's
+            # entries j ≤ i set to +Inf, above every pair: they move no order statistic of the
+            # triangle; the kernel pass makes them 0). Why not one condensed copy: at N = 2000 that
+            # copy into a new 16 MB vector cost ~10 ms per input, as much as the GEMM (new memory).
+            blocks = [] if kept is None else kept
+            for block in _squared_distance_row_blocks(xn, np.einsum("ij,ij->i", xn, xn), -(-n // 8)):
+                rows = block.shape[0]
+                block[:, :rows][np.tri(rows, rows, -1, dtype=bool)] = np.inf
+                blocks.append(block)
+            ks = _median_upper_ranks(n, median_over)
+            found = _order_statistics(blocks, sorted({k - 1 for k in ks if k > 0}))
+            if kept is None:
+                blocks.clear()
+            return _median_of(found, ks, x.dtype)
         else:
             squared = _squared_distance_blocks(x)
             columns = torch.arange(n, device=x.device)
@@ -684,18 +722,13 @@ def _condensed(z: torch.Tensor, inner: str) -> torch.Tensor:
     return _upper_by_row_blocks(n, block, z.new_empty(n * (n - 1) // 2))
 
 
-def _condensed_numpy(
-    z: np.ndarray, inner: str, sq: np.ndarray | None, max_rows: int | None = None,
-    blocks: list[np.ndarray] | None = None,
-) -> np.ndarray:
+def _condensed_numpy(z: np.ndarray, inner: str, sq: np.ndarray | None, max_rows: int | None = None) -> np.ndarray:
     """:func:`_condensed` with numpy: the same blocks and arithmetic entry by entry, so the same bits
     (smaller blocks would save part of the GEMM below N ≈ 2900, ~6 % of ``rsa`` at 2000x256, but the
     GEMM's round-off then moves, and with it which mathematically equal entries of lattice data tie);
     each row's part j > i is copied straight into the output (no boolean mask over the block).
-    ``max_rows`` caps the rows per block where those bits need not match (the RBF median, the Euclidean
-    inners of :func:`_condensed`); ``blocks``,
-    if given (with ``sq``), receives every block of distances (rows start..stop−1 against columns
-    start+1..N−1) for reuse."""
+    ``max_rows`` caps the rows per block where those bits need not match (the Euclidean inners of
+    :func:`_condensed`)."""
     n = z.shape[0]
     out = np.empty(n * (n - 1) // 2, dtype=z.dtype)
     start = offset = 0
@@ -710,8 +743,6 @@ def _condensed_numpy(
             np.maximum(entries, 0.0, out=entries)
             if inner == "euclidean":
                 np.sqrt(entries, out=entries)
-        if blocks is not None:
-            blocks.append(entries)
         for r in range(rows):
             row = entries[r, r:]  # columns j > start + r
             out[offset:offset + row.size] = row
@@ -1387,6 +1418,13 @@ def _gram_difference_spectral_norm(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(torch.linalg.eigvalsh(small).abs().max())
 
 
+def _used_up(blocks: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """The entries of ``blocks`` in order, each removed from the list when handed out (freed once used)."""
+    blocks.reverse()
+    while blocks:
+        yield blocks.pop()
+
+
 #: The smallest fraction of its uncentred counterpart a centred product may keep in
 #: :func:`_upper_triangle_centred_products` (below it the expansion would lose more than ~11 digits).
 _EXPANSION_KEEP = 1e-5
@@ -1409,40 +1447,34 @@ def _upper_triangle_centred_products(
     The expansion cancels (for the Euclidean distances of Gaussian data at D = 256 the centred products
     are ~1e-3 of the uncentred ones, so ~3 of 16 digits go): it is used only when each centred product
     keeps ≥ ``_EXPANSION_KEEP`` of its uncentred counterpart (relative error ≲ 1e-11); otherwise the
-    caller takes the two-pass route. ``kept[side]``, where not empty, holds that side's squared-distance
-    blocks already built by :func:`_condensed_numpy` with rows ≤ N/8 (the same blocks; used up here).
+    caller takes the two-pass route. ``kept[side]``, where not empty, holds that side's blocks of
+    :func:`_squared_distance_row_blocks` with rows ≤ N/8, already built (used up here, each freed once
+    used; their entries j ≤ i may hold anything).
     """
     n = x.shape[0]
-    sides = [(z, np.einsum("ij,ij->i", z, z), np.full(n, diagonal)) for z in (x, y)]
-    ready = [list(reversed(k)) if k else None for k in (kept or (None, None))]
-    for k in kept or ():
-        if k:
-            k.clear()  # each block is freed once used
+    row_sums = [np.full(n, diagonal), np.full(n, diagonal)]
+    sources = [_used_up(k) if k else _squared_distance_row_blocks(z, np.einsum("ij,ij->i", z, z), -(-n // 8))
+               for z, k in zip((x, y), kept or (None, None))]
     ab = aa = bb = 0.0
     start = 0
-    while start < n - 1:
-        rows = max(1, min(n - 1 - start, _BLOCK_ELEMENTS // (n - start), -(-n // 8)))
+    # One pair of blocks at a time, freed before the next pair is built (zip would keep the last pair
+    # alive while it builds the next one: two blocks more at the peak, and new memory is slow here).
+    while (pair := [next(source, None) for source in sources])[0] is not None:
+        rows = pair[0].shape[0]
         stop = start + rows
         flat = []
-        for which, (z, sq, row_sums) in enumerate(sides):
-            if ready[which]:
-                block = ready[which].pop()
-            else:
-                block = z[start:stop] @ z[start + 1:].T  # row r (instance start + r): pairs with j > start
-                block *= -2.0
-                block += sq[start:stop, None]
-                block += sq[start + 1:]
-                np.maximum(block, 0.0, out=block)
+        for which, block in enumerate(pair):
             entries(block, which)
             block[:, :rows][np.tri(rows, rows, -1, dtype=bool)] = 0.0  # j <= i: another block's pair
-            row_sums[start:stop] += block.sum(axis=1)
-            row_sums[start + 1:] += block.sum(axis=0)
+            row_sums[which][start:stop] += block.sum(axis=1)
+            row_sums[which][start + 1:] += block.sum(axis=0)
             flat.append(block.reshape(-1))
         ab += float(np.dot(flat[0], flat[1]))
         aa += float(np.dot(flat[0], flat[0]))
         bb += float(np.dot(flat[1], flat[1]))
+        del pair, block, flat
         start = stop
-    rx, ry = sides[0][2], sides[1][2]
+    rx, ry = row_sums
     sx, sy = float(rx.sum()), float(ry.sum())
     on_diagonal = n * diagonal * diagonal
     raw = (2.0 * ab + on_diagonal, 2.0 * aa + on_diagonal, 2.0 * bb + on_diagonal)  # each pair twice

@@ -367,6 +367,15 @@ def test_order_statistics_equal_sorted_entries():
         for wanted in ([m // 2 - 1, m // 2], [0], [m - 1], [m // 3, m // 3 + 5]):
             found = measures.rsm._order_statistics(v.copy(), wanted)
             assert found == {k: np.sort(v)[k] for k in wanted}
+            # The same entries as row blocks of uneven sizes with +Inf padding, as cka_rbf's median pass
+            # hands them over (entries j <= i of each block set to +Inf): the order statistics below the
+            # padding are those of the entries alone.
+            cuts = np.sort(rng.choice(np.arange(1, m), size=min(5, m - 1), replace=False))
+            pieces = []
+            for width, part in enumerate(np.split(v.copy(), cuts), start=1):
+                padding = np.full(width + (-part.size) % width, np.inf)
+                pieces.append(np.concatenate([part, padding]).reshape(-1, width))
+            assert measures.rsm._order_statistics(pieces, wanted) == {k: np.sort(v)[k] for k in wanted}
 
 
 def _float32_median_cases() -> list[tuple[str, np.ndarray, bool]]:
