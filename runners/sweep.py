@@ -58,6 +58,7 @@ log = logging.getLogger("runners.sweep")
 def main(cfg: DictConfig) -> None:
     from runners.job import run_job
 
+    on_closed_output(stop=False)  # in a pool worker; where the sweep's own process runs jobs, it stops
     run_job(cfg)
     if os.environ.get(PROGRESS_DIR):
         tempfile.mkstemp(dir=os.environ[PROGRESS_DIR], suffix=".done")
@@ -545,6 +546,7 @@ def cli(argv: list[str]) -> int:
         main()  # Hydra's own flags (--help, --cfg, --info, ...): no planning or post-processing
         return 0
     _install_stop_handlers(quiet=bool(os.environ.get(NO_POST)))
+    on_closed_output(stop=True)
     if os.environ.get(NO_POST):
         main()  # a part of a composite sweep: the parent has planned and validated its jobs already
         return 0
@@ -837,5 +839,45 @@ def exit_now(code: int) -> None:
     raise SystemExit(code)
 
 
+def stop_on_broken_pipe() -> None:
+    """The reader of this command's output went away (``simbench sweep | head``): stop like a command
+    killed by SIGPIPE, with no traceback and exit status 141. The workers are stopped as by SIGTERM;
+    finished rows are in their shards, so a rerun resumes. (Python ignores SIGPIPE and raises
+    ``BrokenPipeError`` from the next print instead; restoring SIGPIPE's default would also kill this
+    process on a pipe to a dead pool worker, which loky handles.)"""
+    silent = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(silent, 1)  # the interpreter's final flush of stdout would raise again
+    os.dup2(silent, 2)
+    stop_descendants()
+    os._exit(128 + signal.SIGPIPE)
+
+
+_closed_output_stops: bool | None = None
+
+
+def on_closed_output(stop: bool) -> None:
+    """What a log record does when its write finds the output pipe closed: ``stop``, stop the sweep
+    (:func:`stop_on_broken_pipe`; its own process), or nothing (a pool worker: the sweep's process
+    notices at its next write and stops the workers). Without it the logging module prints each such
+    error as a traceback on stderr and carries on. The first call in a process decides."""
+    global _closed_output_stops
+    if _closed_output_stops is not None:
+        return
+    _closed_output_stops = stop
+    report = logging.Handler.handleError
+
+    def handle_error(handler: logging.Handler, record: logging.LogRecord) -> None:
+        if not isinstance(sys.exc_info()[1], BrokenPipeError):
+            report(handler, record)
+        elif _closed_output_stops:
+            stop_on_broken_pipe()
+
+    logging.Handler.handleError = handle_error
+
+
 if __name__ == "__main__":
-    exit_now(cli(sys.argv[1:]))
+    try:
+        status = cli(sys.argv[1:])
+    except BrokenPipeError:
+        stop_on_broken_pipe()
+    exit_now(status)

@@ -12,6 +12,8 @@ not shadow the project's packages (``python -m runners.sweep`` puts the working 
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sys
 
 from measures._suggest import suggest
@@ -46,7 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     module, function, _ = COMMANDS[command]
     # Hydra (sweep) reads sys.argv itself: it must see the subcommand's arguments only
     sys.argv = [f"simbench {command}", *rest]
-    status = getattr(importlib.import_module(module), function)(rest)
+    try:
+        status = getattr(importlib.import_module(module), function)(rest)
+    except BrokenPipeError:  # the reader of our output went away (`simbench ... | head`): no traceback
+        if command == "sweep":
+            from runners.sweep import stop_on_broken_pipe
+
+            stop_on_broken_pipe()  # stops the sweep's workers too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush would raise again
+        return 128 + signal.SIGPIPE  # the status of a command killed by SIGPIPE
     return int(status or 0)
 
 

@@ -25,6 +25,7 @@ from tests.integration.conftest import (
     session_alive,
     shard_files,
     start_sweep,
+    sweep_command,
     wait_for,
 )
 
@@ -129,6 +130,26 @@ def test_a_signal_stops_every_worker_and_a_rerun_resumes(baseline, tmp_path, sig
     assert proc.returncode == 128 + sig, text[-3000:]
     assert f"stopped by {sig.name}" in text and "rerun the same command to resume" in text
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    wait_for(lambda: not session_alive(proc.pid), 30, "every process of the sweep to end")
+    run_sweep(results)
+    assert_same_values(scores(results), baseline.scores)
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "basic"])
+def test_a_closed_output_pipe_stops_the_sweep_quietly_and_a_rerun_resumes(baseline, tmp_path, launcher):
+    """`simbench sweep | head -1`: once the reader of its output has gone, the sweep stops like a command
+    killed by SIGPIPE (status 141, no traceback: the next print, or the next log line of the sweep's
+    own process or of a pool worker, finds the pipe closed), every worker ends, and a rerun completes
+    the rows."""
+    results = tmp_path / "results"
+    err = tmp_path / "stderr.txt"
+    with open(err, "wb") as stderr:
+        proc = subprocess.Popen(sweep_command(results, f"hydra/launcher={launcher}"), cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
+    assert proc.stdout.readline().startswith(b"[simbench]")  # the first line, as `head -1` reads it
+    proc.stdout.close()
+    assert proc.wait(timeout=300) == 128 + signal.SIGPIPE, err.read_text()[-3000:]
+    assert "Traceback" not in err.read_text() and "Logging error" not in err.read_text(), err.read_text()[-3000:]
     wait_for(lambda: not session_alive(proc.pid), 30, "every process of the sweep to end")
     run_sweep(results)
     assert_same_values(scores(results), baseline.scores)
