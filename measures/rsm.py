@@ -588,9 +588,10 @@ def _rbf_two_sigma_sq(
     def median_squared_distance() -> torch.Tensor:
         if on_numpy(x):
             xn = x.numpy()
+            ks = _median_upper_ranks(n, median_over)
+            wanted = sorted({k - 1 for k in ks if k > 0})
             if x.dtype == torch.float64 and n * n * 8 > _FLOAT32_MEDIAN_BYTES:  # the bound assumes float64 d
-                ks = _median_upper_ranks(n, median_over)
-                found = _upper_order_statistics_float32(xn, sorted({k - 1 for k in ks if k > 0}))
+                found = _upper_order_statistics_float32(xn, wanted)
                 if found is not None:
                     return _median_of(found, ks, x.dtype)
             # The upper triangle by row blocks of ≤ N/8 rows (about half the GEMM), kept as they are for
@@ -603,8 +604,7 @@ def _rbf_two_sigma_sq(
                 rows = block.shape[0]
                 block[:, :rows][np.tri(rows, rows, -1, dtype=bool)] = np.inf
                 blocks.append(block)
-            ks = _median_upper_ranks(n, median_over)
-            found = _order_statistics(blocks, sorted({k - 1 for k in ks if k > 0}))
+            found = _order_statistics(blocks, wanted)
             if kept is None:
                 blocks.clear()
             return _median_of(found, ks, x.dtype)

@@ -497,6 +497,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _end_process_tree(code: int) -> None:
+    """Kill every worker of this sweep, then exit with ``code`` at once, printing nothing more.
+
+    Silent from here on: joblib's and loky's threads react to the killed workers with tracebacks (a
+    relaunched resource tracker, "worker terminated unexpectedly"), and the interpreter's final flush of a
+    closed stdout would raise. Exit without unwinding. Nothing is lost: shards, models and representations
+    are renamed into place whole, file locks are released by the OS, and a temporary file of an interrupted
+    write is removed by the next sweep (tasks.storage.remove_stale_temporaries)."""
+    silent = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(silent, 1)
+    os.dup2(silent, 2)
+    stop_descendants()
+    os._exit(code)
+
+
 def _install_stop_handlers(quiet: bool) -> None:
     """SIGTERM and SIGINT stop the whole process tree: the workers first, then this process, with one
     line saying that a rerun resumes (no KeyboardInterrupt traceback). Writes are atomic and finished rows
@@ -511,16 +526,7 @@ def _install_stop_handlers(quiet: bool) -> None:
                   "rows are saved: rerun the same command to resume", file=sys.stderr, flush=True)
         sys.stdout.flush()
         sys.stderr.flush()
-        # From here on nothing of this process may print: joblib's and loky's threads react to the killed
-        # workers with tracebacks (a relaunched resource tracker, "worker terminated unexpectedly").
-        silent = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(silent, 1)
-        os.dup2(silent, 2)
-        stop_descendants()
-        # Exit at once, without unwinding. Nothing is lost: shards, models and representations are
-        # renamed into place whole, file locks are released by the OS, and a temporary file of an
-        # interrupted write is removed by the next sweep (tasks.storage.remove_stale_temporaries).
-        os._exit(128 + signum)
+        _end_process_tree(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -845,11 +851,7 @@ def stop_on_broken_pipe() -> None:
     finished rows are in their shards, so a rerun resumes. (Python ignores SIGPIPE and raises
     ``BrokenPipeError`` from the next print instead; restoring SIGPIPE's default would also kill this
     process on a pipe to a dead pool worker, which loky handles.)"""
-    silent = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(silent, 1)  # the interpreter's final flush of stdout would raise again
-    os.dup2(silent, 2)
-    stop_descendants()
-    os._exit(128 + signal.SIGPIPE)
+    _end_process_tree(128 + signal.SIGPIPE)
 
 
 _closed_output_stops: bool | None = None
@@ -869,7 +871,7 @@ def on_closed_output(stop: bool) -> None:
     def handle_error(handler: logging.Handler, record: logging.LogRecord) -> None:
         if not isinstance(sys.exc_info()[1], BrokenPipeError):
             report(handler, record)
-        elif _closed_output_stops:
+        elif stop:
             stop_on_broken_pipe()
 
     logging.Handler.handleError = handle_error
