@@ -266,14 +266,16 @@ class ZooCache:
                                     **settings)
                 except TrainingDivergedError as exc:
                     raise self._diverged(spec, str(exc)) from None
-                log.info("trained %s seed=%d%s: probe accuracy %.3f", spec.arch["name"], spec.seed,
-                         f" warm start {spec.warm_start}" if spec.warm_start else "", metrics["probe_accuracy"])
                 recorded = {"epochs": torch.tensor(history.epochs, dtype=torch.int64),
                             "probabilities": torch.from_numpy(np.stack(history.probabilities))}
                 buffer = {"state_dict": model.state_dict(), "spec": spec.as_dict(), "metrics": metrics,
                           "sha256": state_digest(model.state_dict()),
                           "probe_history": recorded, "probe_history_sha256": state_digest(recorded)}
                 atomic_write(path, lambda fh: torch.save(buffer, fh))
+                # Logged once the model is stored: a sweep stopped between the two would otherwise log a
+                # model as trained that the rerun must train (and log) again.
+                log.info("trained %s seed=%d%s: probe accuracy %.3f", spec.arch["name"], spec.seed,
+                         f" warm start {spec.warm_start}" if spec.warm_start else "", metrics["probe_accuracy"])
                 self.trained += 1
                 return model
         model.load_state_dict(state)
