@@ -54,14 +54,17 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait(timeout=60)
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2, detail=None):
+    """Poll ``predicate`` until it returns a true value (returned) or ``timeout`` seconds pass (an
+    AssertionError naming ``what``, followed by ``detail()`` when given: the state that explains it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    message = f"timed out after {timeout:.0f}s waiting for {what}"
+    raise AssertionError(message + (f"\n{detail()}" if detail is not None else ""))
 
 
 def session_alive(pgid: int) -> bool:

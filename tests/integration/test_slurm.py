@@ -110,6 +110,12 @@ def _task_log(sweep_dir: Path, array: str, task: int, stream: str = "out") -> st
     return path.read_text(errors="replace") if path.exists() else ""
 
 
+def _task_state(sweep_dir: Path, array: str, task: int, *extra: str) -> str:
+    """What a failed wait shows about a task: its SLURM state, the tail of its logs, then ``extra``."""
+    tails = [f"--- {stream}:\n" + _task_log(sweep_dir, array, task, stream)[-3000:] for stream in ("out", "err")]
+    return "\n".join([f"task {array}_{task}: state {_states(array).get(task, 'not in the queue')}", *tails, *extra])
+
+
 def _states(array: str) -> dict[int, str]:
     """Array task -> SLURM state (tasks that left the queue are absent)."""
     out = subprocess.run(["squeue", "-h", "-r", "-j", array, "-o", "%i %T"], capture_output=True, text=True).stdout
@@ -126,10 +132,36 @@ def _in_job(sweep_dir: Path, task: int) -> bool:
     return (sweep_dir / str(task) / ".hydra" / "config.yaml").exists()
 
 
-def _release_requeued(array: str, task: int) -> None:
+def _release_requeued(sweep_dir: Path, array: str, task: int) -> None:
     """SLURM holds a requeued job for two minutes (EligibleTime); make it eligible now."""
-    wait_for(lambda: _states(array).get(task) == "PENDING", 120, f"task {task} to be requeued")
+    wait_for(lambda: _states(array).get(task) == "PENDING", 120, f"task {task} to be requeued",
+             detail=lambda: _task_state(sweep_dir, array, task))
     _scheduler("scontrol", "update", f"jobid={array}_{task}", "StartTime=now")
+
+
+def _preempt(sweep_dir: Path, array: str, task: int) -> None:
+    """Send SIGUSR2 to the task's job step, as SLURM does before a preemption, and wait until submitit's
+    handler has caught it (its log says so), checkpointed and requeued the task.
+
+    scancel may report an error although the signal was delivered (the job requeues itself meanwhile),
+    so delivery is read from the job's log; while the task still runs without having caught the signal,
+    it is sent again (a busy slurmctld or slurmd can drop it), at most five times, 15 s apart.
+    """
+    answers: list[str] = []
+    caught = lambda: "Caught signal SIGUSR2" in _task_log(sweep_dir, array, task)  # noqa: E731
+    for _ in range(5):
+        done = subprocess.run(["scancel", "--signal=USR2", f"{array}_{task}"], capture_output=True, text=True)
+        answers.append(f"scancel --signal=USR2 exited {done.returncode}: {done.stderr.strip()}")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not caught():
+            time.sleep(0.2)
+        if caught() or _states(array).get(task) != "RUNNING":
+            break
+    wait_for(caught, 5, f"task {task} to catch SIGUSR2", detail=lambda: _task_state(sweep_dir, array, task, *answers))
+    # Wait until its own scontrol requeue went through, before anyone else changes the array (SLURM
+    # refuses concurrent changes to an array with "try again later", which would fail submitit's call).
+    wait_for(lambda: "Requeued job" in _task_log(sweep_dir, array, task) or _states(array).get(task) == "PENDING",
+             60, f"task {task} to requeue itself", detail=lambda: _task_state(sweep_dir, array, task, *answers))
 
 
 def _model_locks(results: Path) -> list[FileLock]:
@@ -215,21 +247,19 @@ def test_requeued_and_preempted_jobs_resume(slurm_cluster, baseline, tmp_path, c
         proc, sweep_dir, array = _start_subgrid(results, tmp_path / "sweep.log", cleanup)
         time.sleep(1.0)  # both now wait on a model lock, in the middle of their job
 
-        # Preemption: SLURM signals the job step. scancel may report an error although the signal was
-        # delivered (the job requeues itself meanwhile), so success is read from the job's log.
-        subprocess.run(["scancel", "--signal=USR2", f"{array}_1"], capture_output=True)
-        wait_for(lambda: "Requeued job" in _task_log(sweep_dir, array, 1), 60, "task 1 to checkpoint and requeue")
+        _preempt(sweep_dir, array, 1)
         _scheduler("scontrol", "requeue", f"{array}_0")
         for task in (0, 1):
-            _release_requeued(array, task)
+            _release_requeued(sweep_dir, array, task)
     assert proc.wait(timeout=900) == 0, (tmp_path / "sweep.log").read_text()[-4000:]
     assert_same_values(scores(results), _subgrid_rows(baseline))
 
     requeued, preempted = _task_log(sweep_dir, array, 0), _task_log(sweep_dir, array, 1)
     assert _started(sweep_dir, array, 0) == 2 and "DUE TO JOB REQUEUE" in _task_log(sweep_dir, array, 0, "err")
     assert _started(sweep_dir, array, 1) == 2
+    # submitit's own "Requeued job" line is not asserted: its scontrol requeue makes SLURM end the step,
+    # which can cut the step's output before that line is forwarded. The second start above is the proof.
     assert "Caught signal SIGUSR2" in preempted and "Calling checkpoint method" in preempted
-    assert f"Requeued job {array}_1" in preempted
     for log in (requeued, preempted):
         assert log.rstrip().endswith("Exiting after successful completion"), log[-2000:]
 
