@@ -67,6 +67,23 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2, detail
     raise AssertionError(message + (f"\n{detail()}" if detail is not None else ""))
 
 
+def log_tail(path: Path, chars: int = 3000):
+    """A ``wait_for`` detail: the end of a sweep's log (what it did before the wait timed out)."""
+    return lambda: f"--- end of {path.name}:\n" + (path.read_text(errors="replace")[-chars:] if path.exists()
+                                                    else "(not written)")
+
+
+def session_processes(pgid: int):
+    """A ``wait_for`` detail: the processes still in process group ``pgid`` (a sweep started in its own
+    session: pgid = its pid), with their state, age and command line."""
+    def show() -> str:
+        listing = subprocess.run(["ps", "-A", "-o", "pid=,pgid=,stat=,etime=,args="], capture_output=True,
+                                 text=True).stdout
+        alive = [line.strip() for line in listing.splitlines() if line.split()[1:2] == [str(pgid)]]
+        return "processes still in the group (pid pgid stat elapsed command):\n" + "\n".join(alive)
+    return show
+
+
 def session_alive(pgid: int) -> bool:
     """Whether any process of the session / process group ``pgid`` still runs."""
     try:

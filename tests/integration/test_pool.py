@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from tests.integration.conftest import ROOT, assert_same_values, count, session_alive, wait_for
+from tests.integration.conftest import (
+    ROOT,
+    assert_same_values,
+    count,
+    log_tail,
+    session_alive,
+    session_processes,
+    wait_for,
+)
 
 #: two parts of the smoke composite (vision and graphs), one cheap measure, two seeds each
 COMPOSITE = ("sweep=smoke_domains", "parts=[smoke,smoke_graph]", "measures.include=[cka_linear,knn_jaccard]")
@@ -44,10 +52,12 @@ def test_composite_in_one_pool_matches_part_by_part(tmp_path):
     # Stopped as soon as the first model is stored: on an idle 2-core machine all six jobs finish within
     # ~0.5 s of that, so waiting (0.2 s polls) for the first finished job let the whole sweep end before
     # the signal, and the rerun had nothing to launch.
-    wait_for(lambda: "trained " in log.read_text(errors="replace"), 600, "the first model to be trained", 0.01)
+    wait_for(lambda: "trained " in log.read_text(errors="replace"), 600, "the first model to be trained", 0.01,
+             detail=log_tail(log))
     os.kill(stopped.pid, signal.SIGTERM)
     assert stopped.wait(timeout=60) == 128 + signal.SIGTERM and "stopped by SIGTERM" in log.read_text()
-    wait_for(lambda: not session_alive(stopped.pid), 30, "the pool's workers to end")
+    wait_for(lambda: not session_alive(stopped.pid), 30, "the pool's workers to end",
+             detail=session_processes(stopped.pid))
     proc = _run(pooled, *pool)
     assert "one pool for all 2 parts" in proc.stdout
     # the stopped pool leaves nothing for the resource trackers (tqdm's semaphores, joblib's folders)

@@ -20,9 +20,11 @@ from tasks.storage import read_parquet, write_parquet
 from tests.integration.conftest import (
     ROOT,
     assert_same_values,
+    log_tail,
     run_sweep,
     scores,
     session_alive,
+    session_processes,
     shard_files,
     start_sweep,
     sweep_command,
@@ -122,7 +124,7 @@ def test_a_signal_stops_every_worker_and_a_rerun_resumes(baseline, tmp_path, sig
     results = tmp_path / "results"
     log = tmp_path / "sweep.log"
     proc = start_sweep(results, log, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-    wait_for(lambda: len(_children(proc.pid)) >= 2, 300, "the joblib workers to start")
+    wait_for(lambda: len(_children(proc.pid)) >= 2, 300, "the joblib workers to start", detail=log_tail(log))
     time.sleep(1.0)
     os.kill(proc.pid, sig)  # the main process only, as `kill <pid>` or a scheduler would
     proc.wait(timeout=60)
@@ -130,7 +132,8 @@ def test_a_signal_stops_every_worker_and_a_rerun_resumes(baseline, tmp_path, sig
     assert proc.returncode == 128 + sig, text[-3000:]
     assert f"stopped by {sig.name}" in text and "rerun the same command to resume" in text
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
-    wait_for(lambda: not session_alive(proc.pid), 30, "every process of the sweep to end")
+    wait_for(lambda: not session_alive(proc.pid), 30, "every process of the sweep to end",
+             detail=session_processes(proc.pid))
     run_sweep(results)
     assert_same_values(scores(results), baseline.scores)
 
@@ -150,7 +153,8 @@ def test_a_closed_output_pipe_stops_the_sweep_quietly_and_a_rerun_resumes(baseli
     proc.stdout.close()
     assert proc.wait(timeout=300) == 128 + signal.SIGPIPE, err.read_text()[-3000:]
     assert "Traceback" not in err.read_text() and "Logging error" not in err.read_text(), err.read_text()[-3000:]
-    wait_for(lambda: not session_alive(proc.pid), 30, "every process of the sweep to end")
+    wait_for(lambda: not session_alive(proc.pid), 30, "every process of the sweep to end",
+             detail=session_processes(proc.pid))
     run_sweep(results)
     assert_same_values(scores(results), baseline.scores)
 
@@ -159,15 +163,17 @@ def test_sigterm_stops_the_running_part_of_a_composite_sweep(tmp_path):
     results = tmp_path / "results"
     log = tmp_path / "sweep.log"
     proc = start_sweep(results, log, "sweep=benchmark", "measures=fast", "hydra/launcher=basic")
-    wait_for(lambda: "part 1/" in log.read_text(errors="replace"), 300, "the first part to start")
-    wait_for(lambda: _children(proc.pid), 60, "the part sweep process")
+    wait_for(lambda: "part 1/" in log.read_text(errors="replace"), 300, "the first part to start",
+             detail=log_tail(log))
+    wait_for(lambda: _children(proc.pid), 60, "the part sweep process", detail=log_tail(log))
     time.sleep(2.0)
     os.kill(proc.pid, signal.SIGTERM)
     proc.wait(timeout=60)
     text = log.read_text(errors="replace")
     assert proc.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in text, text[-3000:]
     assert "Traceback" not in text
-    wait_for(lambda: not session_alive(proc.pid), 30, "the part sweep and its workers to end")
+    wait_for(lambda: not session_alive(proc.pid), 30, "the part sweep and its workers to end",
+             detail=session_processes(proc.pid))
 
 
 # -- item 11: repairs are reported, stale temporaries removed, bad results dirs are one line ------------

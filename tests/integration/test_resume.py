@@ -20,6 +20,7 @@ from tests.integration.conftest import (
     assert_same_values,
     count,
     kill_group,
+    log_tail,
     run_sweep,
     scores,
     shard_files,
@@ -54,7 +55,8 @@ def test_sigkill_at_random_points_then_rerun(baseline, tmp_path):
     for i in range(N_KILLS):
         log = tmp_path / f"killed-{i}.log"
         proc = start_sweep(results, log)
-        wait_for(lambda: "job(s) validated" in log.read_text(errors="replace"), 600, "the jobs to start")
+        wait_for(lambda: "job(s) validated" in log.read_text(errors="replace"), 600, "the jobs to start",
+                 detail=log_tail(log))
         # A uniformly random point of the jobs' own run time (measured on the uninterrupted baseline):
         # training, extraction, measuring, the atomic shard writes, or the lock hand-over between jobs.
         time.sleep(rng.uniform(0.0, 1.0) * baseline.job_phase_s)
