@@ -19,7 +19,8 @@ rounds interleave all implementations (round r times every implementation once b
 
 - **ours cold**: every cache cleared before the call (the per-input memo of ``measures._memo`` and the
   thin-SVD cache of ``measures.cca``) and the CPU caches flushed (``--evict-cache-mb`` of scratch
-  written; the peers' calls get the same flush): the cost of a pair seen for the first time.
+  written, by default twice the last-level cache; the peers' calls get the same flush): the cost of a
+  pair seen for the first time.
 - **ours warm**: one input against many partners, as in a sweep: X was seen before (its one-sided work
   is cached), the partner is a fresh Y' every call.
 - an implementation under 10 ms in round 1 is timed ``--short-calls`` times per later round (each call
@@ -39,6 +40,7 @@ the smallest fastest-peer/ours ratio. ``--measures`` takes measure names or row 
 from __future__ import annotations
 
 import argparse
+import glob
 import importlib
 import math
 import os
@@ -245,6 +247,36 @@ def inputs(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 _scratch: np.ndarray | None = None
 
 
+def last_level_cache_mb(root: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
+    """The largest CPU cache of this machine in MiB, rounded up, from Linux's sysfs (None where it is
+    not readable).
+
+    Read from sysfs because Python's ``os.sysconf`` has no name for the cache sizes on every build (3.11
+    on glibc raises for ``SC_LEVEL3_CACHE_SIZE``). Sizes there read like ``307200K``.
+    """
+    sizes = []
+    for entry in glob.glob(os.path.join(root, "index*", "size")):
+        try:
+            text = open(entry).read().strip().upper()
+        except OSError:
+            continue
+        unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes.append(int(digits) * unit)
+    return -(-max(sizes) // (1 << 20)) if sizes else None
+
+
+def eviction_mb(requested: int | None) -> int:
+    """The scratch size for :func:`evict_cpu_caches`: ``requested`` where given (0: no flush), else twice
+    the last-level cache and at least 64 MiB. A fixed 64 MiB flushed the 32 MiB L3 of the AMD machines of
+    BENCHMARKS.md but not the 300 MiB L3 of the Intel one, where "cold" calls then read their inputs
+    from the L3."""
+    if requested is not None:
+        return requested
+    return max(64, 2 * (last_level_cache_mb() or 0))
+
+
 def evict_cpu_caches(megabytes: int) -> None:
     """Write a scratch buffer larger than the last-level cache, so that the next call starts with the
     inputs out of the CPU caches whoever ran before it (0: do nothing). Without it a peer timed right
@@ -278,10 +310,12 @@ def main(argv: list[str] | None = None) -> None:
                              "the peers' alike, each with its cache flush; the minimum over all of them is reported")
     parser.add_argument("--rtol", type=float, default=1e-6)
     parser.add_argument("--measures", default="", help="comma-separated subset of our measure names")
-    parser.add_argument("--evict-cache-mb", type=int, default=64,
+    parser.add_argument("--evict-cache-mb", type=int, default=None,
                         help="before every cold call (ours and the peers'), write this many MiB of scratch to push "
-                             "the inputs out of the CPU caches (more than the last-level cache; 0: off)")
+                             "the inputs out of the CPU caches (default: twice the last-level cache read from "
+                             "sysfs, at least 64; 0: off)")
     args = parser.parse_args(argv)
+    args.evict_cache_mb = eviction_mb(args.evict_cache_mb)
     if args.extra_path:
         sys.path.append(args.extra_path)
     torch.set_num_threads(1)
@@ -307,7 +341,8 @@ def main(argv: list[str] | None = None) -> None:
         cases = {k: v for k, v in cases.items() if k in wanted or v.measure in wanted}
 
     print(f"torch {torch.__version__}, numpy {np.__version__}, one thread, CPU time, min of {args.repeats} "
-          f"interleaved rounds; peers: {', '.join(sorted({p for c in cases.values() for p in c.peers}))}\n")
+          f"interleaved rounds, {args.evict_cache_mb} MiB cache flush before each cold call; "
+          f"peers: {', '.join(sorted({p for c in cases.values() for p in c.peers}))}\n")
     # One untimed call of every implementation on small inputs first: one-time costs (lazy imports, library
     # initialisation) would otherwise land on whichever measure comes first in round 1.
     small_x, small_y = inputs(64, 8, 0)
