@@ -211,13 +211,39 @@ def _input(cfg: DictConfig) -> tuple[tuple[int, ...], int]:
 
 
 def _build_on_meta(name: str, shape: tuple[int, ...], n_classes: int, **params) -> torch.nn.Module:
-    """Build an architecture without allocating weights (the meta device), to check its config."""
+    """Build an architecture without allocating weights (the meta device), to check its config.
+
+    The weights' random initialisation is skipped (:func:`_skip_random_init`): a meta tensor holds no
+    values, and torch's meta kernel of ``normal_`` is Python code whose first call imports ~900 modules
+    (``torch._dynamo``, sympy): 1.8 s of a no-op rerun on the Intel VM of BENCHMARKS.md, once for the
+    transformer's embeddings and once more for resnet18's ``kaiming_normal_``.
+    """
     import torch
 
     from tasks.zoo import architectures
 
-    with torch.device("meta"):
+    with _skip_random_init(), torch.device("meta"):
         return architectures.build(name, shape, n_classes, **params)
+
+
+def _skip_random_init():
+    """A torch function mode under which ``torch.nn.init``'s functions and the tensors' in-place random
+    fills (``normal_``, ``uniform_``, ...) return a meta tensor as it is (other tensors as usual)."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    fills = {getattr(torch.Tensor, f) for f in ("normal_", "uniform_", "random_", "exponential_", "log_normal_",
+                                               "cauchy_", "geometric_", "bernoulli_")}
+
+    class SkipRandomInit(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            first = args[0] if args else (kwargs or {}).get("tensor")  # torch.nn.init passes tensor=...
+            if (isinstance(first, torch.Tensor) and first.is_meta
+                    and (func in fills or getattr(func, "__module__", None) == "torch.nn.init")):
+                return first
+            return func(*args, **(kwargs or {}))
+
+    return SkipRandomInit()
 
 
 #: (arch, data, shortcut marker, activation_region chosen) combinations already checked: a sweep's plan
