@@ -50,12 +50,14 @@ def selected_measures(cfg: DictConfig) -> list[str]:
     valid = measures.names() if modules else list(_builtin_measure_names())
     include = cfg.measures.include
     chosen = valid if include == "all" else list(include)
-    for key, names in (("measures.include", chosen), ("measures.exclude", list(cfg.measures.exclude)),
+    exclude = list(cfg.measures.exclude)  # read once: each read of an omegaconf list resolves every node
+    for key, names in (("measures.include", chosen), ("measures.exclude", exclude),
                        ("measures.params", list(cfg.measures.params))):
         unknown = [n for n in names if n not in valid]
         if unknown:
             raise ConfigError(f"{key}: {unknown_measure(unknown[0], valid)}")
-    return [n for n in chosen if n not in set(cfg.measures.exclude)]
+    excluded = set(exclude)
+    return [n for n in chosen if n not in excluded]
 
 
 def validate_config(cfg: DictConfig) -> None:
