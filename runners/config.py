@@ -217,8 +217,8 @@ def _build_on_meta(name: str, shape: tuple[int, ...], n_classes: int, **params) 
 
     The weights' random initialisation is skipped (:func:`_skip_random_init`): a meta tensor holds no
     values, and torch's meta kernel of ``normal_`` is Python code whose first call imports ~900 modules
-    (``torch._dynamo``, sympy): 1.8 s of a no-op rerun on the Intel VM of BENCHMARKS.md, once for the
-    transformer's embeddings and once more for resnet18's ``kaiming_normal_``.
+    (``torch._dynamo``, sympy): 1.8 s of a no-op rerun on the Intel VM of BENCHMARKS.md, for the
+    transformer's embeddings (resnet18 imports them anyway, through torchvision's detection ops).
     """
     import torch
 
@@ -249,8 +249,7 @@ def _skip_random_init():
 
 
 #: (arch, data, shortcut marker, activation_region chosen) combinations already checked: a sweep's plan
-#: validates hundreds of jobs over a few architectures (building one on the meta device: ~8 ms, ~60 ms
-#: for the transformer)
+#: validates hundreds of jobs over a few architectures (building one on the meta device: ~3-10 ms)
 _MODELS_CHECKED: set[str] = set()
 
 
