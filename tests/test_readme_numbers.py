@@ -257,7 +257,7 @@ PARAMETERS = [
 ]
 #: one run's wall/CPU times and job counts (from its log, not a table)
 RUN_LOG = ["(10 jobs; with", "66 s wall clock and 66 CPU seconds", "machine at load 2", "jobs 10, 7 and 7 s",
-           "284 jobs", "19 min 43 s", "5 min 18 s", "598 s", "5 min 33 s", "627 s", "5-minute target", "family 6, model 207", "8 min 59.5 s", "1,009 s", "10-12 s", "3 min 34 s", "402 s", "6.3 s", "7.4-8.4 s", "1.5x faster", "2.0e-10", "1.57e-9", "2.1e-7", "3.3e-16", "near 0.2", "family 26, Zen 5", "Zen 4", "~1e-17", "~1e-14", "0.83 instead of 0.80", "130 instead of 121 significant", "from 17.3", "4.2% / 1.7%", "3.3% / 1.9%", "every unit are 0", "1.44e-10", "1,419 s", "7 min 51 s", "1,452 s", "54 min", "near 10", "101,998 values", "53 s", "34 s", "under 5 s", "70% of the time"]
+           "284 jobs", "19 min 43 s", "5 min 18 s", "598 s", "5 min 33 s", "627 s", "5-minute target", "family 6, model 207", "up to 1.5", "Spearman ρ ≥ 0.9 (0.96", "Zen 4 and Zen 5 VMs", "8 min 59.5 s", "1,009 s", "10-12 s", "3 min 34 s", "402 s", "6.3 s", "7.4-8.4 s", "1.5x faster", "2.0e-10", "1.57e-9", "2.1e-7", "3.3e-16", "near 0.2", "family 26, Zen 5", "Zen 4", "~1e-17", "~1e-14", "0.83 instead of 0.80", "130 instead of 121 significant", "from 17.3", "4.2% / 1.7%", "3.3% / 1.9%", "every unit are 0", "1.44e-10", "1,419 s", "7 min 51 s", "1,452 s", "54 min", "near 10", "101,998 values", "53 s", "34 s", "under 5 s", "70% of the time"]
 #: the earlier digits run of the deeper vision model (its numbers are in the exempt "How we got there" paragraph)
 DEEP = ["(0.74 on 8x8 digits)"]  # the earlier digits run of vision_deep, in the "How we got there" paragraph
 #: paragraphs exempt as a whole (from this start to the next bold paragraph or the section's end), and why
