@@ -40,7 +40,6 @@ the smallest fastest-peer/ours ratio. ``--measures`` takes measure names or row 
 from __future__ import annotations
 
 import argparse
-import glob
 import importlib
 import math
 import os
@@ -50,6 +49,7 @@ import types
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -255,9 +255,9 @@ def last_level_cache_mb(root: str = "/sys/devices/system/cpu/cpu0/cache") -> int
     on glibc raises for ``SC_LEVEL3_CACHE_SIZE``). Sizes there read like ``307200K``.
     """
     sizes = []
-    for entry in glob.glob(os.path.join(root, "index*", "size")):
+    for entry in Path(root).glob("index*/size"):
         try:
-            text = open(entry).read().strip().upper()
+            text = entry.read_text().strip().upper()
         except OSError:
             continue
         unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)

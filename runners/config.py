@@ -228,9 +228,10 @@ def _build_on_meta(name: str, shape: tuple[int, ...], n_classes: int, **params) 
         return architectures.build(name, shape, n_classes, **params)
 
 
-def _skip_random_init():
-    """A torch function mode under which ``torch.nn.init``'s functions and the tensors' in-place random
-    fills (``normal_``, ``uniform_``, ...) return a meta tensor as it is (other tensors as usual)."""
+@lru_cache(maxsize=1)
+def _skip_random_init_mode() -> type:
+    """The torch function mode class of :func:`_skip_random_init`, defined once (torch is imported
+    lazily in this module: see the note above)."""
     import torch
     from torch.overrides import TorchFunctionMode
 
@@ -245,7 +246,13 @@ def _skip_random_init():
                 return first
             return func(*args, **(kwargs or {}))
 
-    return SkipRandomInit()
+    return SkipRandomInit
+
+
+def _skip_random_init():
+    """A torch function mode under which ``torch.nn.init``'s functions and the tensors' in-place random
+    fills (``normal_``, ``uniform_``, ...) return a meta tensor as it is (other tensors as usual)."""
+    return _skip_random_init_mode()()
 
 
 #: (arch, data, shortcut marker, activation_region chosen) combinations already checked: a sweep's plan
