@@ -283,9 +283,14 @@ def cpu_vendor() -> str | None:
     return found.group(1) if found else None
 
 
+def table_cells(row: str) -> list[str]:
+    """The stripped cells of one Markdown table row."""
+    return [c.strip() for c in row.strip("|").split("|")]
+
+
 def rank_scores(table: list[str]) -> dict[str, float]:
     """measure -> rank_score of a rank table's rows."""
-    return {cells[0]: float(cells[2]) for cells in ([c.strip() for c in row.strip("|").split("|")] for row in table[2:])}
+    return {cells[0]: float(cells[2]) for cells in map(table_cells, table[2:])}
 
 
 def check_rank_conclusions(generated: Path) -> None:
@@ -333,9 +338,9 @@ def test_rank_conclusions_check(tmp_path):
     def table_with(scores: Callable[[int, float], float], name: str) -> Path:
         rows = []
         for i, row in enumerate(lines[2:]):
-            cells = row.strip("|").split("|")
-            cells[2] = f" {scores(i, float(cells[2])):.1f} "
-            rows.append("|" + "|".join(cells) + "|")
+            cells = table_cells(row)
+            cells[2] = f"{scores(i, float(cells[2])):.1f}"
+            rows.append("| " + " | ".join(cells) + " |")
         (tmp_path / name).write_text("\n".join([*lines[:2], *rows]) + "\n")
         return tmp_path / name
 
@@ -355,8 +360,8 @@ def test_readme_rank_table_matches_the_tracked_ranks():
     test) equals the tracked paper/data/ranks.csv, the same analysis output as tables/ranks.md, to the
     README's one decimal."""
     lines = rank_table(README.read_text())
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    header = table_cells(lines[0])
+    rows = [table_cells(line) for line in lines[2:]]
     tracked = pd.read_csv(TRACKED_RANKS).set_index("measure")
     assert [r[0] for r in rows] == list(tracked.index), "README rows are not the tracked ranks' measures in order"
     for row in rows:
