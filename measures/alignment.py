@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import ot
 import scipy.linalg
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -495,6 +494,10 @@ def soft_matching(X: torch.Tensor, Y: torch.Tensor) -> float:
     # that d(X, X) is exactly 0 and no digit is lost to cancellation.
     sq_x, sq_y = np.einsum("ij,ij->j", x, x), np.einsum("ij,ij->j", y, y)
     cost = np.maximum(sq_x[:, None] + sq_y[None, :] - 2.0 * cross, 0.0)
+    # POT is imported here, not with this module: its import pulls in scikit-learn (~1.3 s of CPU), which
+    # every process that loads the measures (the sweep's plan, each pool worker, the CLI) would pay.
+    import ot
+
     plan, log = ot.emd(np.full(d1, 1.0 / d1), np.full(d2, 1.0 / d2), cost, numItermax=10_000_000, log=True)
     if log["result_code"] != 1:
         raise RuntimeError(f"soft_matching: optimal transport did not converge ({log['warning']})")

@@ -24,7 +24,6 @@ from numbers import Integral, Real
 import gudhi
 import numpy as np
 import torch
-from gph import ripser_parallel
 
 from measures._memo import one_sided, one_sided_shared
 from measures._registry import UndefinedMeasureError, register
@@ -104,6 +103,10 @@ def _cross_barcode_h1_length(d_a: np.ndarray, d_b: np.ndarray) -> float:
     np.minimum(d_a, d_b, out=cross[:n, :n])
     cross[:n, n:] = d_a
     cross[n:, :n] = d_a.T
+    # giotto-ph is imported on first use: its import pulls in scikit-learn (~0.9 s of CPU), which every
+    # process that loads the measures (the sweep's plan, the CLI) would pay; POT likewise (alignment.py).
+    from gph import ripser_parallel
+
     bars = ripser_parallel(cross, maxdim=1, metric="precomputed", n_threads=1)["dgms"][1].astype(np.float64)
     # Every edge eventually enters, so the complex ends contractible and no H1 bar is infinite.
     return float((bars[:, 1] - bars[:, 0]).sum())
