@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sys
 from pathlib import Path
 
 import measures
 from measures import _catalogue
+from measures._cli import closed_output_status
 from measures._suggest import unknown_measure
 
 
@@ -170,6 +169,5 @@ if __name__ == "__main__":
     try:
         status = main()
     except BrokenPipeError:  # `python -m measures list | head`: the reader went away; no traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush would raise again
-        status = 128 + signal.SIGPIPE  # the status of a command killed by SIGPIPE
+        status = closed_output_status()
     sys.exit(status)

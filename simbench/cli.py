@@ -12,10 +12,9 @@ not shadow the project's packages (``python -m runners.sweep`` puts the working 
 from __future__ import annotations
 
 import importlib
-import os
-import signal
 import sys
 
+from measures._cli import closed_output_status
 from measures._suggest import suggest
 
 #: subcommand -> (module, function taking argv and returning an exit status, one-line help)
@@ -55,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             from runners.sweep import stop_on_broken_pipe
 
             stop_on_broken_pipe()  # stops the sweep's workers too
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush would raise again
-        return 128 + signal.SIGPIPE  # the status of a command killed by SIGPIPE
+        return closed_output_status()
     return int(status or 0)
 
 
