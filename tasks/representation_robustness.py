@@ -1,7 +1,8 @@
 """Representation-level robustness: how much do scores move under additive noise, one outlier row, subsampling?
 
 On the first seed pair (X, Y) of the sweep's first architecture, final hidden layer, ``N_ROWS`` probe rows
-(a seeded subset, same rows for both models), every representational measure is computed on
+(a seeded subset, same rows for both models), every representational measure of the sweep (those its scores
+hold, each with its own defaults) is computed on
 
 * **additive noise**: m(X, X + ε), ε ~ N(0, (σ·s)²) with s the mean per-unit standard deviation of X, for σ in
   ``NOISE``; drift |m(X, X + ε) − m(X, X)|;
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm  # noqa: E402
 import measures  # noqa: E402
 from tasks import plotting  # noqa: E402
 from tasks.base import AnalysisContext, AnalysisResult, analysis  # noqa: E402
-from tasks.sample_size import _real_pairs  # noqa: E402
+from tasks.sample_size import _real_pairs, representational_measures  # noqa: E402
 
 N_ROWS = 200
 NOISE = (0.01, 0.1, 0.5)
@@ -69,8 +70,10 @@ def perturbations(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> lis
 @analysis("representation_robustness", reads_previous=False)
 def representation_robustness(ctx: AnalysisContext) -> AnalysisResult:
     pairs = _real_pairs(ctx)
-    if not pairs:
-        return AnalysisResult(pd.DataFrame(), "no seed pair with cached representations")
+    names = representational_measures(ctx.scores)
+    if not pairs or not names:
+        return AnalysisResult(pd.DataFrame(), "no seed pair with cached representations"
+                              if names else "no representational measure in this sweep")
     arch = sorted(pairs)[0]
     x, y = pairs[arch]
     rng = np.random.default_rng(SEED)
@@ -78,7 +81,7 @@ def representation_robustness(ctx: AnalysisContext) -> AnalysisResult:
     x, y = x[rows], y[rows]
     cases = perturbations(x, y, rng)
     records = []
-    for name in tqdm(measures.names(inputs="representations"), desc="representation robustness", leave=False):
+    for name in tqdm(names, desc="representation robustness", leave=False):
         self_value, pair_value = _value(name, x, x), _value(name, x, y)
         unit = abs(pair_value - self_value)
         values = {(kind, level): [] for kind, level, _, _ in cases}

@@ -1,6 +1,7 @@
 """How do scores depend on the number of inputs N and the dimension D? (Klabunde et al.'s Figure 5)
 
-Every representational measure is computed on
+Every representational measure of the sweep (those its scores hold, each with its own defaults) is
+computed on
 
 * **independent inputs**: two independent standard Gaussian N x D matrices (nothing shared: the value
   a measure gives to unrelated representations), for N in ``N_GRID`` and D in ``D_GRID``;
@@ -89,6 +90,14 @@ def first_n_below(table: pd.DataFrame, column: str, threshold: float) -> dict[in
     return out
 
 
+def representational_measures(scores: pd.DataFrame) -> list[str]:
+    """The measures on representations that the sweep's scores hold, in the registry's (sorted) order: a
+    sweep of a few measures (``measures.include=[...]``, the smoke sweep's ``measures=fast``) is analysed
+    on those, not on the whole catalogue (the default benchmark has every one)."""
+    present = set(scores["measure"].unique()) if "measure" in scores else set()
+    return [m for m in measures.names(inputs="representations") if m in present]
+
+
 def _real_pairs(ctx: AnalysisContext) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per architecture, the final hidden layer of its first seed pair (from the representation cache)."""
     seeds = seed_pairs(ctx.scores)
@@ -107,7 +116,7 @@ def _real_pairs(ctx: AnalysisContext) -> dict[str, tuple[np.ndarray, np.ndarray]
 
 @analysis("sample_size", reads_previous=False)
 def sample_size(ctx: AnalysisContext) -> AnalysisResult:
-    names = measures.names(inputs="representations")
+    names = representational_measures(ctx.scores)
     rng = np.random.default_rng(SEED)
     inputs = []  # (source, n, d, x, y)
     for d in D_GRID:
@@ -129,12 +138,13 @@ def sample_size(ctx: AnalysisContext) -> AnalysisResult:
             value, status = _value(name, x, y)
             records.append({"measure": name, "family": measures.info(name).family, "source": source, "n": n, "d": d,
                             "value": value, "status": status, "cpu_s": time.process_time() - start})
-    table = pd.DataFrame(records)
+    table = pd.DataFrame(records, columns=["measure", "family", "source", "n", "d", "value", "status", "cpu_s"])
     table.to_csv(ctx.table_path("sample_size"), index=False)
-    bias = cka_bias_table(CKA_N, CKA_D, CKA_REPEATS, SEED)
+    bias = cka_bias_table(CKA_N, CKA_D, CKA_REPEATS, SEED)  # linear CKA's bias, whatever the sweep measured
     below = first_n_below(bias, "cka_linear", CKA_THRESHOLD)
     bias.to_csv(ctx.table_path("cka_bias"), index=False)
-    figures = [_plot(table, ctx), _plot_bias(bias, below, ctx)]
+    figures = [_plot(table, ctx)] if names else []
+    figures.append(_plot_bias(bias, below, ctx))
     evaluations = pd.concat([
         # cpu_s stays in the table only: evaluations are results and must not depend on the machine or its load
         table.drop(columns=["family", "cpu_s"]).assign(statistic=lambda t: "value_" + t["source"].str.replace(" ", "_")),

@@ -49,3 +49,17 @@ def test_representation_robustness_of_linear_cka(tmp_path, monkeypatch):
         subs.append(numpy_cka(xs[r], ys[r], False))
     assert cka.loc[("subsample", "spread", rr.SUBSAMPLE_FRACTION), "drift"] == pytest.approx(np.std(subs, ddof=1), abs=1e-10)
     assert (tmp_path / "figures" / "representation_robustness.png").exists()
+
+
+def test_only_the_sweeps_measures_are_perturbed(tmp_path, monkeypatch):
+    """A sweep of cka_linear and disagreement: only cka_linear (disagreement reads outputs); a sweep of output
+    measures alone: nothing to compute, said so."""
+    monkeypatch.setattr(rr, "N_ROWS", 30)
+    rng = np.random.default_rng(4)
+    for key in ("m0", "m1"):
+        write_arrays({"rep/relu2": rng.standard_normal((40, 5))}, tmp_path / "cache" / "representations" / f"{key}.npz")
+    rows = [score_row(m, "m0", "m1", 0.5, seed_a=0, seed_b=1) for m in ("cka_linear", "disagreement")]
+    rr.representation_robustness(context(tmp_path, rows))
+    assert set(pd.read_csv(tmp_path / "tables" / "representation_robustness.csv")["measure"]) == {"cka_linear"}
+    result = rr.representation_robustness(context(tmp_path / "outputs", rows[1:]))
+    assert result.evaluations.empty and result.summary == "no representational measure in this sweep"

@@ -56,9 +56,11 @@ def test_sample_size_analysis_on_a_small_grid(tmp_path, monkeypatch):
     monkeypatch.setattr(ss, "D_GRID", (4,))
     monkeypatch.setattr(ss, "CKA_N", (16, 64, 256))
     monkeypatch.setattr(ss, "CKA_D", (8,))
-    result = ss.sample_size(context(tmp_path, [{"pair_type": "perturbation", "status": "ok"} | _blank()]))
+    rows = [{"pair_type": "perturbation", "status": "ok"} | _blank() | {"measure": m}
+            for m in ("cka_linear", "rsa", "disagreement")]
+    result = ss.sample_size(context(tmp_path, rows))
     table = pd.read_csv(tmp_path / "tables" / "sample_size.csv")
-    assert set(table["measure"]) == set(measures.names(inputs="representations"))
+    assert set(table["measure"]) == {"cka_linear", "rsa"}  # the sweep's representational measures only
     x, y = ss.independent_inputs(20, 4, np.random.default_rng(ss.SEED))
     got = table.set_index("measure")["value"]
     assert got["cka_linear"] == pytest.approx(numpy_cka(x, y, False), abs=1e-10)
@@ -73,3 +75,25 @@ def _blank() -> dict:
             "layer_index_a": 0, "layer_index_b": 0, "measure": "cka_linear", "value": 1.0, "scale_a": 0.0,
             "scale_b": 0.1, "label_randomization_a": 0.0, "label_randomization_b": 0.0, "shortcut_a": np.nan,
             "shortcut_b": np.nan, "input_noise_a": 0.0, "input_noise_b": 0.0, "seed_a": 0, "seed_b": 0}
+
+
+def test_a_sweep_without_representational_measures(tmp_path, monkeypatch):
+    """Only output measures: no sample-size rows and no sample-size figure, the CKA bias table still made."""
+    monkeypatch.setattr(ss, "N_GRID", (20,))
+    monkeypatch.setattr(ss, "D_GRID", (4,))
+    monkeypatch.setattr(ss, "CKA_N", (16, 64))
+    monkeypatch.setattr(ss, "CKA_D", (8,))
+    result = ss.sample_size(context(tmp_path, [{"pair_type": "perturbation", "status": "ok"} | _blank()
+                                               | {"measure": "disagreement"}]))
+    assert pd.read_csv(tmp_path / "tables" / "sample_size.csv").empty
+    assert not (tmp_path / "figures" / "sample_size.png").exists() and (tmp_path / "figures" / "cka_bias.png").exists()
+    assert "0 measures" in result.summary
+    assert set(result.evaluations["statistic"]) == {"first_n_below_0.1"}
+
+
+def test_representational_measures_follow_the_scores_in_registry_order():
+    scores = pd.DataFrame({"measure": ["rsa", "disagreement", "cka_linear", "rsa"]})
+    assert ss.representational_measures(scores) == ["cka_linear", "rsa"]
+    assert ss.representational_measures(pd.DataFrame()) == []
+    everything = pd.DataFrame({"measure": measures.names()})
+    assert ss.representational_measures(everything) == measures.names(inputs="representations")
