@@ -69,11 +69,12 @@ def perturbations(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> lis
 
 @analysis("representation_robustness", reads_previous=False)
 def representation_robustness(ctx: AnalysisContext) -> AnalysisResult:
-    pairs = _real_pairs(ctx)
     names = representational_measures(ctx.scores)
-    if not pairs or not names:
-        return AnalysisResult(pd.DataFrame(), "no seed pair with cached representations"
-                              if names else "no representational measure in this sweep")
+    if not names:
+        return AnalysisResult(pd.DataFrame(), "no representational measure in this sweep")
+    pairs = _real_pairs(ctx)
+    if not pairs:
+        return AnalysisResult(pd.DataFrame(), "no seed pair with cached representations")
     arch = sorted(pairs)[0]
     x, y = pairs[arch]
     rng = np.random.default_rng(SEED)
