@@ -26,16 +26,14 @@ over the time.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Callable
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+# First: bench_peers pins the BLAS and OpenMP pools to one thread before numpy loads.
+from benchmarks.bench_peers import evict_cpu_caches, eviction_mb
 
 import numpy as np  # noqa: E402
 
-from benchmarks.bench_peers import evict_cpu_caches, eviction_mb  # noqa: E402
 from measures._kernels import column_sums  # noqa: E402
 
 
