@@ -159,7 +159,8 @@ def sample_size(ctx: AnalysisContext) -> AnalysisResult:
 
 def _plot(table: pd.DataFrame, ctx: AnalysisContext):
     order = table[["family", "measure"]].drop_duplicates().sort_values(["family", "measure"])
-    n_cols = 7
+    # up to 7 panels a row; a small sweep's row is as wide as its panels plus the legend's spare panel
+    n_cols = min(7, len(order) + 1)
     n_rows = int(np.ceil(len(order) / n_cols))
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.4 * n_cols, 2.1 * n_rows), squeeze=False)
     families = list(dict.fromkeys(order["family"]))

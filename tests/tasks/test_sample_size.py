@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,6 +69,9 @@ def test_sample_size_analysis_on_a_small_grid(tmp_path, monkeypatch):
     bias = pd.read_csv(tmp_path / "tables" / "cka_bias.csv")
     assert below["value"].iloc[0] == ss.first_n_below(bias, "cka_linear", 0.1)[8]
     assert (tmp_path / "figures" / "sample_size.png").exists() and (tmp_path / "figures" / "cka_bias.png").exists()
+    # two measures: their two panels and the legend's panel in one row (not a 7-column row, mostly empty)
+    height, width = plt.imread(tmp_path / "figures" / "sample_size.png").shape[:2]
+    assert 2.2 < width / height < 4.5, (width, height)
 
 
 def _blank() -> dict:
