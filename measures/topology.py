@@ -88,28 +88,35 @@ def _cross_barcode_h1_length(d_a: np.ndarray, d_b: np.ndarray) -> float:
     i.e. the block matrix [[0, d_aᵀ], [d_a, min(d_a, d_b)]]; its H1 bars are the cycles of the graph
     under min(d_a, d_b) that are not yet cycles under d_a. ripser drops bars of length 0.
 
-    The matrix is handed over with the B vertices first, [[min(d_a, d_b), d_a], [d_aᵀ, 0]]: the
-    same filtered complex with its vertices renumbered, so the same barcode (a persistence diagram does
-    not depend on how simplices of equal filtration value are ordered), but ripser, which breaks ties
-    by vertex number, runs ~35 % faster on it (the n(n-1)/2 zero-weight A-A edges come last among
-    equals). The barcode comes from giotto-ph's ``ripser_parallel`` on one thread, ripser's algorithm
-    with faster reductions: the same bars as ``ripser.ripser`` (both filter in float32; 80 cross
+    The matrix is handed over with its vertices renumbered: the B vertices first, [[min(d_a, d_b), d_a],
+    [d_aᵀ, 0]], and within each half the points in descending order of their summed distance
+    Σ_j min(d_a, d_b)[i, j] (B_i and A_i keep the same place in their halves). That is the same filtered
+    complex, so the same barcode (a persistence diagram does not depend on how simplices of equal
+    filtration value are ordered), but ripser, which orders simplices and breaks ties by vertex number,
+    runs faster on it: B first by up to ~30 % (the n(n-1)/2 zero-weight A-A edges come last among
+    equals), the far points first by another 6-27 % of ripser's time on the default benchmark's
+    representations (BENCHMARKS.md, "RTD's vertex order, fourteenth session"). The barcode comes from giotto-ph's ``ripser_parallel`` on one thread, ripser's
+    algorithm with faster reductions: the same bars as ``ripser.ripser`` (both filter in float32; 80 cross
     matrices of the default benchmark's representations gave identical diagrams), 1.6x less CPU. Its
-    float32 bars are widened to float64 before the sum, as ``ripser.ripser`` returns them.
+    float32 bars are widened to float64, as ``ripser.ripser`` returns them, and their lengths summed
+    exactly rounded (``math.fsum``), so the value does not depend on the order ripser lists the bars in.
     ``tests/measures/test_topology.py`` checks the bars against ripser (both vertex orders) and gudhi.
     """
     n = d_a.shape[0]
+    closest = np.minimum(d_a, d_b)
+    order = np.argsort(-closest.sum(axis=1), kind="stable")
+    block = np.ix_(order, order)
     cross = np.zeros((2 * n, 2 * n))
-    np.minimum(d_a, d_b, out=cross[:n, :n])
-    cross[:n, n:] = d_a
-    cross[n:, :n] = d_a.T
+    cross[:n, :n] = closest[block]
+    cross[:n, n:] = d_a[block]
+    cross[n:, :n] = cross[:n, n:].T
     # giotto-ph is imported on first use: its import pulls in scikit-learn (~0.9 s of CPU), which every
     # process that loads the measures (the sweep's plan, the CLI) would pay; POT likewise (alignment.py).
     from gph import ripser_parallel
 
     bars = ripser_parallel(cross, maxdim=1, metric="precomputed", n_threads=1)["dgms"][1].astype(np.float64)
     # Every edge eventually enters, so the complex ends contractible and no H1 bar is infinite.
-    return float((bars[:, 1] - bars[:, 0]).sum())
+    return math.fsum(bars[:, 1] - bars[:, 0])
 
 
 @register(
