@@ -415,6 +415,23 @@ def _first_of_each_row(rows: np.ndarray) -> np.ndarray:
     return np.fromiter(first.values(), dtype=np.intp, count=len(first))
 
 
+def _stable_row_argsort(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.argsort(a, axis=1, kind="stable")`` (ties by column index) and the rows sorted by it.
+
+    Why not that call alone: numpy's stable argsort is a timsort, its default argsort a SIMD sort, ~5x
+    faster on the 719 x 64 witness table (0.33 against 1.6 ms, once per landmark draw). A row without
+    equal entries has one ascending order, so both give it the same permutation; the rows where the
+    default sort leaves two neighbours not strictly ascending (a tie, or NaN) are sorted again stably.
+    """
+    order = np.argsort(a, axis=1)
+    values = np.take_along_axis(a, order, axis=1)
+    redo = ~(values[:, 1:] > values[:, :-1]).all(axis=1)
+    if redo.any():
+        order[redo] = np.argsort(a[redo], axis=1, kind="stable")
+        values[redo] = np.take_along_axis(a[redo], order[redo], axis=1)
+    return order, values
+
+
 def _witness_h1_intervals(witness_landmark: torch.Tensor, gamma: float) -> tuple[np.ndarray, float]:
     """H1 persistence intervals of the witness complex, and its largest filtration value alpha_max.
 
@@ -423,11 +440,7 @@ def _witness_h1_intervals(witness_landmark: torch.Tensor, gamma: float) -> tuple
     cut at alpha_max = gamma · max distance, as in the reference implementation (which passes plain,
     not squared, distances, so the relaxation is in distance units; so does this one).
     """
-    # numpy's stable argsort instead of torch.sort(stable=True): the same order (ties by landmark index),
-    # ~1.4x less CPU at 719 x 64, once per landmark draw
-    w = witness_landmark.cpu().numpy()
-    landmarks = np.argsort(w, axis=1, kind="stable")
-    distances = np.take_along_axis(w, landmarks, axis=1)
+    landmarks, distances = _stable_row_argsort(witness_landmark.cpu().numpy())
     alpha_max = gamma * float(distances[:, -1].max())
     table = np.dstack([landmarks.astype(float), distances])
     # Witnesses with identical rows of the table witness the same simplices at the same filtration values,

@@ -380,3 +380,21 @@ def test_first_of_each_row_keeps_the_rows_numpy_unique_keeps(rng):
                  np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [2.0, 1.0, 3.0], [3.0, 2.0, 1.0]])):
         _, first = np.unique(rows, axis=0, return_index=True)
         np.testing.assert_array_equal(_first_of_each_row(rows), np.sort(first))
+
+
+def test_stable_row_argsort_is_numpys_stable_argsort(rng):
+    """geometry_score's row order against ``np.argsort(kind="stable")``: distinct values, many ties (few
+    distinct values), exact zeros beside -0.0, NaN, one column, one row."""
+    from measures.topology import _stable_row_argsort
+
+    ties = rng.integers(0, 4, size=(50, 16)).astype(float)
+    ties[3, :] = 0.0
+    ties[5, ::2] = -0.0
+    with_nan = rng.standard_normal((20, 8))
+    with_nan[[2, 7], [1, 4]] = np.nan
+    with_nan[9, :3] = np.nan
+    for a in (rng.standard_normal((719, 64)), ties, with_nan, rng.standard_normal((30, 1)), ties[:1]):
+        order, values = _stable_row_argsort(a)
+        expected = np.argsort(a, axis=1, kind="stable")
+        np.testing.assert_array_equal(order, expected)
+        np.testing.assert_array_equal(values, np.take_along_axis(a, expected, axis=1))
