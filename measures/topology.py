@@ -95,9 +95,10 @@ def _cross_barcode_h1_length(d_a: np.ndarray, d_b: np.ndarray) -> float:
     filtration value are ordered), but ripser, which orders simplices and breaks ties by vertex number,
     runs faster on it: B first by up to ~30 % (the n(n-1)/2 zero-weight A-A edges come last among
     equals), the far points first by another 6-27 % of ripser's time on the default benchmark's
-    representations (BENCHMARKS.md, "RTD's vertex order, fourteenth session"). The barcode comes from giotto-ph's ``ripser_parallel`` on one thread, ripser's
-    algorithm with faster reductions: the same bars as ``ripser.ripser`` (both filter in float32; 80 cross
-    matrices of the default benchmark's representations gave identical diagrams), 1.6x less CPU. Its
+    representations (BENCHMARKS.md, "RTD's vertex order, fourteenth session"). The barcode comes from
+    giotto-ph's ``ripser_parallel`` on one thread, ripser's algorithm with faster reductions: the same bars
+    as ``ripser.ripser`` (both filter in float32; 80 cross matrices of the default benchmark's
+    representations gave identical diagrams), 1.6x less CPU. Its
     float32 bars are widened to float64, as ``ripser.ripser`` returns them, and their lengths summed
     exactly rounded (``math.fsum``), so the value does not depend on the order ripser lists the bars in.
     ``tests/measures/test_topology.py`` checks the bars against ripser (both vertex orders) and gudhi.
