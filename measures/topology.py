@@ -98,9 +98,9 @@ def _cross_barcode_h1_length(d_a: np.ndarray, d_b: np.ndarray) -> float:
     representations (BENCHMARKS.md, "RTD's vertex order, fourteenth session"). The barcode comes from
     giotto-ph's ``ripser_parallel`` on one thread, ripser's algorithm with faster reductions: the same bars
     as ``ripser.ripser`` (both filter in float32; 80 cross matrices of the default benchmark's
-    representations gave identical diagrams), 1.6x less CPU. Its
-    float32 bars are widened to float64, as ``ripser.ripser`` returns them, and their lengths summed
-    exactly rounded (``math.fsum``), so the value does not depend on the order ripser lists the bars in.
+    representations gave identical diagrams), 1.6x less CPU. Its float32 bars are widened to float64, as
+    ``ripser.ripser`` returns them, and their lengths summed exactly rounded (``math.fsum``), so the value
+    does not depend on the order ripser lists the bars in.
     ``tests/measures/test_topology.py`` checks the bars against ripser (both vertex orders) and gudhi.
     """
     n = d_a.shape[0]
@@ -428,8 +428,9 @@ def _stable_row_argsort(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     values = np.take_along_axis(a, order, axis=1)
     redo = ~(values[:, 1:] > values[:, :-1]).all(axis=1)
     if redo.any():
-        order[redo] = np.argsort(a[redo], axis=1, kind="stable")
-        values[redo] = np.take_along_axis(a[redo], order[redo], axis=1)
+        rows = a[redo]
+        order[redo] = np.argsort(rows, axis=1, kind="stable")
+        values[redo] = np.take_along_axis(rows, order[redo], axis=1)
     return order, values
 
 
