@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import copy
 import dataclasses
 import functools
 import gc
@@ -192,19 +191,34 @@ class Composer:
     set on a copy. A value Hydra would refuse (a key that does not exist) falls back to composing that
     job in full, which raises Hydra's error. ``tests/runners/test_plan.py`` checks that this gives every
     job the same config as composing it alone.
+
+    Each distinct override text is parsed once (Hydra's ANTLR parser: ~2 ms per override, and the default
+    benchmark's 284 jobs repeat a few dozen texts ~2,000 times), and each job's copy of its base config
+    is unpickled from the base's pickle: a fresh, independent config like ``copy.deepcopy`` gives, ~7x
+    faster (0.5 against 3.4 ms per job for ``sweep=noise``; pickle is also how the compose cache stores
+    configs).
     """
 
     def __init__(self) -> None:
-        self._base: dict[tuple[str, ...], DictConfig] = {}
+        self._base: dict[tuple[str, ...], bytes] = {}
         self._parser = OverridesParser.create()
+        #: override text -> (parsed override, whether it is a plain value change)
+        self._parsed: dict[str, tuple[Override, bool]] = {}
+
+    def _parse(self, text: str) -> tuple[Override, bool]:
+        hit = self._parsed.get(text)
+        if hit is None:
+            override = self._parser.parse_overrides([text])[0]
+            hit = self._parsed[text] = (override, _plain_value(override))
+        return hit
 
     def __call__(self, job: list[str]) -> DictConfig:
-        parsed = self._parser.parse_overrides(job)
-        groups = tuple(text for text, o in zip(job, parsed) if not _plain_value(o))
-        values = [o for o in parsed if _plain_value(o)]
+        parsed = [self._parse(text) for text in job]
+        groups = tuple(text for text, (_, plain) in zip(job, parsed) if not plain)
+        values = [o for o, plain in parsed if plain]
         if groups not in self._base:
-            self._base[groups] = _without_hydra(_compose(list(groups)))
-        cfg = copy.deepcopy(self._base[groups])
+            self._base[groups] = pickle.dumps(_without_hydra(_compose(list(groups))), protocol=pickle.HIGHEST_PROTOCOL)
+        cfg = pickle.loads(self._base[groups])
         try:
             for o in values:
                 OmegaConf.update(cfg, o.key_or_group, o.value(), merge=False)

@@ -39,6 +39,21 @@ def test_compose_once_equals_composing_each_job(grid):
     assert len(composer._base) <= 2  # one composition per distinct set of group choices
 
 
+def test_composed_jobs_are_independent_configs_in_struct_mode():
+    """Each job gets its own config (as a deep copy would give): changing one job's config changes no
+    other job's, and an unknown key is refused as in Hydra's struct mode."""
+    composer = Composer()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        first, second = (composer(job) for job in _jobs(["sweep=none", "arch=mlp", "seed=0,1"]))
+        third = composer(["sweep=none", "arch=mlp", "seed=0"])
+    before = OmegaConf.to_container(third, resolve=True)
+    first.perturbation.scale, first.train.lr, first.arch.width = 0.5, 1.0, 7
+    assert second.perturbation.scale != 0.5 and second.train.lr != 1.0 and second.arch.width != 7
+    assert OmegaConf.to_container(third, resolve=True) == before
+    with pytest.raises(Exception, match="no_such_key"):
+        third.no_such_key = 1
+
+
 def test_a_grid_without_sweep_runs_alone_into_its_own_folder():
     argv, notes = normalise(["arch=mlp,cnn", "seed=range(5)", "perturbation.scale=0,0.01,0.1"])
     assert argv[-1] == "sweep=grid" and "running that grid alone" in notes[0]
