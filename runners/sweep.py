@@ -192,8 +192,8 @@ class Composer:
     job in full, which raises Hydra's error. ``tests/runners/test_plan.py`` checks that this gives every
     job the same config as composing it alone.
 
-    Each distinct override text is parsed once (Hydra's ANTLR parser: ~2 ms per override, and the default
-    benchmark's 284 jobs repeat a few dozen texts ~2,000 times), and each job's copy of its base config
+    Each distinct override text is parsed once (Hydra's ANTLR parser: ~0.3 ms per override, and the default
+    benchmark's 284 jobs hold 1,931 overrides, 46 distinct texts), and each job's copy of its base config
     is unpickled from the base's pickle: a fresh, independent config like ``copy.deepcopy`` gives, ~7x
     faster (0.5 against 3.4 ms per job for ``sweep=noise``; pickle is also how the compose cache stores
     configs).
