@@ -44,11 +44,14 @@ def test_composed_jobs_are_independent_configs_in_struct_mode():
     other job's, and an unknown key is refused as in Hydra's struct mode."""
     composer = Composer()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        first, second = (composer(job) for job in _jobs(["sweep=none", "arch=mlp", "seed=0,1"]))
-        third = composer(["sweep=none", "arch=mlp", "seed=0"])
+        first, second = (composer(job) for job in _jobs(["sweep=none", "arch=mlp", "seed=0,1",
+                                                           "measures.include=[cka_linear,svcca]"]))
+        third = composer(["sweep=none", "arch=mlp", "seed=0", "measures.include=[cka_linear,svcca]"])
     before = OmegaConf.to_container(third, resolve=True)
     first.perturbation.scale, first.train.lr, first.arch.width = 0.5, 1.0, 7
+    first.measures.include.append("rtd")  # a list value parsed once and set on every job
     assert second.perturbation.scale != 0.5 and second.train.lr != 1.0 and second.arch.width != 7
+    assert list(second.measures.include) == ["cka_linear", "svcca"]
     assert OmegaConf.to_container(third, resolve=True) == before
     with pytest.raises(Exception, match="no_such_key"):
         third.no_such_key = 1
