@@ -206,6 +206,7 @@ class Composer:
         self._parsed: dict[str, tuple[Override, bool]] = {}
 
     def _parse(self, text: str) -> tuple[Override, bool]:
+        """The parsed override ``text`` and whether it is a plain value change (each text parsed once)."""
         hit = self._parsed.get(text)
         if hit is None:
             override = self._parser.parse_overrides([text])[0]

@@ -11,6 +11,7 @@ from hydra import initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError
 
 from runners.sweep import CONF_DIR, Composer, _compose, normalise, plan
 
@@ -53,7 +54,7 @@ def test_composed_jobs_are_independent_configs_in_struct_mode():
     assert second.perturbation.scale != 0.5 and second.train.lr != 1.0 and second.arch.width != 7
     assert list(second.measures.include) == ["cka_linear", "svcca"]
     assert OmegaConf.to_container(third, resolve=True) == before
-    with pytest.raises(Exception, match="no_such_key"):
+    with pytest.raises(ConfigAttributeError, match="no_such_key"):
         third.no_such_key = 1
 
 
