@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -48,6 +50,11 @@ class AnalysisContext:
         if arrays is None:
             raise FileNotFoundError(f"representations {variant_key} are not in the cache; re-run the sweep")
         return arrays
+
+    def measure_params(self, names: Iterable[str]) -> dict[str, dict]:
+        """Each measure's keyword parameters as the sweep computed it (the ``params`` of its first score
+        row: one setting per measure in a collected table), for analyses that compute measures again."""
+        return {m: json.loads(self.scores.loc[self.scores["measure"].eq(m), "params"].iloc[0]) for m in names}
 
 
 @dataclass

@@ -26,7 +26,6 @@ Every statistic gets a seeded percentile bootstrap interval over models (seeds),
 
 from __future__ import annotations
 
-import json
 import warnings
 from typing import Callable
 
@@ -406,7 +405,7 @@ def pc_deletion(ctx: AnalysisContext) -> AnalysisResult:
     standard = standard[standard["measure"].isin(chosen)]
     if standard.empty or not chosen:
         return AnalysisResult(pd.DataFrame(), "no standard models or representational measures")
-    params = {m: json.loads(ctx.scores.loc[ctx.scores["measure"].eq(m), "params"].iloc[0]) for m in chosen}
+    params = ctx.measure_params(chosen)
     rows, curves = [], []
     for arch, final in _final_rows(standard).items():
         first = final.sort_values(["seed_a", "seed_b"]).iloc[0]

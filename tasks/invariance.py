@@ -10,7 +10,6 @@ undeclared one leaves it unchanged (possible for special data, so it is flagged,
 
 from __future__ import annotations
 
-import json
 
 import matplotlib
 
@@ -80,7 +79,7 @@ def invariance(ctx: AnalysisContext) -> AnalysisResult:
     chosen = [m for m in ctx.scores["measure"].unique() if m in measures.names(inputs="representations")]
     if not sources or not chosen:
         return AnalysisResult(pd.DataFrame(), "no representational measures or model pairs in this sweep")
-    params = {m: json.loads(ctx.scores.loc[ctx.scores["measure"].eq(m), "params"].iloc[0]) for m in chosen}
+    params = ctx.measure_params(chosen)
     rows = []
     for arch, key_a, key_b, layer in sources:
         rng = np.random.default_rng(0)
