@@ -10,7 +10,6 @@ undeclared one leaves it unchanged (possible for special data, so it is flagged,
 
 from __future__ import annotations
 
-
 import matplotlib
 
 matplotlib.use("Agg")
