@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import ortho_group
 
 import measures
@@ -76,6 +77,37 @@ def test_identity_and_range(name, rng):
     else:
         same = value(name, args[0], args[0], **kwargs)
     assert close(same, info.identity_value), f"m(X, X) = {same}, expected {info.identity_value}"
+
+
+def _as_float64_tensors(args):
+    """Every array of a measure's positional inputs as a float64 torch tensor (lists stay lists)."""
+    def one(a):
+        return torch.from_numpy(np.array(a, dtype=np.float64))
+    return tuple([one(a) for a in x] if isinstance(x, list) else one(x) for x in args)
+
+
+def _flat(args):
+    return [t for x in args for t in (x if isinstance(x, list) else [x])]
+
+
+@pytest.mark.parametrize("name", ARRAY_MEASURES)
+def test_inputs_are_left_unchanged(name, rng):
+    """A measure never writes to its inputs. Validation hands float64 CPU tensors to the measure as views of
+    the caller's memory, and a sweep job gives all the rows of a pair the same converted tensors
+    (``runners.job.Float64Inputs``): a measure that changed them would change the later rows' values.
+    Checked bit for bit (writes through numpy views do not bump torch's version counter) and by a second
+    call with the same tensors, which must give the same value (the memo's kept results are read-only too)."""
+    info = measures.info(name)
+    args, kwargs = example_inputs(info, rng)
+    tensors = _as_float64_tensors(args)
+    before = [t.clone() for t in _flat(tensors)]
+    versions = [t._version for t in _flat(tensors)]
+    first = value(name, *tensors, **kwargs)
+    for t, b, v in zip(_flat(tensors), before, versions):
+        assert torch.equal(t, b), f"{name} changed one of its inputs"
+        assert t._version == v, f"{name} wrote to one of its inputs in place"
+    again = value(name, *tensors, **kwargs)
+    assert again == first, f"{name}: a second call on the same tensors gave {again}, the first {first}"
 
 
 @pytest.mark.parametrize("name", [n for n in ARRAY_MEASURES if measures.info(n).inputs != "outputs_group"])
