@@ -14,6 +14,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+import measures
 from tasks.storage import read_arrays
 
 
@@ -62,6 +63,14 @@ class AnalysisResult:
     evaluations: pd.DataFrame
     summary: str = ""
     figures: list[Path] = field(default_factory=list)
+
+
+def representational_measures(scores: pd.DataFrame) -> list[str]:
+    """The measures on representations that the sweep's scores hold, in the registry's (sorted) order: a
+    sweep of a few measures (``measures.include=[...]``, the smoke sweep's ``measures=fast``) is analysed
+    on those, not on the whole catalogue (the default benchmark has every one)."""
+    present = set(scores["measure"].unique()) if "measure" in scores else set()
+    return [m for m in measures.names(inputs="representations") if m in present]
 
 
 #: intervention axes recorded per side in the scores (``<axis>_a``, ``<axis>_b``)

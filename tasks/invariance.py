@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 from scipy.stats import ortho_group  # noqa: E402
 
 import measures  # noqa: E402
-from tasks.base import AnalysisContext, AnalysisResult, analysis, standard_rows  # noqa: E402
+from tasks.base import AnalysisContext, AnalysisResult, analysis, representational_measures, standard_rows  # noqa: E402
 from tasks.robustness import last_hidden_layer  # noqa: E402
 
 #: transform name -> the invariance class that covers it
@@ -75,7 +75,7 @@ def _source_pairs(scores: pd.DataFrame) -> list[tuple[str, str, str, str]]:
 @analysis("invariance", reads_previous=False)
 def invariance(ctx: AnalysisContext) -> AnalysisResult:
     sources = _source_pairs(ctx.scores)
-    chosen = [m for m in ctx.scores["measure"].unique() if m in measures.names(inputs="representations")]
+    chosen = representational_measures(ctx.scores)
     if not sources or not chosen:
         return AnalysisResult(pd.DataFrame(), "no representational measures or model pairs in this sweep")
     params = ctx.measure_params(chosen)
@@ -88,7 +88,7 @@ def invariance(ctx: AnalysisContext) -> AnalysisResult:
         x, y = x[keep], y[keep]
         moved = {t: apply(t, y, np.random.default_rng(i))
                  for i, t in enumerate(TRANSFORMS)}
-        for name in sorted(chosen):
+        for name in chosen:
             info = measures.info(name)
             try:
                 base = measures.compute(name, x, y, **params[name])

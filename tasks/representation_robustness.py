@@ -29,8 +29,8 @@ from tqdm.auto import tqdm  # noqa: E402
 
 import measures  # noqa: E402
 from tasks import plotting  # noqa: E402
-from tasks.base import AnalysisContext, AnalysisResult, analysis  # noqa: E402
-from tasks.sample_size import _real_pairs, representational_measures  # noqa: E402
+from tasks.base import AnalysisContext, AnalysisResult, analysis, representational_measures  # noqa: E402
+from tasks.sample_size import _real_pairs  # noqa: E402
 
 N_ROWS = 200
 NOISE = (0.01, 0.1, 0.5)

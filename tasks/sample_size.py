@@ -36,7 +36,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 import measures  # noqa: E402
 from tasks import plotting  # noqa: E402
-from tasks.base import AnalysisContext, AnalysisResult, analysis, seed_pairs  # noqa: E402
+from tasks.base import AnalysisContext, AnalysisResult, analysis, representational_measures, seed_pairs  # noqa: E402
 from tasks.robustness import last_hidden_layer  # noqa: E402
 
 N_GRID = (32, 128, 512)
@@ -88,14 +88,6 @@ def first_n_below(table: pd.DataFrame, column: str, threshold: float) -> dict[in
         else:
             out[d] = float("nan")
     return out
-
-
-def representational_measures(scores: pd.DataFrame) -> list[str]:
-    """The measures on representations that the sweep's scores hold, in the registry's (sorted) order: a
-    sweep of a few measures (``measures.include=[...]``, the smoke sweep's ``measures=fast``) is analysed
-    on those, not on the whole catalogue (the default benchmark has every one)."""
-    present = set(scores["measure"].unique()) if "measure" in scores else set()
-    return [m for m in measures.names(inputs="representations") if m in present]
 
 
 def _real_pairs(ctx: AnalysisContext) -> dict[str, tuple[np.ndarray, np.ndarray]]:

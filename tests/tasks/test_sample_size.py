@@ -9,6 +9,7 @@ import pytest
 
 import measures
 from tasks import sample_size as ss
+from tasks.base import representational_measures
 from tests.tasks.test_benchmark_tests import context
 
 
@@ -97,7 +98,7 @@ def test_a_sweep_without_representational_measures(tmp_path, monkeypatch):
 
 def test_representational_measures_follow_the_scores_in_registry_order():
     scores = pd.DataFrame({"measure": ["rsa", "disagreement", "cka_linear", "rsa"]})
-    assert ss.representational_measures(scores) == ["cka_linear", "rsa"]
-    assert ss.representational_measures(pd.DataFrame()) == []
+    assert representational_measures(scores) == ["cka_linear", "rsa"]
+    assert representational_measures(pd.DataFrame()) == []
     everything = pd.DataFrame({"measure": measures.names()})
-    assert ss.representational_measures(everything) == measures.names(inputs="representations")
+    assert representational_measures(everything) == measures.names(inputs="representations")
