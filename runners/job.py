@@ -273,8 +273,10 @@ def _run_job(cfg: DictConfig) -> JobResult:
         accuracies = (_probe_accuracy(arrays_a), _probe_accuracy(arrays_b))
         # no per-job bars under the sweep command, which shows one progress line for all jobs
         quiet = len(todo) < 20 or bool(os.environ.get("SIMBENCH_PROGRESS_DIR"))
+        models: dict[str, torch.nn.Module] = {}  # the pair's models, loaded by its first model-based row
         for task in tqdm(todo, desc=f"{pair.pair_type} pair", leave=False, disable=quiet, mininterval=1.0):
-            new_rows.append(_compute_row(task, pair, arrays_a, arrays_b, accuracies, cache, sweep, key))
+            new_rows.append(_compute_row(task, pair, arrays_a, arrays_b, accuracies, cache, sweep, key,
+                                         models=models))
 
     todo = [t for t in group_tasks if t["row_key"] not in done]
     if todo:
@@ -616,10 +618,23 @@ def _directed(pair: Pair, task: dict[str, Any]) -> Pair:
     return Pair(pair.pair_type, pair.b, pair.a) if task["swap"] else pair
 
 
+def _pair_model(cache: ZooCache, variant: Variant, models: dict[str, torch.nn.Module] | None) -> torch.nn.Module:
+    """The model of ``variant`` for a model-based row: the pair's one copy in ``models`` (made on first use),
+    or a copy of its own where no ``models`` is given."""
+    if models is None:
+        return cache.variant_model(variant)
+    model = models.get(variant.key)
+    if model is None:
+        model = models[variant.key] = cache.variant_model(variant)
+    return model
+
+
 def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dict, accuracies: tuple[float, float],
-                 cache: ZooCache, sweep: str, key: str, group_arrays: list[dict] | None = None) -> dict[str, Any]:
+                 cache: ZooCache, sweep: str, key: str, group_arrays: list[dict] | None = None,
+                 models: dict[str, torch.nn.Module] | None = None) -> dict[str, Any]:
     """The result row of ``task`` on the pair's loaded arrays; ``accuracies`` are the probe accuracies
-    of ``arrays_a`` and ``arrays_b`` (:func:`_probe_accuracy`, computed once per pair by the caller)."""
+    of ``arrays_a`` and ``arrays_b`` (:func:`_probe_accuracy`, computed once per pair by the caller);
+    ``models``: the pair's models by variant key, shared by its model-based rows (:func:`_pair_model`)."""
     name, la, lb = task["measure"], task["layer_a"], task["layer_b"]
     accuracy_a, accuracy_b = accuracies
     if task["swap"]:
@@ -639,7 +654,10 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
     elif info.inputs == "outputs_group":
         inputs = ([arr["probabilities"] for arr in group_arrays],)
     else:
-        inputs = (cache.variant_model(pair.a), cache.variant_model(pair.b))
+        # One copy of each model for all the pair's model-based rows (``models``, kept by the caller per pair):
+        # measures never change the models they are given (``tests/measures/test_functional_models.py``),
+        # and a deep copy costs 0.4-2.5 ms per model and row.
+        inputs = tuple(_pair_model(cache, v, models) for v in (pair.a, pair.b))
         if "probe" in info.params:
             kwargs["probe"] = torch.from_numpy(cache.data_for(pair.a.model).x_probe).to(cache.device)
     if info.requires_labels:

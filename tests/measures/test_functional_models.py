@@ -372,3 +372,37 @@ def test_bad_input(name, digits, mlp_a, probe, labels):
 def test_bad_parameters(name, params, match, mlp_a, probe, labels):
     kw = {"labels": labels} if measures.info(name).requires_labels else {}
     _raises(name, match, mlp_a, mlp_a, probe=probe, **kw, **params)
+
+
+def _model_state(model: nn.Module) -> list:
+    """Everything a measure could leave changed in a model: every tensor of its state (bit for bit), the
+    training flags, requires_grad and gradients of its parameters, and its hooks."""
+    return [
+        {k: v.clone() for k, v in model.state_dict().items()},
+        [m.training for m in model.modules()],
+        [(p.requires_grad, p.grad is None) for p in model.parameters()],
+        [(len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks)) for m in model.modules()],
+    ]
+
+
+def _same_state(before: list, after: list) -> bool:
+    states_equal = before[0].keys() == after[0].keys() and all(torch.equal(v, after[0][k]) for k, v in before[0].items())
+    return states_equal and before[1:] == after[1:]
+
+
+#: every model-based measure with its defaults, and weight_distance with each of its alignments
+UNCHANGED_CASES = [(n, {}) for n in measures.names(inputs="models")] + [
+    ("weight_distance", {"alignment": a}) for a in ("canonical", "weight_matching", "activation_matching")]
+
+
+@pytest.mark.parametrize(("name", "params"), UNCHANGED_CASES, ids=[f"{n}-{p.get('alignment', 'default')}"
+                                                                    for n, p in UNCHANGED_CASES])
+def test_models_are_left_unchanged(name, params, mlp_a, mlp_b, probe, labels):
+    """No model-based measure changes the models it is given: a sweep job gives all the model-based rows of
+    a pair the same two models (``runners.job._pair_model``), so a change would reach the later rows. A second
+    call on the same models must give the same value."""
+    a, b = copy.deepcopy(mlp_a), copy.deepcopy(mlp_b)
+    before = [_model_state(m) for m in (a, b)]
+    first = compute(name, a, b, probe, labels, **params)
+    assert all(_same_state(s, _model_state(m)) for s, m in zip(before, (a, b))), f"{name} changed a model"
+    assert compute(name, a, b, probe, labels, **params) == first

@@ -92,9 +92,9 @@ def _flat(args):
 
 @pytest.mark.parametrize("name", ARRAY_MEASURES)
 def test_inputs_are_left_unchanged(name, rng):
-    """A measure never writes to its inputs. Validation hands float64 CPU tensors to the measure as views of
-    the caller's memory, and a sweep job gives all the rows of a pair the same converted tensors
-    (``runners.job.Float64Inputs``): a measure that changed them would change the later rows' values.
+    """A measure never writes to its inputs. Validation hands float64 CPU arrays and tensors to the measure as
+    views of the caller's memory, and a sweep job gives all the rows of a pair the same arrays (the kept
+    representations of ``ZooCache``): a measure that changed them would change the later rows' values.
     Checked bit for bit (writes through numpy views do not bump torch's version counter) and by a second
     call with the same tensors, which must give the same value (the memo's kept results are read-only too)."""
     info = measures.info(name)
