@@ -386,8 +386,8 @@ def _model_state(model: nn.Module) -> list:
 
 
 def _same_state(before: list, after: list) -> bool:
-    states_equal = before[0].keys() == after[0].keys() and all(torch.equal(v, after[0][k]) for k, v in before[0].items())
-    return states_equal and before[1:] == after[1:]
+    state, now = before[0], after[0]
+    return state.keys() == now.keys() and all(torch.equal(v, now[k]) for k, v in state.items()) and before[1:] == after[1:]
 
 
 #: every model-based measure with its defaults, and weight_distance with each of its alignments
