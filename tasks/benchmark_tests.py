@@ -43,7 +43,8 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 import measures  # noqa: E402
 from tasks import plotting, stats  # noqa: E402
-from tasks.base import INTERVENTION_AXES, AnalysisContext, AnalysisResult, analysis, is_default, seed_pairs  # noqa: E402
+from tasks.base import (INTERVENTION_AXES, AnalysisContext, AnalysisResult, analysis, is_default,  # noqa: E402
+                        representational_measures, seed_pairs)
 from tasks.robustness import last_hidden_layer  # noqa: E402
 from tasks.zoo.datasets import DOMAINS  # noqa: E402
 
@@ -400,7 +401,7 @@ def probe_accuracy(x: np.ndarray, labels: np.ndarray) -> float:
 @analysis("pc_deletion", reads_previous=False)
 def pc_deletion(ctx: AnalysisContext) -> AnalysisResult:
     standard = _model_pairs(ctx.scores)
-    chosen = [m for m in ctx.scores["measure"].unique() if _representational(m)]
+    chosen = representational_measures(ctx.scores)
     # only representational rows name layers with representations (ok rows of weight_distance alone: none)
     standard = standard[standard["measure"].isin(chosen)]
     if standard.empty or not chosen:
@@ -420,7 +421,7 @@ def pc_deletion(ctx: AnalysisContext) -> AnalysisResult:
         ks = sorted({int(round(f * rank)) for f in np.linspace(0, 1, 9)} - {rank}) or [0]
         deleted = deletion_series(x, ks)
         acc = np.array([probe_accuracy(deleted[k], labels) for k in ks])
-        for measure in sorted(chosen):
+        for measure in chosen:
             info = measures.info(measure)
             values = []
             for k in ks:
