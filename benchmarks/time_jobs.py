@@ -7,10 +7,10 @@ Usage::
 
 Empties ``OUT`` (with ``--keep-cache`` only its shards: the jobs then compute every row again on the models
 and representations an earlier run left in ``OUT``'s cache, i.e. the rows' own cost without training), plans
-the sweep (the overrides as on the sweep command line) with ``results_dir=OUT``, then runs every planned job with ``runners.job.run_job`` in this process (no pool: one core, no scheduling
-noise) and prints the jobs' CPU time (``time.process_time``). Run it from two checkouts in turn to compare
-versions, and compare their shards and model files row by row (BENCHMARKS.md, "From an empty cache, sixth
-round (train)").
+the sweep (the overrides as on the sweep command line) with ``results_dir=OUT``, then runs every planned job
+with ``runners.job.run_job`` in this process (no pool: one core, no scheduling noise) and prints the jobs' CPU
+time (``time.process_time``). Run it from two checkouts in turn to compare versions, and compare their shards
+and model files row by row (BENCHMARKS.md, "From an empty cache, sixth round (train)").
 """
 
 from __future__ import annotations

@@ -273,7 +273,7 @@ def _run_job(cfg: DictConfig) -> JobResult:
         accuracies = (_probe_accuracy(arrays_a), _probe_accuracy(arrays_b))
         # no per-job bars under the sweep command, which shows one progress line for all jobs
         quiet = len(todo) < 20 or bool(os.environ.get("SIMBENCH_PROGRESS_DIR"))
-        models: dict[tuple[str, int], torch.nn.Module] = {}  # the pair's models, made by its first model-based row
+        models: dict[tuple[str, int], torch.nn.Module] = {}  # the pair's models (see _pair_model)
         for task in tqdm(todo, desc=f"{pair.pair_type} pair", leave=False, disable=quiet, mininterval=1.0):
             new_rows.append(_compute_row(task, pair, arrays_a, arrays_b, accuracies, cache, sweep, key,
                                          models=models))
@@ -620,10 +620,10 @@ def _directed(pair: Pair, task: dict[str, Any]) -> Pair:
 
 def _pair_model(cache: ZooCache, variant: Variant, models: dict[tuple[str, int], torch.nn.Module] | None,
                 copy_index: int = 0) -> torch.nn.Module:
-    """The model of ``variant`` for a model-based row: the pair's copy number ``copy_index`` in ``models`` (made on
-    first use), or a copy of its own where no ``models`` is given. A pair of a model with itself gets two
-    copies (``copy_index`` 0 and 1), as two different models would: a measure may rely on its two inputs being two
-    objects (hooks registered on one of them)."""
+    """The model of ``variant`` for a model-based row: the pair's copy number ``copy_index`` in ``models``
+    (made on first use), or a copy of its own where no ``models`` is given. A pair of a model with itself gets
+    two copies (``copy_index`` 0 and 1), as two different models would: a measure may rely on its two inputs
+    being two objects (hooks registered on one of them)."""
     if models is None:
         return cache.variant_model(variant)
     model = models.get((variant.key, copy_index))
@@ -660,7 +660,8 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         # One copy of each model for all the pair's model-based rows (``models``, kept by the caller per pair):
         # measures never change the models they are given (``tests/measures/test_functional_models.py``),
         # and a deep copy costs 0.4-2.5 ms per model and row.
-        inputs = (_pair_model(cache, pair.a, models), _pair_model(cache, pair.b, models, int(pair.b.key == pair.a.key)))
+        second = int(pair.b.key == pair.a.key)  # a model with itself: a second copy
+        inputs = (_pair_model(cache, pair.a, models), _pair_model(cache, pair.b, models, second))
         if "probe" in info.params:
             kwargs["probe"] = torch.from_numpy(cache.data_for(pair.a.model).x_probe).to(cache.device)
     if info.requires_labels:
