@@ -64,3 +64,22 @@ def test_a_replaced_model_file_is_read_again(tmp_path):
     os.replace(str(path) + ".new", path)  # what a retraining's atomic write does
     after = cache.variant_model(Variant(SPEC))
     assert same(after, fresh(cache, Variant(SPEC))) and not same(after, before)
+
+
+def test_a_pair_shares_one_copy_of_each_model_and_a_self_pair_gets_two(tmp_path):
+    """``runners.job._pair_model``: the model-based rows of a pair get one copy of each of its models (made on
+    first use, equal to a fresh read), and a model paired with itself still gets two distinct copies."""
+    from runners.job import _pair_model
+
+    cache = ZooCache(tmp_path)
+    cache.model(SPEC)
+    a, b = Variant(SPEC), Variant(SPEC, 0.1, 0)
+    models: dict = {}
+    first = _pair_model(cache, a, models), _pair_model(cache, b, models)
+    again = _pair_model(cache, a, models), _pair_model(cache, b, models)
+    assert first[0] is again[0] and first[1] is again[1] and first[0] is not first[1]
+    assert same(first[0], fresh(cache, a)) and same(first[1], fresh(cache, b))
+    itself = _pair_model(cache, a, models), _pair_model(cache, a, models, 1)
+    assert itself[0] is first[0] and itself[1] is not itself[0] and same(itself[1], fresh(cache, a))
+    assert all(p is not q for p, q in zip(itself[0].parameters(), itself[1].parameters()))
+    assert _pair_model(cache, a, None) is not first[0]  # no pair store: a copy of its own
