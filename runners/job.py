@@ -618,14 +618,12 @@ def _directed(pair: Pair, task: dict[str, Any]) -> Pair:
     return Pair(pair.pair_type, pair.b, pair.a) if task["swap"] else pair
 
 
-def _pair_model(cache: ZooCache, variant: Variant, models: dict[tuple[str, int], torch.nn.Module] | None,
+def _pair_model(cache: ZooCache, variant: Variant, models: dict[tuple[str, int], torch.nn.Module],
                 copy_index: int = 0) -> torch.nn.Module:
     """The model of ``variant`` for a model-based row: the pair's copy number ``copy_index`` in ``models``
-    (made on first use), or a copy of its own where no ``models`` is given. A pair of a model with itself gets
-    two copies (``copy_index`` 0 and 1), as two different models would: a measure may rely on its two inputs
-    being two objects (hooks registered on one of them)."""
-    if models is None:
-        return cache.variant_model(variant)
+    (made on first use). A pair of a model with itself gets two copies (``copy_index`` 0 and 1), as two
+    different models would: a measure may rely on its two inputs being two objects (hooks registered on one
+    of them)."""
     model = models.get((variant.key, copy_index))
     if model is None:
         model = models[variant.key, copy_index] = cache.variant_model(variant)
@@ -637,7 +635,8 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
                  models: dict[tuple[str, int], torch.nn.Module] | None = None) -> dict[str, Any]:
     """The result row of ``task`` on the pair's loaded arrays; ``accuracies`` are the probe accuracies
     of ``arrays_a`` and ``arrays_b`` (:func:`_probe_accuracy`, computed once per pair by the caller);
-    ``models``: the pair's models by variant key, shared by its model-based rows (:func:`_pair_model`)."""
+    ``models``: the pair's models by variant key, shared by its model-based rows (:func:`_pair_model`; without
+    it, the row gets copies of its own)."""
     name, la, lb = task["measure"], task["layer_a"], task["layer_b"]
     accuracy_a, accuracy_b = accuracies
     if task["swap"]:
@@ -661,7 +660,8 @@ def _compute_row(task: dict[str, Any], pair: Pair, arrays_a: dict, arrays_b: dic
         # measures never change the models they are given (``tests/measures/test_functional_models.py``),
         # and a deep copy costs 0.4-2.5 ms per model and row.
         second = int(pair.b.key == pair.a.key)  # a model with itself: a second copy
-        inputs = (_pair_model(cache, pair.a, models), _pair_model(cache, pair.b, models, second))
+        store = models if models is not None else {}
+        inputs = (_pair_model(cache, pair.a, store), _pair_model(cache, pair.b, store, second))
         if "probe" in info.params:
             kwargs["probe"] = torch.from_numpy(cache.data_for(pair.a.model).x_probe).to(cache.device)
     if info.requires_labels:

@@ -82,4 +82,4 @@ def test_a_pair_shares_one_copy_of_each_model_and_a_self_pair_gets_two(tmp_path)
     itself = _pair_model(cache, a, models), _pair_model(cache, a, models, 1)
     assert itself[0] is first[0] and itself[1] is not itself[0] and same(itself[1], fresh(cache, a))
     assert all(p is not q for p, q in zip(itself[0].parameters(), itself[1].parameters()))
-    assert _pair_model(cache, a, None) is not first[0]  # no pair store: a copy of its own
+    assert _pair_model(cache, a, {}) is not first[0]  # another pair's store: a copy of its own
