@@ -52,13 +52,13 @@ def _arrays(result: object) -> object:
     return np.asarray(result)
 
 
-def _sign_fixed(columns: np.ndarray) -> np.ndarray:
-    """Columns with the sign that makes each column's largest-magnitude entry positive (SVD/QR/eigh factors
-    are unique only up to the sign of each column)."""
+def _column_signs(columns: np.ndarray) -> np.ndarray:
+    """The sign of each column's largest-magnitude entry (1 for a zero column): SVD and eigh factors are
+    unique only up to the sign of each column, and dividing by these fixes it."""
     rows = np.abs(columns).argmax(axis=0)
     signs = np.sign(columns[rows, np.arange(columns.shape[1])])
     signs[signs == 0] = 1.0
-    return columns * signs
+    return signs
 
 
 def _agree(a: object, b: object) -> bool:
@@ -89,15 +89,12 @@ def operations(n: int, d: int, seed: int = 0) -> list[Operation]:
 
     def svd_canonical(r: object) -> tuple:
         u, s, vh = _arrays(r)
-        # u and vᵀ up to a common sign per singular pair: fix by u's column signs, apply the same to vh
-        rows = np.abs(u).argmax(axis=0)
-        signs = np.sign(u[rows, np.arange(u.shape[1])])
-        signs[signs == 0] = 1.0
+        signs = _column_signs(u)  # u and vᵀ share one sign per singular pair
         return u * signs, s, vh * signs[:, None]
 
     def eigh_canonical(r: object) -> tuple:
         w, v = _arrays(r)
-        return w, _sign_fixed(v)
+        return w, v * _column_signs(v)
 
     def qr_canonical(r: object) -> tuple:
         q, r_ = _arrays(r)
@@ -173,7 +170,8 @@ def table(rows: list[dict]) -> str:
     lines = ["| (N, D) | operation | numpy / scipy (ms) | torch (ms) | torch / numpy |", "|---|---|---|---|---|"]
     for r in rows:
         ratio = f"{r['torch_s'] / r['numpy_s']:.2f}" if r["agree"] and r["numpy_s"] > 0 else "differs"
-        lines.append(f"| {r['size']} | {r['operation']} | {r['numpy_s'] * 1e3:.3g} | {r['torch_s'] * 1e3:.3g} | {ratio} |")
+        times = f"{r['numpy_s'] * 1e3:.3g} | {r['torch_s'] * 1e3:.3g}"
+        lines.append(f"| {r['size']} | {r['operation']} | {times} | {ratio} |")
     return "\n".join(lines)
 
 
