@@ -25,14 +25,17 @@ from __future__ import annotations
 
 import argparse
 import gc
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-import scipy.linalg
-import torch
-from threadpoolctl import threadpool_limits
+# First: bench_peers pins the BLAS and OpenMP pools to one thread before numpy loads.
+from benchmarks.bench_peers import inputs
+from benchmarks.bench_memory import timed
+
+import numpy as np  # noqa: E402
+import scipy.linalg  # noqa: E402
+import torch  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,8 @@ def _agree(a: object, b: object) -> bool:
 
 
 def operations(n: int, d: int, seed: int = 0) -> list[Operation]:
-    """The operations at (n, d), on inputs drawn once (the same arrays for both backends)."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, d))
-    y = 0.3 * x @ rng.standard_normal((d, d)) / np.sqrt(d) + rng.standard_normal((n, d))
+    """The operations at (n, d), on inputs drawn once (``bench_peers``'s; the same arrays for both backends)."""
+    x, y = inputs(n, d, seed)
     m = x.T @ y / n
     g = x.T @ x / n + np.eye(d)
     squares = np.einsum("ij,ij->i", x, x)
@@ -136,12 +137,6 @@ def operations(n: int, d: int, seed: int = 0) -> list[Operation]:
     ]
 
 
-def _cpu_seconds(call: Callable[[], object]) -> float:
-    start = time.process_time()
-    call()
-    return time.process_time() - start
-
-
 def run(sizes: list[tuple[int, int]], repeats: int, only: set[str] | None = None) -> list[dict]:
     """One row per (size, operation): the best CPU seconds of each backend and whether the results agree."""
     torch.set_num_threads(1)
@@ -158,7 +153,7 @@ def run(sizes: list[tuple[int, int]], repeats: int, only: set[str] | None = None
                     for op in ops:
                         sides = (("numpy", op.numpy), ("torch", op.torch))
                         for side, call in sides if round_ % 2 == 0 else sides[::-1]:
-                            best[op.name, side] = min(best[op.name, side], _cpu_seconds(call))
+                            best[op.name, side] = min(best[op.name, side], timed(call, 0))
             finally:
                 gc.enable()
             rows += [{"size": f"{n}x{d}", "operation": op.name, "numpy_s": best[op.name, "numpy"],

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from benchmarks.bench_backends import _agree, _arrays, main, operations, run, table
+from benchmarks.bench_peers import inputs
 
 
 @pytest.fixture(scope="module")
@@ -14,16 +15,8 @@ def ops():
     return {op.name: op for op in operations(60, 8, seed=3)}
 
 
-def _inputs(n=60, d=8, seed=3):
-    """The inputs ``operations`` draws, rebuilt from its documented recipe."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, d))
-    y = 0.3 * x @ rng.standard_normal((d, d)) / np.sqrt(d) + rng.standard_normal((n, d))
-    return x, y
-
-
 def test_every_operation_matches_its_definition(ops):
-    x, y = _inputs()
+    x, y = inputs(60, 8, 3)
     n, d = x.shape
     m, g = x.T @ y / n, x.T @ x / n + np.eye(d)
     rdm = np.array([[np.linalg.norm(x[i] - x[j]) for j in range(n)] for i in range(n)])
@@ -51,7 +44,7 @@ def test_every_operation_matches_its_definition(ops):
 
 
 def test_factorisations_reconstruct_their_input(ops):
-    x, y = _inputs()
+    x, y = inputs(60, 8, 3)
     n, d = x.shape
     m, g = x.T @ y / n, x.T @ x / n + np.eye(d)
     for side in ("numpy", "torch"):
